@@ -1,0 +1,184 @@
+//! The one place where errors become HTTP responses.
+//!
+//! Every handler returns `ApiError`; this file decides the status and renders the body in the
+//! provider's shape (`{"error": "…"}`, or `{"message": "…"}` for a disabled multi webhook, as
+//! the reference docs show). Internal failures are logged with their whole source chain and
+//! answered with the provider's opaque 500 text, never with details.
+
+use axum::extract::rejection::BytesRejection;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::domain::{HeaderError, MultiWebhookError, UrlError, ValidationError};
+use crate::store::StoreError;
+
+/// The body of every Messaging API and admin error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, in words a client can act on.
+    pub error: String,
+}
+
+/// The body of the provider's success messages (and of its 409 "disabled" answer).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageBody {
+    /// The message.
+    pub message: String,
+}
+
+impl MessageBody {
+    /// A message body with `text`.
+    pub fn new(text: impl Into<String>) -> Json<Self> {
+        Json(Self {
+            message: text.into(),
+        })
+    }
+}
+
+/// Why a request failed, as the client will be told.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed or breaks a rule.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: no credentials, or unknown ones.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 404: the thing named does not exist (or is not the caller's).
+    #[error("{0}")]
+    NotFound(String),
+    /// 405: the path exists, the method does not.
+    #[error("Method not allowed")]
+    MethodNotAllowed,
+    /// 409: the request conflicts with existing state.
+    #[error("{0}")]
+    Conflict(String),
+    /// 409 in the provider's `{"message"}` shape: multi webhook must be enabled first.
+    #[error("Multi webhook is disabled, use POST to enable it first")]
+    MultiWebhookDisabled,
+    /// 413: the body is over the limit.
+    #[error("Request body is too large: the limit is {0} bytes")]
+    PayloadTooLarge(usize),
+    /// 503: a dependency (the database) is not available right now.
+    #[error("Service unavailable, please retry later")]
+    Unavailable(#[source] StoreError),
+    /// 500: a bug or an unexpected failure; details go to the log only.
+    #[error("Operation failed, please retry later or contact support")]
+    Internal(#[source] StoreError),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) | Self::MultiWebhookDisabled => StatusCode::CONFLICT,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Maps a failure to read the body: over the limit is 413, anything else 400.
+    pub fn from_body_rejection(rejection: BytesRejection, limit: usize) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::PayloadTooLarge(limit)
+        } else {
+            Self::BadRequest(format!(
+                "Cannot read the request body: {}",
+                rejection.body_text()
+            ))
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            Self::Internal(source) | Self::Unavailable(source) => {
+                tracing::error!(error = %error_chain(source), %status, "request failed");
+            }
+            _ => tracing::debug!(error = %self, %status, "request rejected"),
+        }
+        let message = self.to_string();
+        let mut response = match self {
+            Self::MultiWebhookDisabled => (status, MessageBody::new(message)).into_response(),
+            _ => (status, Json(ErrorBody { error: message })).into_response(),
+        };
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(error: ValidationError) -> Self {
+        Self::BadRequest(error.0)
+    }
+}
+
+impl From<UrlError> for ApiError {
+    fn from(error: UrlError) -> Self {
+        Self::BadRequest(error.to_string())
+    }
+}
+
+impl From<HeaderError> for ApiError {
+    fn from(error: HeaderError) -> Self {
+        Self::BadRequest(error.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound { what, id } => {
+                Self::NotFound(format!("{} {id} not found", capitalize(what)))
+            }
+            StoreError::Conflict(message) => Self::Conflict(message),
+            StoreError::MultiWebhook(rule) => rule.into(),
+            StoreError::Closed | StoreError::Abandoned => Self::Unavailable(error),
+            StoreError::Database(_) | StoreError::Open(_) => Self::Internal(error),
+        }
+    }
+}
+
+impl From<MultiWebhookError> for ApiError {
+    fn from(error: MultiWebhookError) -> Self {
+        match error {
+            MultiWebhookError::Disabled => Self::MultiWebhookDisabled,
+            MultiWebhookError::NotFound(_) => Self::NotFound(error.to_string()),
+            _ => Self::BadRequest(error.to_string()),
+        }
+    }
+}
+
+fn capitalize(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// `error: cause: cause…`, so one log line tells the whole story.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

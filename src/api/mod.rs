@@ -1,0 +1,122 @@
+//! HTTP: the routers of every surface, their extractors, and the one error mapping.
+//!
+//! - `messaging` and `multi_webhook`: the provider-compatible Messaging API (`D360-API-KEY`).
+//! - `admin`: provisioning and operations (admin token).
+//! - `system`: health, readiness, and `/openapi.json`.
+//!
+//! The OpenAPI document is generated from the same annotations that register the routes
+//! (utoipa-axum), so it cannot drift from what is served.
+
+mod admin;
+mod error;
+mod extract;
+mod messaging;
+mod multi_webhook;
+mod system;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use error::ApiError;
+pub use extract::BODY_LIMIT;
+
+use crate::config::Config;
+use crate::domain::KeyHash;
+use crate::store::Store;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// The validated settings.
+    pub config: Arc<Config>,
+    /// Hash of the admin token, compared in constant time.
+    pub admin_token_hash: KeyHash,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Switchboard",
+        description = "Self-hosted WhatsApp Business webhook platform. The Messaging API \
+                       endpoints are compatible with 360dialog's: same paths, headers, bodies \
+                       and error messages."
+    ),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "Messaging API", description = "Webhook configuration, authenticated by D360-API-KEY"),
+        (name = "Admin", description = "Provisioning and operations, authenticated by the admin token"),
+        (name = "Service", description = "Health and readiness"),
+    )
+)]
+struct ApiDoc;
+
+/// Declares how the two kinds of credentials are sent.
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "D360-API-KEY",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("D360-API-KEY"))),
+        );
+        components.add_security_scheme(
+            "admin",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// Builds the whole HTTP application over `state`.
+pub fn router(state: AppState) -> Router {
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(
+            messaging::get_phone_webhook,
+            messaging::set_phone_webhook
+        ))
+        .routes(routes!(
+            messaging::get_waba_webhook,
+            messaging::set_waba_webhook
+        ))
+        .routes(routes!(
+            multi_webhook::get_multi_webhook,
+            multi_webhook::enable_multi_webhook,
+            multi_webhook::append_destinations,
+            multi_webhook::update_destination
+        ))
+        .routes(routes!(multi_webhook::delete_destination))
+        .routes(routes!(admin::create_partner))
+        .routes(routes!(admin::create_waba))
+        .routes(routes!(admin::create_channel))
+        .routes(routes!(admin::rotate_channel_key))
+        .routes(routes!(admin::get_channel))
+        .routes(routes!(system::health))
+        .routes(routes!(system::ready))
+        .split_for_parts();
+    let openapi = Arc::new(openapi);
+    router
+        .route(
+            "/multi_webhook/",
+            delete(multi_webhook::delete_without_name),
+        )
+        .route(
+            "/openapi.json",
+            get(move || {
+                let openapi = Arc::clone(&openapi);
+                async move { Json(openapi.as_ref().clone()) }
+            }),
+        )
+        .fallback(system::not_found)
+        .method_not_allowed_fallback(system::method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}

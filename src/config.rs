@@ -1,0 +1,430 @@
+//! One typed, validated configuration, from defaults, a TOML file, `SWITCHBOARD_*`
+//! environment variables and command-line flags (later sources win).
+//!
+//! Everything is checked here, once, so the rest of the service reads `Duration`s and parsed
+//! URLs and never fails on a setting; a bad setting is a clear CLI error before anything runs.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+use crate::domain::{random_alphanumeric, UrlPolicy};
+
+/// Command line of the `switchboard` binary.
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Self-hosted WhatsApp Business webhook platform"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What the binary does.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service (configuration API, admin API and delivery).
+    Serve(ServeArgs),
+}
+
+/// Flags of `switchboard serve`; each has an environment variable and a config-file key.
+#[derive(Debug, Default, Args)]
+pub struct ServeArgs {
+    /// HTTP listen address; `:PORT` listens on every interface, port 0 picks a free port.
+    #[arg(long, env = "SWITCHBOARD_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// `sqlite://PATH` (default `sqlite://switchboard.db`) or `postgres://…`.
+    #[arg(long, env = "SWITCHBOARD_DATABASE_URL", value_name = "URL")]
+    pub database: Option<String>,
+    /// Bearer token for `/admin`; generated and printed once when not given.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+    /// Development mode: accept `http://` and ports for loopback receivers only.
+    #[arg(long, env = "SWITCHBOARD_DEV")]
+    pub dev: bool,
+    /// App secret that signs Meta's webhooks (`X-Hub-Signature-256`).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_META_APP_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub meta_app_secret: Option<String>,
+    /// Token that answers Meta's `hub.challenge` handshake.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_META_VERIFY_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub meta_verify_token: Option<String>,
+    /// Hard limit for one delivery attempt, in milliseconds [default: 5000].
+    #[arg(long, env = "SWITCHBOARD_DELIVERY_TIMEOUT_MS", value_name = "MS")]
+    pub delivery_timeout_ms: Option<u64>,
+    /// First retry delay, in milliseconds; doubles per attempt [default: 1000].
+    #[arg(long, env = "SWITCHBOARD_RETRY_BASE_MS", value_name = "MS")]
+    pub retry_base_ms: Option<u64>,
+    /// Longest delay between two attempts, in milliseconds [default: 3600000].
+    #[arg(long, env = "SWITCHBOARD_RETRY_MAX_DELAY_MS", value_name = "MS")]
+    pub retry_max_delay_ms: Option<u64>,
+    /// Give up on a delivery this many seconds after its event arrived [default: 604800].
+    #[arg(long, env = "SWITCHBOARD_RETRY_MAX_AGE_S", value_name = "SECONDS")]
+    pub retry_max_age_s: Option<u64>,
+    /// Most extra destinations per number (multi webhook) [default: 3].
+    #[arg(long, env = "SWITCHBOARD_MAX_EXTRA_DESTINATIONS", value_name = "N")]
+    pub max_extra_destinations: Option<usize>,
+    /// TOML file with the same settings (keys are the flag names with `_`).
+    #[arg(long, env = "SWITCHBOARD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// The settings of a `--config` file; every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    database: Option<String>,
+    admin_token: Option<String>,
+    dev: Option<bool>,
+    meta_app_secret: Option<String>,
+    meta_verify_token: Option<String>,
+    delivery_timeout_ms: Option<u64>,
+    retry_base_ms: Option<u64>,
+    retry_max_delay_ms: Option<u64>,
+    retry_max_age_s: Option<u64>,
+    max_extra_destinations: Option<usize>,
+}
+
+/// A setting that cannot be used; the text tells the operator what to fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+/// A secret setting, kept out of logs and `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret, for the one place that compares or uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// Embedded SQLite file (created on first start).
+    Sqlite(PathBuf),
+    /// A PostgreSQL server, for several nodes.
+    Postgres(Secret),
+}
+
+impl DatabaseUrl {
+    /// Parses `sqlite://PATH` or `postgres://…`/`postgresql://…`.
+    pub fn parse(raw: &str) -> Result<Self, ConfigError> {
+        if let Some(path) = raw.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(ConfigError(format!(
+                    "invalid database URL {raw:?}: sqlite:// needs a file path, e.g. sqlite://switchboard.db"
+                )));
+            }
+            return Ok(Self::Sqlite(PathBuf::from(path)));
+        }
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            return Ok(Self::Postgres(Secret::new(raw)));
+        }
+        Err(ConfigError(format!(
+            "invalid database URL {:?}: expected sqlite://PATH or postgres://USER@HOST/DB",
+            raw.split('@').next_back().unwrap_or_default()
+        )))
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            Self::Postgres(url) => {
+                let host = url.expose().rsplit('@').next().unwrap_or_default();
+                write!(f, "postgres://…@{}", host.trim_start_matches("postgres://"))
+            }
+        }
+    }
+}
+
+/// The admin token and whether Switchboard made it up (then it is printed once at start).
+#[derive(Debug, Clone)]
+pub struct AdminToken {
+    /// The token.
+    pub secret: Secret,
+    /// True when no token was configured and this one was generated.
+    pub generated: bool,
+}
+
+/// The validated settings of a running service.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on (`host:port`).
+    pub listen: String,
+    /// Where the data lives.
+    pub database: DatabaseUrl,
+    /// Bearer token for `/admin`.
+    pub admin_token: AdminToken,
+    /// Development mode (loopback receivers over `http://`).
+    pub dev: bool,
+    /// Verifies Meta's webhook signatures.
+    pub meta_app_secret: Option<Secret>,
+    /// Answers Meta's verification handshake.
+    pub meta_verify_token: Option<Secret>,
+    /// Hard limit of one delivery attempt.
+    pub delivery_timeout: Duration,
+    /// First retry delay.
+    pub retry_base: Duration,
+    /// Longest retry delay.
+    pub retry_max_delay: Duration,
+    /// Age after which a delivery is given up.
+    pub retry_max_age: Duration,
+    /// Most extra destinations per number.
+    pub max_extra_destinations: usize,
+}
+
+/// Shortest admin token accepted: shorter ones are guessable.
+const MIN_ADMIN_TOKEN_LEN: usize = 16;
+
+impl Config {
+    /// Defaults for everything but the database and the admin token.
+    pub fn new(database: DatabaseUrl, admin_token: impl Into<String>) -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            database,
+            admin_token: AdminToken {
+                secret: Secret::new(admin_token),
+                generated: false,
+            },
+            dev: false,
+            meta_app_secret: None,
+            meta_verify_token: None,
+            delivery_timeout: Duration::from_millis(5000),
+            retry_base: Duration::from_millis(1000),
+            retry_max_delay: Duration::from_millis(3_600_000),
+            retry_max_age: Duration::from_secs(604_800),
+            max_extra_destinations: 3,
+        }
+    }
+
+    /// Merges defaults, the config file, the environment and the flags, then validates.
+    pub fn load(args: ServeArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let database = args
+            .database
+            .or(file.database)
+            .unwrap_or_else(|| "sqlite://switchboard.db".into());
+        let admin_token = match args.admin_token.or(file.admin_token) {
+            Some(token) if token.len() < MIN_ADMIN_TOKEN_LEN => {
+                return Err(ConfigError(format!(
+                    "--admin-token must be at least {MIN_ADMIN_TOKEN_LEN} characters"
+                )))
+            }
+            Some(token) => AdminToken {
+                secret: Secret::new(token),
+                generated: false,
+            },
+            None => AdminToken {
+                secret: Secret::new(random_alphanumeric(32)),
+                generated: true,
+            },
+        };
+        let defaults = Self::new(DatabaseUrl::parse(&database)?, "");
+        let config = Self {
+            listen: normalize_listen(args.listen.or(file.listen).unwrap_or(defaults.listen)),
+            admin_token,
+            dev: args.dev || file.dev.unwrap_or(false),
+            meta_app_secret: args
+                .meta_app_secret
+                .or(file.meta_app_secret)
+                .map(Secret::new),
+            meta_verify_token: args
+                .meta_verify_token
+                .or(file.meta_verify_token)
+                .map(Secret::new),
+            delivery_timeout: millis(
+                args.delivery_timeout_ms.or(file.delivery_timeout_ms),
+                defaults.delivery_timeout,
+            ),
+            retry_base: millis(
+                args.retry_base_ms.or(file.retry_base_ms),
+                defaults.retry_base,
+            ),
+            retry_max_delay: millis(
+                args.retry_max_delay_ms.or(file.retry_max_delay_ms),
+                defaults.retry_max_delay,
+            ),
+            retry_max_age: args
+                .retry_max_age_s
+                .or(file.retry_max_age_s)
+                .map_or(defaults.retry_max_age, Duration::from_secs),
+            max_extra_destinations: args
+                .max_extra_destinations
+                .or(file.max_extra_destinations)
+                .unwrap_or(defaults.max_extra_destinations),
+            ..defaults
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The URL rules that follow from `--dev`.
+    pub fn url_policy(&self) -> UrlPolicy {
+        UrlPolicy {
+            allow_loopback_http: self.dev,
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.delivery_timeout.is_zero() {
+            return Err(ConfigError(
+                "--delivery-timeout-ms must be greater than 0".into(),
+            ));
+        }
+        if self.retry_base.is_zero() || self.retry_base > self.retry_max_delay {
+            return Err(ConfigError(
+                "--retry-base-ms must be greater than 0 and at most --retry-max-delay-ms".into(),
+            ));
+        }
+        if !(1..=100).contains(&self.max_extra_destinations) {
+            return Err(ConfigError(
+                "--max-extra-destinations must be between 1 and 100".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn millis(value: Option<u64>, default: Duration) -> Duration {
+    value.map_or(default, Duration::from_millis)
+}
+
+/// `:8080` means every interface, as in most servers' configuration.
+fn normalize_listen(listen: String) -> String {
+    match listen.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => listen,
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+    toml::from_str(&text)
+        .map_err(|e| ConfigError(format!("invalid config file {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_without_flags() {
+        let config = Config::load(ServeArgs::default()).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:8080");
+        assert_eq!(
+            config.database,
+            DatabaseUrl::Sqlite("switchboard.db".into())
+        );
+        assert!(config.admin_token.generated);
+        assert_eq!(config.admin_token.secret.expose().len(), 32);
+        assert_eq!(config.delivery_timeout, Duration::from_secs(5));
+        assert_eq!(config.max_extra_destinations, 3);
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("switchboard.toml");
+        std::fs::write(
+            &path,
+            "listen = \":9000\"\ndev = true\nretry_base_ms = 10\nmax_extra_destinations = 5\n",
+        )
+        .unwrap();
+        let config = Config::load(ServeArgs {
+            config: Some(path),
+            retry_base_ms: Some(20),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(config.listen, "0.0.0.0:9000");
+        assert!(config.dev);
+        assert_eq!(config.retry_base, Duration::from_millis(20));
+        assert_eq!(config.max_extra_destinations, 5);
+    }
+
+    #[test]
+    fn bad_settings_are_clear_errors() {
+        let error = |args: ServeArgs| Config::load(args).unwrap_err().to_string();
+        assert!(error(ServeArgs {
+            database: Some("mysql://x".into()),
+            ..ServeArgs::default()
+        })
+        .contains("expected sqlite://PATH"));
+        assert!(error(ServeArgs {
+            admin_token: Some("short".into()),
+            ..ServeArgs::default()
+        })
+        .contains("at least 16"));
+        assert!(error(ServeArgs {
+            retry_base_ms: Some(10_000_000),
+            ..ServeArgs::default()
+        })
+        .contains("--retry-base-ms"));
+        assert!(error(ServeArgs {
+            config: Some("/nonexistent/switchboard.toml".into()),
+            ..ServeArgs::default()
+        })
+        .contains("cannot read config file"));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "lisen = \"x\"\n").unwrap();
+        let message = Config::load(ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(message.contains("lisen"), "{message}");
+    }
+
+    #[test]
+    fn postgres_urls_never_print_their_password() {
+        let url = DatabaseUrl::parse("postgres://user:hunter2@db.example.com/switchboard").unwrap();
+        assert!(!url.to_string().contains("hunter2"));
+        assert!(!format!("{url:?}").contains("hunter2"));
+    }
+}

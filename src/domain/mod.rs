@@ -1,0 +1,30 @@
+//! Domain: the plain types of Switchboard and the rules they enforce.
+//!
+//! Every value that reaches the store or the delivery engine was parsed here once
+//! ("parse, don't validate"): a `WebhookUrl` is a URL that obeys the provider's rules,
+//! a `WebhookHeaders` holds only legal HTTP headers, a `DestinationName` is a usable
+//! name. This module knows no HTTP framework and no SQL.
+
+mod headers;
+mod ids;
+mod keys;
+mod multi_webhook;
+mod webhook;
+mod webhook_url;
+
+pub use headers::{HeaderError, WebhookHeaders};
+pub use ids::{ChannelId, PartnerId, PhoneNumber, PhoneNumberId, WabaId};
+pub use keys::{random_alphanumeric, ApiKey, KeyHash};
+pub use multi_webhook::{
+    Destination, DestinationName, MultiWebhook, MultiWebhookChange, MultiWebhookError,
+};
+pub use webhook::{Channel, Partner, Route, WabaWebhook, Webhook};
+pub use webhook_url::{UrlError, UrlPolicy, WebhookUrl};
+
+/// A value supplied by a client that breaks one of the domain's rules.
+///
+/// It carries the message shown to the client, which names the field and the problem,
+/// so every surface can answer 400 with the same words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ValidationError(pub String);

@@ -1,0 +1,140 @@
+//! Storage: the one `Store` trait the service is written against, and its backends.
+//!
+//! All SQL lives below this module. The trait names the operations the service needs (not a
+//! generic ORM), so a PostgreSQL backend implements the same list and the same integration
+//! suite runs against both. Writes that check a rule and then change state (multi-webhook
+//! edits, key rotation) happen in one transaction, so a rejected request changes nothing.
+
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::config::DatabaseUrl;
+use crate::domain::{
+    Channel, ChannelId, KeyHash, MultiWebhook, MultiWebhookChange, MultiWebhookError, Partner,
+    PartnerId, PhoneNumber, PhoneNumberId, Route, WabaId, WabaWebhook, Webhook,
+};
+
+pub use sqlite::SqliteStore;
+
+/// Why a store operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The named thing does not exist; `what` is e.g. "partner", `id` its id.
+    #[error("{what} {id} not found")]
+    NotFound { what: &'static str, id: String },
+    /// A uniqueness rule was broken (an existing WABA id, phone number…).
+    #[error("{0}")]
+    Conflict(String),
+    /// A multi-webhook change broke one of its rules; nothing was written.
+    #[error(transparent)]
+    MultiWebhook(#[from] MultiWebhookError),
+    /// The database failed; the source keeps the driver's error chain.
+    #[error("database error")]
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The database could not be opened or migrated.
+    #[error("cannot open the database: {0}")]
+    Open(String),
+    /// The writer stopped (the service is shutting down).
+    #[error("the store is shutting down")]
+    Closed,
+    /// The writer could not open a transaction for the write; nothing of it was written.
+    #[error("the write was abandoned: the database could not start a transaction")]
+    Abandoned,
+}
+
+/// A channel to provision: the number, Meta's id for it, and the hash of its first key.
+#[derive(Debug, Clone)]
+pub struct NewChannel {
+    /// Switchboard's id for it.
+    pub id: ChannelId,
+    /// The WABA it joins, which must exist.
+    pub waba_id: WabaId,
+    /// The number, unique across Switchboard.
+    pub phone_number: PhoneNumber,
+    /// Meta's id, unique across Switchboard (Meta's webhooks are routed by it).
+    pub phone_number_id: PhoneNumberId,
+    /// Hash of the D360-API-KEY issued with it.
+    pub key_hash: KeyHash,
+}
+
+/// What GET /waba_webhook shows: the WABA's webhook and the numbers it may serve.
+#[derive(Debug, Clone)]
+pub struct WabaWebhookView {
+    /// The WABA webhook, if one is set.
+    pub webhook: Option<WabaWebhook>,
+    /// Every number of the WABA, in the order they were added.
+    pub numbers: Vec<PhoneNumber>,
+}
+
+/// The operations Switchboard needs from its database.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Checks that the database answers (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Adds a partner with the hash of its API key.
+    async fn create_partner(&self, partner: Partner, key_hash: KeyHash) -> Result<(), StoreError>;
+
+    /// Adds a WABA to an existing partner; the id must be new.
+    async fn create_waba(&self, partner: &PartnerId, waba: WabaId) -> Result<(), StoreError>;
+
+    /// Adds a channel to an existing WABA; number and Meta id must be new.
+    async fn create_channel(&self, channel: NewChannel) -> Result<(), StoreError>;
+
+    /// Replaces a channel's key and removes its phone-number webhook, as the provider does
+    /// when a new key is generated.
+    async fn replace_channel_key(
+        &self,
+        id: &ChannelId,
+        key_hash: KeyHash,
+    ) -> Result<(), StoreError>;
+
+    /// The channel that owns a presented key, if any.
+    async fn channel_by_key(&self, key_hash: &KeyHash) -> Result<Option<Channel>, StoreError>;
+
+    /// A channel by id, if it exists.
+    async fn channel(&self, id: &ChannelId) -> Result<Option<Channel>, StoreError>;
+
+    /// Sets (`Some`) or removes (`None`) a channel's phone-number webhook.
+    async fn set_phone_webhook(
+        &self,
+        id: &ChannelId,
+        webhook: Option<Webhook>,
+    ) -> Result<(), StoreError>;
+
+    /// The WABA webhook and the WABA's numbers.
+    async fn waba_webhook(&self, waba: WabaId) -> Result<WabaWebhookView, StoreError>;
+
+    /// Sets (`Some`) or removes (`None`) the WABA webhook; with `override_all` it also removes
+    /// every phone-number webhook of the WABA in the same transaction, so the WABA webhook
+    /// serves all its numbers.
+    async fn set_waba_webhook(
+        &self,
+        waba: WabaId,
+        webhook: Option<WabaWebhook>,
+    ) -> Result<(), StoreError>;
+
+    /// Applies a multi-webhook change atomically; returns the new configuration.
+    async fn change_multi_webhook(
+        &self,
+        id: &ChannelId,
+        change: MultiWebhookChange,
+        max_destinations: usize,
+    ) -> Result<MultiWebhook, StoreError>;
+
+    /// Where a notification for the channel goes now.
+    async fn route(&self, id: &ChannelId) -> Result<Route, StoreError>;
+}
+
+/// Opens the database named by `url`, creating and migrating it if needed.
+pub async fn open(url: &DatabaseUrl) -> Result<Arc<dyn Store>, StoreError> {
+    match url {
+        DatabaseUrl::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path).await?)),
+        DatabaseUrl::Postgres(_) => Err(StoreError::Open(
+            "PostgreSQL is not supported yet; use sqlite://PATH".into(),
+        )),
+    }
+}

@@ -1,0 +1,120 @@
+//! Opening SQLite connections: pragmas, migrations, and the pool of reading connections.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+
+use crate::store::StoreError;
+
+/// The migrations, in order; each runs once, in its own transaction.
+const MIGRATIONS: [(i64, &str); 1] = [(1, include_str!("migrations/0001_init.sql"))];
+
+/// Opens the writing connection, creating the file and bringing its schema up to date.
+pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            StoreError::Open(format!("cannot create directory {}: {e}", parent.display()))
+        })?;
+    }
+    let conn = Connection::open(path)
+        .map_err(|e| StoreError::Open(format!("cannot open {}: {e}", path.display())))?;
+    // WAL lets readers run beside the writer; FULL makes every commit survive power loss.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA busy_timeout = 5000;",
+    )
+    .map_err(|e| StoreError::Open(format!("cannot configure {}: {e}", path.display())))?;
+    migrate(&conn)
+        .map_err(|e| StoreError::Open(format!("cannot migrate {}: {e}", path.display())))?;
+    Ok(conn)
+}
+
+/// Applies the migrations the database has not seen yet.
+fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version INTEGER PRIMARY KEY,
+             applied_at INTEGER NOT NULL
+         )",
+    )?;
+    for (version, sql) in MIGRATIONS {
+        let applied: bool = conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM schema_migrations WHERE version = ?1)",
+            [version],
+            |row| row.get(0),
+        )?;
+        if applied {
+            continue;
+        }
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+            (version, super::now_ms()),
+        )?;
+        tx.commit()?;
+        tracing::info!(version, "applied sqlite migration");
+    }
+    Ok(())
+}
+
+/// Reading connections, opened on demand and reused; WAL gives each a consistent snapshot.
+pub struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    /// A pool for the database at `path` (already created by [`open_writer`]).
+    pub fn new(path: &Path) -> Arc<Self> {
+        Arc::new(Self {
+            path: path.to_owned(),
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Runs `work` on a reading connection, off the async runtime.
+    pub async fn read<T, F>(self: &Arc<Self>, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let readers = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let conn = readers.take()?;
+            let result = work(&conn);
+            readers.give_back(conn);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Database(e.into()))?
+    }
+
+    fn take(&self) -> Result<Connection, StoreError> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match idle {
+            Some(conn) => Ok(conn),
+            None => {
+                let conn = Connection::open(&self.path)?;
+                conn.execute_batch("PRAGMA query_only = ON; PRAGMA busy_timeout = 5000;")?;
+                Ok(conn)
+            }
+        }
+    }
+
+    fn give_back(&self, conn: Connection) {
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(conn);
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        StoreError::Database(Box::new(error))
+    }
+}

@@ -1,0 +1,163 @@
+//! Conversions between SQLite rows and domain types.
+//!
+//! Stored values were validated when they were written, so they are rebuilt with the
+//! domain's `from_stored` constructors; JSON columns hold headers and the multi-webhook.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, OptionalExtension, Row};
+use serde::Deserialize;
+
+use crate::domain::{
+    Channel, ChannelId, Destination, DestinationName, MultiWebhook, PhoneNumber, PhoneNumberId,
+    WabaId, WabaWebhook, Webhook, WebhookHeaders, WebhookUrl,
+};
+use crate::store::StoreError;
+
+/// The columns [`channel_from_row`] reads, in its order.
+pub const CHANNEL_COLUMNS: &str =
+    "id, waba_id, phone_number, phone_number_id, webhook_url, webhook_headers, multi_webhook";
+
+/// Reads the one channel matched by `condition` (a SQL condition on `?1`), if any.
+pub fn find_channel(
+    conn: &Connection,
+    condition: &str,
+    value: &str,
+) -> Result<Option<Channel>, StoreError> {
+    let sql = format!("SELECT {CHANNEL_COLUMNS} FROM channels WHERE {condition}");
+    let raw = conn
+        .query_row(&sql, [value], RawChannel::from_row)
+        .optional()?;
+    raw.map(RawChannel::into_channel).transpose()
+}
+
+/// A channel row before its JSON columns are decoded.
+struct RawChannel {
+    id: String,
+    waba_id: i64,
+    phone_number: String,
+    phone_number_id: String,
+    webhook_url: Option<String>,
+    webhook_headers: Option<String>,
+    multi_webhook: String,
+}
+
+impl RawChannel {
+    fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get(0)?,
+            waba_id: row.get(1)?,
+            phone_number: row.get(2)?,
+            phone_number_id: row.get(3)?,
+            webhook_url: row.get(4)?,
+            webhook_headers: row.get(5)?,
+            multi_webhook: row.get(6)?,
+        })
+    }
+
+    fn into_channel(self) -> Result<Channel, StoreError> {
+        Ok(Channel {
+            id: ChannelId::from_raw(self.id),
+            waba_id: stored_waba_id(self.waba_id)?,
+            phone_number: PhoneNumber::from_stored(self.phone_number),
+            phone_number_id: PhoneNumberId::from_stored(self.phone_number_id),
+            webhook: webhook_from_columns(self.webhook_url, self.webhook_headers)?,
+            multi_webhook: decode_multi_webhook(&self.multi_webhook)?,
+        })
+    }
+}
+
+/// A WABA id read back from the store.
+pub fn stored_waba_id(raw: i64) -> Result<WabaId, StoreError> {
+    WabaId::new(raw).map_err(|e| StoreError::Database(e.into()))
+}
+
+/// Rebuilds a webhook from its URL and headers columns; no URL means no webhook.
+pub fn webhook_from_columns(
+    url: Option<String>,
+    headers: Option<String>,
+) -> Result<Option<Webhook>, StoreError> {
+    let Some(url) = url else {
+        return Ok(None);
+    };
+    Ok(Some(Webhook {
+        url: WebhookUrl::from_stored(url),
+        headers: decode_headers(headers.as_deref())?,
+    }))
+}
+
+/// Rebuilds a WABA webhook from its three columns.
+pub fn waba_webhook_from_columns(
+    url: Option<String>,
+    headers: Option<String>,
+    override_all: bool,
+) -> Result<Option<WabaWebhook>, StoreError> {
+    Ok(
+        webhook_from_columns(url, headers)?.map(|webhook| WabaWebhook {
+            webhook,
+            override_all,
+        }),
+    )
+}
+
+/// The URL and headers columns of a webhook (both `NULL` for none).
+pub fn webhook_columns(
+    webhook: Option<&Webhook>,
+) -> Result<(Option<String>, Option<String>), StoreError> {
+    match webhook {
+        None => Ok((None, None)),
+        Some(webhook) => Ok((
+            Some(webhook.url.as_str().to_owned()),
+            Some(encode(webhook.headers.as_map())?),
+        )),
+    }
+}
+
+fn decode_headers(raw: Option<&str>) -> Result<WebhookHeaders, StoreError> {
+    let map: BTreeMap<String, String> = match raw {
+        Some(text) => decode(text)?,
+        None => BTreeMap::new(),
+    };
+    Ok(WebhookHeaders::from_stored(map))
+}
+
+/// The stored shape of a multi-webhook configuration.
+#[derive(Deserialize)]
+struct StoredMultiWebhook {
+    enabled: bool,
+    destinations: Vec<StoredDestination>,
+}
+
+#[derive(Deserialize)]
+struct StoredDestination {
+    name: String,
+    url: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+}
+
+/// Decodes the `multi_webhook` column.
+pub fn decode_multi_webhook(raw: &str) -> Result<MultiWebhook, StoreError> {
+    let stored: StoredMultiWebhook = decode(raw)?;
+    Ok(MultiWebhook {
+        enabled: stored.enabled,
+        destinations: stored
+            .destinations
+            .into_iter()
+            .map(|d| Destination {
+                name: DestinationName::from_stored(d.name),
+                url: WebhookUrl::from_stored(d.url),
+                headers: WebhookHeaders::from_stored(d.headers),
+            })
+            .collect(),
+    })
+}
+
+/// Encodes a value for a JSON column.
+pub fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Database(e.into()))
+}
+
+fn decode<'a, T: Deserialize<'a>>(raw: &'a str) -> Result<T, StoreError> {
+    serde_json::from_str(raw).map_err(|e| StoreError::Database(e.into()))
+}

@@ -1,0 +1,116 @@
+//! The single SQLite writer: group commit.
+//!
+//! Every write is a job sent to one thread that owns the only writing connection. The thread
+//! takes every job already queued, runs each inside its own savepoint (a failing job rolls
+//! back alone), commits them all in one transaction, and only then answers each caller. Under
+//! load many acknowledgements share one fsync; when idle, a lone write commits at once.
+
+use std::sync::mpsc;
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use crate::store::StoreError;
+
+/// How many jobs one transaction takes at most, to bound the latency of the first.
+const MAX_BATCH: usize = 512;
+
+/// Told whether the transaction that ran a job committed.
+type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// One write: runs on the writer's connection, says whether it succeeded, and how to answer.
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
+
+/// A handle to the writer thread; the thread stops when the last handle is dropped.
+#[derive(Clone)]
+pub struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Starts the writer thread on `conn`.
+    pub fn start(conn: Connection) -> Result<Self, StoreError> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run(conn, queue))
+            .map_err(|e| StoreError::Open(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `work` in the next group transaction; returns once that transaction committed.
+    pub async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (answer, answered) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = work(conn);
+            let ok = result.is_ok();
+            let reply: Reply = Box::new(move |committed| {
+                let outcome = committed
+                    .map_err(|e| StoreError::Database(e.into()))
+                    .and(result);
+                let _ = answer.send(outcome);
+            });
+            (ok, reply)
+        });
+        self.jobs.send(job).map_err(|_| StoreError::Closed)?;
+        answered.await.map_err(|_| StoreError::Abandoned)?
+    }
+}
+
+/// The writer thread: batch, run, commit, answer; until every handle is gone.
+fn run(conn: Connection, queue: mpsc::Receiver<Job>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&conn, batch);
+    }
+}
+
+/// Runs `batch` in one transaction, each job in its own savepoint, then answers every job.
+///
+/// A job that cannot run (the transaction or its savepoint did not open) is dropped, which
+/// its caller sees as [`StoreError::Abandoned`]; nothing of it was written.
+fn commit_batch(conn: &Connection, batch: Vec<Job>) {
+    if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
+        tracing::error!(%error, jobs = batch.len(), "sqlite writer cannot begin a transaction");
+        return;
+    }
+    let replies: Vec<Reply> = batch
+        .into_iter()
+        .filter_map(|job| run_in_savepoint(conn, job))
+        .collect();
+    let committed = conn.execute_batch("COMMIT").map_err(|error| {
+        tracing::error!(%error, "sqlite writer cannot commit");
+        let _ = conn.execute_batch("ROLLBACK");
+        error.to_string()
+    });
+    for reply in replies {
+        reply(committed.clone());
+    }
+}
+
+/// Runs one job so that its failure undoes only its own changes.
+fn run_in_savepoint(conn: &Connection, job: Job) -> Option<Reply> {
+    if let Err(error) = conn.execute_batch("SAVEPOINT job") {
+        tracing::error!(%error, "sqlite writer cannot open a savepoint");
+        return None;
+    }
+    let (ok, reply) = job(conn);
+    let close = if ok {
+        "RELEASE job"
+    } else {
+        "ROLLBACK TO job; RELEASE job"
+    };
+    if let Err(error) = conn.execute_batch(close) {
+        tracing::error!(%error, "sqlite writer cannot close a savepoint");
+    }
+    Some(reply)
+}

@@ -1,0 +1,154 @@
+//! The `switchboard` binary itself: flags, the logged address, the generated admin token,
+//! clear errors for bad settings, and a graceful stop on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn switchboard() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    command.env_remove("RUST_LOG");
+    for (name, _) in std::env::vars() {
+        if name.starts_with("SWITCHBOARD_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// Reads stderr until the "listening" line and returns the logged address.
+fn wait_for_address(child: &mut Child) -> String {
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        if line.contains("switchboard listening") {
+            let address = line
+                .split_whitespace()
+                .find_map(|field| field.strip_prefix("address="))
+                .expect("address field");
+            std::thread::spawn(move || lines.for_each(drop));
+            return address.to_owned();
+        }
+    }
+    panic!("the server never logged its address");
+}
+
+#[tokio::test]
+async fn serve_logs_its_address_prints_a_generated_token_and_stops_on_sigterm() {
+    let data = tempfile::tempdir().unwrap();
+    let database = format!(
+        "sqlite://{}",
+        data.path().join("nested/dir/sb.db").display()
+    );
+    let mut child = switchboard()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            &database,
+            "--dev",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let address = wait_for_address(&mut child);
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut banner = String::new();
+    stdout.read_line(&mut banner).unwrap();
+    let token = banner.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(banner.contains("generated"), "{banner}");
+    assert_eq!(token.len(), 32);
+
+    let client = reqwest::Client::new();
+    let health = client
+        .get(format!("http://{address}/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let created = client
+        .post(format!("http://{address}/admin/partners"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "Acme"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        created.status(),
+        201,
+        "the printed token is the admin token"
+    );
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = wait_with_deadline(&mut child);
+    assert!(exit.success(), "graceful stop exits 0, got {exit:?}");
+    assert!(data.path().join("nested/dir/sb.db").exists());
+}
+
+fn wait_with_deadline(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server did not stop after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn bad_settings_are_clear_cli_errors() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["serve", "--database", "mysql://localhost/db"],
+            "expected sqlite://PATH",
+        ),
+        (&["serve", "--database", "sqlite://"], "needs a file path"),
+        (
+            &["serve", "--admin-token", "short"],
+            "at least 16 characters",
+        ),
+        (
+            &["serve", "--delivery-timeout-ms", "abc"],
+            "invalid value 'abc'",
+        ),
+        (
+            &["serve", "--config", "/nonexistent/switchboard.toml"],
+            "cannot read config file",
+        ),
+        (
+            &["serve", "--listen", "not-an-address"],
+            "cannot listen on not-an-address",
+        ),
+    ];
+    for (args, message) in cases {
+        let output = switchboard().args(*args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn environment_variables_configure_the_server() {
+    let output = switchboard()
+        .args(["serve"])
+        .env("SWITCHBOARD_DATABASE_URL", "oracle://nope")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr.contains("expected sqlite://PATH"), "{stderr}");
+}

@@ -1,0 +1,281 @@
+//! `spawn_app()`: starts Switchboard on `127.0.0.1:0` with a fresh temp database and returns
+//! typed helpers for provisioning and calling it.
+
+use std::sync::Arc;
+
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::{json, Value};
+use switchboard::config::{Config, DatabaseUrl};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// A running server and what a test needs to talk to it.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    config: Config,
+    data: Arc<TempDir>,
+    shutdown: CancellationToken,
+    server: JoinHandle<()>,
+}
+
+/// A provisioned partner → WABA → channel, with the channel's D360-API-KEY.
+pub struct Provisioned {
+    pub waba_id: i64,
+    pub channel_id: String,
+    pub phone_number: String,
+    pub api_key: String,
+}
+
+/// Starts a server with the default settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts a server after `adjust` changed its settings (e.g. `dev = true`).
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    init_test_log();
+    let data = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let database = DatabaseUrl::Sqlite(data.path().join("switchboard.db"));
+    let mut config = Config::new(database, ADMIN_TOKEN);
+    adjust(&mut config);
+    start(config, data).await
+}
+
+async fn start(config: Config, data: Arc<TempDir>) -> TestApp {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn({
+        let (config, shutdown) = (config.clone(), shutdown.clone());
+        async move {
+            switchboard::run(config, listener, shutdown)
+                .await
+                .expect("server failed");
+        }
+    });
+    let app = TestApp {
+        base,
+        client: reqwest::Client::new(),
+        config,
+        data,
+        shutdown,
+        server,
+    };
+    app.wait_until_healthy().await;
+    app
+}
+
+fn init_test_log() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("debug")
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+impl TestApp {
+    async fn wait_until_healthy(&self) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Ok(response) = self.client.get(self.url("/health")).send().await {
+                if response.status() == StatusCode::OK {
+                    return;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "server never became healthy"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stops the server and starts a new one on the same database file.
+    pub async fn restart(self) -> TestApp {
+        let (config, data) = (self.config.clone(), Arc::clone(&self.data));
+        self.stop().await;
+        start(config, data).await
+    }
+
+    /// Stops the server gracefully and waits until it has.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.server.await.expect("server task");
+    }
+
+    /// The SQLite file of this app.
+    pub fn database_path(&self) -> std::path::PathBuf {
+        self.data.path().join("switchboard.db")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A request authenticated with the admin token.
+    pub fn admin(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+    }
+
+    /// A Messaging API request authenticated with `api_key`.
+    pub fn messaging(&self, method: Method, path: &str, api_key: &str) -> RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .header("D360-API-KEY", api_key)
+    }
+
+    pub async fn create_partner(&self, name: &str) -> Value {
+        let response = self
+            .admin(Method::POST, "/admin/partners")
+            .json(&json!({ "name": name }))
+            .send()
+            .await
+            .expect("request");
+        expect_json(response, StatusCode::CREATED).await
+    }
+
+    pub async fn create_waba(&self, partner_id: &str, waba_id: Option<i64>) -> i64 {
+        let body = waba_id.map_or(json!({}), |id| json!({ "waba_id": id }));
+        let response = self
+            .admin(Method::POST, &format!("/admin/partners/{partner_id}/wabas"))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        expect_json(response, StatusCode::CREATED).await["waba_id"]
+            .as_i64()
+            .expect("waba_id")
+    }
+
+    pub async fn create_channel(&self, waba_id: i64, phone_number: &str) -> Value {
+        let response = self
+            .admin(Method::POST, &format!("/admin/wabas/{waba_id}/channels"))
+            .json(&json!({ "phone_number": phone_number }))
+            .send()
+            .await
+            .expect("request");
+        expect_json(response, StatusCode::CREATED).await
+    }
+
+    /// One partner, one WABA, one channel.
+    pub async fn provision(&self) -> Provisioned {
+        let partner = self.create_partner("Acme").await;
+        let partner_id = partner["id"].as_str().expect("id").to_owned();
+        let waba_id = self.create_waba(&partner_id, None).await;
+        let channel = self.create_channel(waba_id, &unique_phone_number()).await;
+        Provisioned {
+            waba_id,
+            channel_id: channel["id"].as_str().expect("id").to_owned(),
+            phone_number: channel["phone_number"].as_str().expect("number").to_owned(),
+            api_key: channel["api_key"].as_str().expect("key").to_owned(),
+        }
+    }
+
+    /// Sends `body` (raw JSON text) and returns status and parsed answer.
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        path: &str,
+        api_key: &str,
+        body: &str,
+    ) -> (StatusCode, Value) {
+        let response = self
+            .messaging(method, path, api_key)
+            .header("Content-Type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("request");
+        status_and_json(response).await
+    }
+
+    /// Sends `body` as JSON and returns status and parsed answer.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        api_key: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        self.send_raw(method, path, api_key, &body.to_string())
+            .await
+    }
+
+    /// GETs a Messaging API path.
+    pub async fn get(&self, path: &str, api_key: &str) -> (StatusCode, Value) {
+        let response = self
+            .messaging(Method::GET, path, api_key)
+            .send()
+            .await
+            .expect("request");
+        status_and_json(response).await
+    }
+
+    /// The channel as the admin API shows it, with its resolved route.
+    pub async fn admin_channel(&self, channel_id: &str) -> Value {
+        let response = self
+            .admin(Method::GET, &format!("/admin/channels/{channel_id}"))
+            .send()
+            .await
+            .expect("request");
+        expect_json(response, StatusCode::OK).await
+    }
+}
+
+/// A phone number no other test uses.
+pub fn unique_phone_number() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "+49151{:07}",
+        NEXT.fetch_add(1, Ordering::Relaxed) + u64::from(std::process::id() % 1000) * 10_000
+    )
+}
+
+pub async fn status_and_json(response: Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let text = response.text().await.expect("body");
+    assert!(
+        content_type.starts_with("application/json"),
+        "{status}: expected JSON, got {content_type:?}: {text}"
+    );
+    let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status}: {e}: {text}"));
+    (status, value)
+}
+
+pub async fn expect_json(response: Response, expected: StatusCode) -> Value {
+    let (status, body) = status_and_json(response).await;
+    assert_eq!(status, expected, "{body}");
+    body
+}
+
+/// Asserts a Messaging API error: `status` and `{"error": message}`.
+pub fn assert_error(answer: &(StatusCode, Value), status: StatusCode, message: &str) {
+    assert_eq!(answer.0, status, "{}", answer.1);
+    assert_eq!(answer.1, json!({ "error": message }));
+}
+
+/// Asserts a 400 whose error message contains every one of `parts`.
+pub fn assert_bad_request(answer: &(StatusCode, Value), parts: &[&str]) {
+    assert_eq!(answer.0, StatusCode::BAD_REQUEST, "{}", answer.1);
+    let message = answer.1["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", answer.1));
+    for part in parts {
+        assert!(message.contains(part), "{message:?} lacks {part:?}");
+    }
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the real server on 127.0.0.1 with a real SQLite file, driven over HTTP.
+
+mod admin;
+mod bad_input;
+mod cli;
+mod helpers;
+mod multi_webhook;
+mod phone_webhook;
+mod service;
+mod waba_webhook;

@@ -1,0 +1,115 @@
+//! Service endpoints, unknown routes, the OpenAPI document, and persistence across restarts.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{expect_json, spawn_app, status_and_json};
+
+#[tokio::test]
+async fn health_and_ready_answer_200() {
+    let app = spawn_app().await;
+    for path in ["/health", "/ready"] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(
+            expect_json(response, StatusCode::OK).await,
+            json!({"status": "ok"})
+        );
+    }
+}
+
+#[tokio::test]
+async fn unknown_paths_and_methods_answer_json_errors() {
+    let app = spawn_app().await;
+    let response = app.client.get(app.url("/nope")).send().await.unwrap();
+    let (status, body) = status_and_json(response).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::NOT_FOUND, json!({"error": "Not found"}))
+    );
+
+    let response = app
+        .client
+        .delete(app.url("/v1/configs/webhook"))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = status_and_json(response).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(body, json!({"error": "Method not allowed"}));
+}
+
+#[tokio::test]
+async fn openapi_document_lists_every_endpoint() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    let doc: Value = expect_json(response, StatusCode::OK).await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    let expected: &[(&str, &[&str])] = &[
+        ("/v1/configs/webhook", &["get", "post"]),
+        ("/waba_webhook", &["get", "post"]),
+        ("/multi_webhook", &["get", "post", "put", "patch"]),
+        ("/multi_webhook/{name}", &["delete"]),
+        ("/admin/partners", &["post"]),
+        ("/admin/partners/{partner_id}/wabas", &["post"]),
+        ("/admin/wabas/{waba_id}/channels", &["post"]),
+        ("/admin/channels/{channel_id}/api_key", &["post"]),
+        ("/admin/channels/{channel_id}", &["get"]),
+        ("/health", &["get"]),
+        ("/ready", &["get"]),
+    ];
+    for (path, methods) in expected {
+        for method in *methods {
+            assert!(
+                doc["paths"][path][method].is_object(),
+                "{method} {path} missing from /openapi.json"
+            );
+        }
+    }
+    assert!(doc["components"]["securitySchemes"]["D360-API-KEY"].is_object());
+    assert!(doc["components"]["schemas"]["WebhookConfig"].is_object());
+}
+
+#[tokio::test]
+async fn configuration_survives_a_restart() {
+    let app = spawn_app().await;
+    let number = app.provision().await;
+    let key = number.api_key.as_str();
+    let webhook =
+        json!({"url": "https://example.com/hook", "headers": {"Authorization": "Basic dGVzdA=="}});
+    assert_eq!(
+        app.send(Method::POST, "/v1/configs/webhook", key, webhook.clone())
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let waba = json!({"url": "https://waba.example.com/hook", "override_all": false});
+    assert_eq!(
+        app.send(Method::POST, "/waba_webhook", key, waba).await.0,
+        StatusCode::OK
+    );
+    let multi = json!({"enabled": true, "destinations": [{"name": "crm", "url": "https://crm.example.com"}]});
+    assert_eq!(
+        app.send(Method::POST, "/multi_webhook", key, multi).await.0,
+        StatusCode::OK
+    );
+
+    let app = app.restart().await;
+
+    assert_eq!(
+        app.get("/v1/configs/webhook", key).await,
+        (StatusCode::OK, webhook)
+    );
+    let (status, waba) = app.get("/waba_webhook", key).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(waba["url"], "https://waba.example.com/hook");
+    assert_eq!(waba["numbers_on_this_waba"], json!([number.phone_number]));
+    let (status, multi) = app.get("/multi_webhook", key).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(multi["destinations"][0]["name"], "crm");
+    app.stop().await;
+}

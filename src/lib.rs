@@ -6,16 +6,23 @@
 //! The modules follow the path of a request, top to bottom; imports point down only.
 //!
 //! - [`api`]: HTTP only: routers per surface, extractors, and the one error-to-HTTP mapping.
+//! - [`ingest`]: turn a request into durable events (split Meta envelopes, wrap values).
+//! - [`delivery`]: claim due deliveries, route each at attempt time, one HTTP try, backoff.
 //! - [`store`]: the `Store` trait and its backends (embedded SQLite); all SQL lives here.
 //! - [`domain`]: plain types and their rules (`WebhookUrl`, `WebhookHeaders`, multi-webhook
 //!   changes, routing priority); no HTTP, no SQL.
 //! - [`config`]: one typed, validated `Config` from defaults, file, environment and flags.
+//! - [`metrics`], [`clock`]: Prometheus counters; wall-clock milliseconds.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod api;
+pub mod clock;
 pub mod config;
+pub mod delivery;
 pub mod domain;
+pub mod ingest;
+pub mod metrics;
 pub mod store;
 
 use std::sync::Arc;
@@ -36,10 +43,13 @@ pub enum RunError {
     /// The listener failed.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
+    /// The HTTP client for deliveries could not be built (TLS roots).
+    #[error("cannot build the delivery HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
 }
 
-/// Serves Switchboard on `listener` until `shutdown` is cancelled, then drains in-flight
-/// requests and returns.
+/// Serves Switchboard on `listener` until `shutdown` is cancelled, then stops taking
+/// requests, lets in-flight attempts finish and record their outcome, and returns.
 ///
 /// The caller binds the listener (tests bind `127.0.0.1:0`) and owns the shutdown token.
 pub async fn run(
@@ -48,8 +58,24 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let store = store::open(&config.database).await?;
+    let released = store.release_leases().await?;
+    if released > 0 {
+        tracing::info!(
+            released,
+            "resuming deliveries left in flight by the previous run"
+        );
+    }
+    let metrics = Arc::new(metrics::Metrics::default());
+    let engine = delivery::Engine::start(
+        Arc::clone(&store),
+        engine_settings(&config),
+        Arc::clone(&metrics),
+        shutdown.clone(),
+    )?;
     let state = api::AppState {
+        ingest: ingest::Ingest::new(Arc::clone(&store), engine.clone(), Arc::clone(&metrics)),
         store,
+        metrics,
         admin_token_hash: KeyHash::of(config.admin_token.secret.expose()),
         config: Arc::new(config),
     };
@@ -59,9 +85,20 @@ pub async fn run(
         dev = state.config.dev,
         "switchboard listening"
     );
-    axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    let served = axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
+    shutdown.cancel();
+    engine.stopped().await;
     tracing::info!("switchboard stopped");
-    Ok(())
+    Ok(served?)
+}
+
+fn engine_settings(config: &Config) -> delivery::EngineSettings {
+    let retry = delivery::RetryPolicy {
+        base: config.retry_base,
+        max_delay: config.retry_max_delay,
+        max_age: config.retry_max_age,
+    };
+    delivery::EngineSettings::new(retry, config.delivery_timeout, config.dev)
 }

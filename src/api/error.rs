@@ -47,6 +47,9 @@ pub enum ApiError {
     /// 401: no credentials, or unknown ones.
     #[error("{0}")]
     Unauthorized(String),
+    /// 403: the credentials are known to be wrong (a bad signature).
+    #[error("{0}")]
+    Forbidden(String),
     /// 404: the thing named does not exist (or is not the caller's).
     #[error("{0}")]
     NotFound(String),
@@ -75,6 +78,7 @@ impl ApiError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) | Self::MultiWebhookDisabled => StatusCode::CONFLICT,
@@ -124,6 +128,21 @@ impl IntoResponse for ApiError {
 impl From<ValidationError> for ApiError {
     fn from(error: ValidationError) -> Self {
         Self::BadRequest(error.0)
+    }
+}
+
+impl From<crate::ingest::IngestError> for ApiError {
+    fn from(error: crate::ingest::IngestError) -> Self {
+        Self::BadRequest(error.to_string())
+    }
+}
+
+impl From<crate::ingest::IngestEventsError> for ApiError {
+    fn from(error: crate::ingest::IngestEventsError) -> Self {
+        match error {
+            crate::ingest::IngestEventsError::Invalid(invalid) => invalid.into(),
+            crate::ingest::IngestEventsError::Store(store) => store.into(),
+        }
     }
 }
 

@@ -11,7 +11,9 @@ mod admin;
 mod error;
 mod extract;
 mod messaging;
+mod meta;
 mod multi_webhook;
+mod operations;
 mod system;
 
 use std::sync::Arc;
@@ -29,6 +31,8 @@ pub use extract::BODY_LIMIT;
 
 use crate::config::Config;
 use crate::domain::KeyHash;
+use crate::ingest::Ingest;
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// What every handler can reach.
@@ -36,6 +40,10 @@ use crate::store::Store;
 pub struct AppState {
     /// The database.
     pub store: Arc<dyn Store>,
+    /// Stores events and starts their deliveries.
+    pub ingest: Ingest,
+    /// The service's counters.
+    pub metrics: Arc<Metrics>,
     /// The validated settings.
     pub config: Arc<Config>,
     /// Hash of the admin token, compared in constant time.
@@ -54,6 +62,7 @@ pub struct AppState {
     tags(
         (name = "Messaging API", description = "Webhook configuration, authenticated by D360-API-KEY"),
         (name = "Admin", description = "Provisioning and operations, authenticated by the admin token"),
+        (name = "Meta", description = "Meta's Cloud API webhook (signed with the app secret)"),
         (name = "Service", description = "Health and readiness"),
     )
 )]
@@ -99,6 +108,13 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(admin::create_channel))
         .routes(routes!(admin::rotate_channel_key))
         .routes(routes!(admin::get_channel))
+        .routes(routes!(operations::create_event))
+        .routes(routes!(operations::create_signing_secret))
+        .routes(routes!(operations::get_event))
+        .routes(routes!(operations::list_deliveries))
+        .routes(routes!(operations::retry_delivery))
+        .routes(routes!(meta::verify, meta::receive))
+        .routes(routes!(system::metrics))
         .routes(routes!(system::health))
         .routes(routes!(system::ready))
         .split_for_parts();

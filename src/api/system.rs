@@ -1,12 +1,15 @@
 //! Service endpoints: liveness, readiness and the OpenAPI document.
 
 use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
+use crate::domain::DeliveryState;
 
 /// Status of a health check.
 #[derive(Debug, Serialize, ToSchema)]
@@ -31,6 +34,18 @@ pub async fn health() -> Json<Health> {
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     state.store.ping().await.map_err(ApiError::Unavailable)?;
     Ok(Json(Health { status: "ok" }))
+}
+
+/// Prometheus metrics: events, attempts by outcome, deliveries by final state, queue
+/// depth, attempt latency.
+#[utoipa::path(get, path = "/metrics", tag = "Service",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
+pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let depth = state.store.count_by_state(DeliveryState::Pending).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(depth),
+    ))
 }
 
 /// Unknown paths answer in the same JSON shape as every other error.

@@ -5,6 +5,7 @@
 //! a `WebhookHeaders` holds only legal HTTP headers, a `DestinationName` is a usable
 //! name. This module knows no HTTP framework and no SQL.
 
+mod delivery;
 mod headers;
 mod ids;
 mod keys;
@@ -12,6 +13,9 @@ mod multi_webhook;
 mod webhook;
 mod webhook_url;
 
+pub use delivery::{
+    AttemptErrorKind, DeliveryId, DeliveryState, DeliveryTarget, EventId, EventKind, Target,
+};
 pub use headers::{HeaderError, WebhookHeaders};
 pub use ids::{ChannelId, PartnerId, PhoneNumber, PhoneNumberId, WabaId};
 pub use keys::{random_alphanumeric, ApiKey, KeyHash};

@@ -13,8 +13,15 @@ use async_trait::async_trait;
 
 use crate::config::DatabaseUrl;
 use crate::domain::{
-    Channel, ChannelId, KeyHash, MultiWebhook, MultiWebhookChange, MultiWebhookError, Partner,
-    PartnerId, PhoneNumber, PhoneNumberId, Route, WabaId, WabaWebhook, Webhook,
+    Channel, ChannelId, DeliveryId, DeliveryState, EventId, KeyHash, MultiWebhook,
+    MultiWebhookChange, MultiWebhookError, Partner, PartnerId, PhoneNumber, PhoneNumberId, Route,
+    Target, WabaId, WabaWebhook, Webhook,
+};
+
+mod types;
+pub use types::{
+    AttemptRecord, ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventRecord, NewEvent,
+    Outcome, Routing, SavedEvent, Settlement,
 };
 
 pub use sqlite::SqliteStore;
@@ -127,6 +134,59 @@ pub trait Store: Send + Sync + 'static {
 
     /// Where a notification for the channel goes now.
     async fn route(&self, id: &ChannelId) -> Result<Route, StoreError>;
+
+    /// Sets the secret that signs the channel's deliveries (`X-Hub-Signature-256`).
+    async fn set_signing_secret(&self, id: &ChannelId, secret: String) -> Result<(), StoreError>;
+
+    /// Everything an attempt needs to route a channel's delivery, from the current config.
+    ///
+    /// On the delivery hot path: backends answer from memory when they can, and must see
+    /// every configuration change made before the call.
+    async fn routing(&self, id: &ChannelId) -> Result<Option<Arc<Routing>>, StoreError>;
+
+    /// The channel Meta knows by `phone_number_id`, if any.
+    async fn channel_by_phone_number_id(
+        &self,
+        phone_number_id: &str,
+    ) -> Result<Option<ChannelRef>, StoreError>;
+
+    /// Stores events and, for each routable one, its primary delivery, durably, in order.
+    ///
+    /// With `claim_until`, the new deliveries are leased to this node until then (it will
+    /// attempt them from memory at once); without, they wait for [`Store::claim_due`].
+    async fn save_events(
+        &self,
+        events: Vec<NewEvent>,
+        claim_until: Option<i64>,
+    ) -> Result<Vec<SavedEvent>, StoreError>;
+
+    /// Leases up to `limit` deliveries due at `now` until `lease_until`, oldest due first.
+    async fn claim_due(
+        &self,
+        now: i64,
+        limit: usize,
+        lease_until: i64,
+    ) -> Result<Vec<DueDelivery>, StoreError>;
+
+    /// Releases every lease: a single-node store calls it at start, when no attempt of a
+    /// previous run can still be in flight.
+    async fn release_leases(&self) -> Result<u64, StoreError>;
+
+    /// Records an attempt and what follows from it, in one transaction; returns the extra
+    /// deliveries it created (after a 200 of a primary delivery).
+    async fn settle(&self, outcome: Outcome) -> Result<Vec<(DeliveryId, Target)>, StoreError>;
+
+    /// Puts a failed or dropped delivery back in the queue, due now, with a new age window.
+    async fn retry_delivery(&self, id: DeliveryId, now: i64) -> Result<(), StoreError>;
+
+    /// An event with its deliveries and every attempt of each.
+    async fn event(&self, id: EventId) -> Result<Option<EventRecord>, StoreError>;
+
+    /// Deliveries matching `filter`, by ascending id, after `filter.after`.
+    async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<DeliveryRecord>, StoreError>;
+
+    /// How many deliveries are pending (the queue depth).
+    async fn count_by_state(&self, state: DeliveryState) -> Result<u64, StoreError>;
 }
 
 /// Opens the database named by `url`, creating and migrating it if needed.

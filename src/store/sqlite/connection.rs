@@ -8,7 +8,10 @@ use rusqlite::Connection;
 use crate::store::StoreError;
 
 /// The migrations, in order; each runs once, in its own transaction.
-const MIGRATIONS: [(i64, &str); 1] = [(1, include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: [(i64, &str); 2] = [
+    (1, include_str!("migrations/0001_init.sql")),
+    (2, include_str!("migrations/0002_delivery.sql")),
+];
 
 /// Opens the writing connection, creating the file and bringing its schema up to date.
 pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {

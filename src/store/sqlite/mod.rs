@@ -3,7 +3,9 @@
 //! One writer thread owns the only writing connection and commits queued writes together
 //! (group commit, see `writer`); reads run on a small pool of connections beside it (WAL).
 
+mod cache;
 mod connection;
+mod deliveries;
 mod rows;
 mod writer;
 
@@ -13,19 +15,25 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension};
 
+use self::cache::ConfigCache;
 use self::connection::Readers;
-use self::rows::{find_channel, waba_webhook_from_columns, webhook_columns, webhook_from_columns};
+use self::rows::{find_channel, waba_webhook_from_columns, webhook_columns};
 use self::writer::Writer;
-use super::{NewChannel, Store, StoreError, WabaWebhookView};
+use super::{
+    ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventRecord, NewChannel, NewEvent,
+    Outcome, Routing, SavedEvent, Store, StoreError, WabaWebhookView,
+};
 use crate::domain::{
-    Channel, ChannelId, KeyHash, MultiWebhook, MultiWebhookChange, Partner, PartnerId, PhoneNumber,
-    Route, WabaId, WabaWebhook, Webhook,
+    Channel, ChannelId, DeliveryId, DeliveryState, EventId, KeyHash, MultiWebhook,
+    MultiWebhookChange, Partner, PartnerId, PhoneNumber, Route, Target, WabaId, WabaWebhook,
+    Webhook,
 };
 
 /// The SQLite store: a group-committing writer and a pool of readers on one file.
 pub struct SqliteStore {
     writer: Writer,
     readers: Arc<Readers>,
+    cache: ConfigCache,
 }
 
 impl SqliteStore {
@@ -38,16 +46,23 @@ impl SqliteStore {
         Ok(Self {
             writer: Writer::start(conn)?,
             readers: Readers::new(path),
+            cache: ConfigCache::default(),
         })
+    }
+
+    /// Runs a configuration write, then drops cached routing so the next attempt sees it.
+    async fn write_config<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let result = self.writer.write(work).await;
+        self.cache.invalidate();
+        result
     }
 }
 
-/// Milliseconds since the Unix epoch, the stores' timestamp unit.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+pub(crate) use crate::clock::now_ms;
 
 /// Fails with `NotFound` unless a statement changed a row.
 fn require_changed(changed: usize, what: &'static str, id: &str) -> Result<(), StoreError> {
@@ -149,16 +164,15 @@ impl Store for SqliteStore {
         key_hash: KeyHash,
     ) -> Result<(), StoreError> {
         let id = id.clone();
-        self.writer
-            .write(move |conn| {
-                let changed = conn.execute(
-                    "UPDATE channels SET api_key_hash = ?1, webhook_url = NULL, webhook_headers = NULL
+        self.write_config(move |conn| {
+            let changed = conn.execute(
+                "UPDATE channels SET api_key_hash = ?1, webhook_url = NULL, webhook_headers = NULL
                      WHERE id = ?2",
-                    (key_hash.as_str(), id.as_str()),
-                )?;
-                require_changed(changed, "channel", id.as_str())
-            })
-            .await
+                (key_hash.as_str(), id.as_str()),
+            )?;
+            require_changed(changed, "channel", id.as_str())
+        })
+        .await
     }
 
     async fn channel_by_key(&self, key_hash: &KeyHash) -> Result<Option<Channel>, StoreError> {
@@ -196,15 +210,14 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let id = id.clone();
         let (url, headers) = webhook_columns(webhook.as_ref())?;
-        self.writer
-            .write(move |conn| {
-                let changed = conn.execute(
-                    "UPDATE channels SET webhook_url = ?1, webhook_headers = ?2 WHERE id = ?3",
-                    (url, headers, id.as_str()),
-                )?;
-                require_changed(changed, "channel", id.as_str())
-            })
-            .await
+        self.write_config(move |conn| {
+            let changed = conn.execute(
+                "UPDATE channels SET webhook_url = ?1, webhook_headers = ?2 WHERE id = ?3",
+                (url, headers, id.as_str()),
+            )?;
+            require_changed(changed, "channel", id.as_str())
+        })
+        .await
     }
 
     async fn waba_webhook(&self, waba: WabaId) -> Result<WabaWebhookView, StoreError> {
@@ -243,8 +256,7 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let (url, headers) = webhook_columns(webhook.as_ref().map(|w| &w.webhook))?;
         let override_all = webhook.is_some_and(|w| w.override_all);
-        self.writer
-            .write(move |conn| {
+        self.write_config(move |conn| {
                 let changed = conn.execute(
                     "UPDATE wabas SET webhook_url = ?1, webhook_headers = ?2, override_all = ?3 WHERE id = ?4",
                     (url, headers, override_all, waba.get()),
@@ -268,51 +280,137 @@ impl Store for SqliteStore {
         max_destinations: usize,
     ) -> Result<MultiWebhook, StoreError> {
         let id = id.clone();
-        self.writer
-            .write(move |conn| {
-                let stored: Option<String> = conn
-                    .query_row(
-                        "SELECT multi_webhook FROM channels WHERE id = ?1",
-                        [id.as_str()],
-                        |row| row.get(0),
-                    )
-                    .optional()?;
-                let Some(stored) = stored else {
-                    return Err(StoreError::NotFound {
-                        what: "channel",
-                        id: id.to_string(),
-                    });
-                };
-                let next = rows::decode_multi_webhook(&stored)?.apply(change, max_destinations)?;
-                conn.execute(
-                    "UPDATE channels SET multi_webhook = ?1 WHERE id = ?2",
-                    (rows::encode(&next)?, id.as_str()),
-                )?;
-                Ok(next)
-            })
-            .await
+        self.write_config(move |conn| {
+            let stored: Option<String> = conn
+                .query_row(
+                    "SELECT multi_webhook FROM channels WHERE id = ?1",
+                    [id.as_str()],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            let Some(stored) = stored else {
+                return Err(StoreError::NotFound {
+                    what: "channel",
+                    id: id.to_string(),
+                });
+            };
+            let next = rows::decode_multi_webhook(&stored)?.apply(change, max_destinations)?;
+            conn.execute(
+                "UPDATE channels SET multi_webhook = ?1 WHERE id = ?2",
+                (rows::encode(&next)?, id.as_str()),
+            )?;
+            Ok(next)
+        })
+        .await
     }
 
     async fn route(&self, id: &ChannelId) -> Result<Route, StoreError> {
+        match self.routing(id).await? {
+            Some(routing) => Ok(routing.route.clone()),
+            None => Err(StoreError::NotFound {
+                what: "channel",
+                id: id.to_string(),
+            }),
+        }
+    }
+
+    async fn set_signing_secret(&self, id: &ChannelId, secret: String) -> Result<(), StoreError> {
         let id = id.clone();
+        self.write_config(move |conn| {
+            let changed = conn.execute(
+                "UPDATE channels SET signing_secret = ?1 WHERE id = ?2",
+                (secret, id.as_str()),
+            )?;
+            require_changed(changed, "channel", id.as_str())
+        })
+        .await
+    }
+
+    async fn routing(&self, id: &ChannelId) -> Result<Option<Arc<Routing>>, StoreError> {
+        if let Some(hit) = self.cache.routing(id) {
+            return Ok(Some(hit));
+        }
+        let generation = self.cache.generation();
+        let owned = id.clone();
+        let loaded = self
+            .readers
+            .read(move |conn| rows::load_routing(conn, &owned))
+            .await?;
+        Ok(loaded.map(|routing| self.cache.remember_routing(id, routing, generation)))
+    }
+
+    async fn channel_by_phone_number_id(
+        &self,
+        phone_number_id: &str,
+    ) -> Result<Option<ChannelRef>, StoreError> {
+        if let Some(hit) = self.cache.channel_ref(phone_number_id) {
+            return Ok(Some(hit));
+        }
+        let owned = phone_number_id.to_owned();
+        let found = self
+            .readers
+            .read(move |conn| find_channel(conn, "phone_number_id = ?1", &owned))
+            .await?;
+        Ok(found.map(|channel| {
+            let reference = ChannelRef::from(channel);
+            self.cache
+                .remember_channel_ref(phone_number_id, reference.clone());
+            reference
+        }))
+    }
+
+    async fn save_events(
+        &self,
+        events: Vec<NewEvent>,
+        claim_until: Option<i64>,
+    ) -> Result<Vec<SavedEvent>, StoreError> {
+        self.writer
+            .write(move |conn| deliveries::save_events(conn, &events, claim_until))
+            .await
+    }
+
+    async fn claim_due(
+        &self,
+        now: i64,
+        limit: usize,
+        lease_until: i64,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        self.writer
+            .write(move |conn| deliveries::claim_due(conn, now, limit, lease_until))
+            .await
+    }
+
+    async fn release_leases(&self) -> Result<u64, StoreError> {
+        self.writer.write(deliveries::release_leases).await
+    }
+
+    async fn settle(&self, outcome: Outcome) -> Result<Vec<(DeliveryId, Target)>, StoreError> {
+        self.writer
+            .write(move |conn| deliveries::settle(conn, &outcome))
+            .await
+    }
+
+    async fn retry_delivery(&self, id: DeliveryId, now: i64) -> Result<(), StoreError> {
+        self.writer
+            .write(move |conn| deliveries::retry_delivery(conn, id, now))
+            .await
+    }
+
+    async fn event(&self, id: EventId) -> Result<Option<EventRecord>, StoreError> {
         self.readers
-            .read(move |conn| {
-                let columns = conn
-                    .query_row(
-                        "SELECT c.webhook_url, c.webhook_headers, w.webhook_url, w.webhook_headers, w.override_all
-                         FROM channels c JOIN wabas w ON w.id = c.waba_id WHERE c.id = ?1",
-                        [id.as_str()],
-                        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
-                    )
-                    .optional()?;
-                let Some((phone_url, phone_headers, waba_url, waba_headers, override_all)) = columns else {
-                    return Err(StoreError::NotFound { what: "channel", id: id.to_string() });
-                };
-                Ok(Route::resolve(
-                    webhook_from_columns(phone_url, phone_headers)?,
-                    waba_webhook_from_columns(waba_url, waba_headers, override_all)?,
-                ))
-            })
+            .read(move |conn| deliveries::event(conn, id))
+            .await
+    }
+
+    async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.readers
+            .read(move |conn| deliveries::deliveries(conn, &filter))
+            .await
+    }
+
+    async fn count_by_state(&self, state: DeliveryState) -> Result<u64, StoreError> {
+        self.readers
+            .read(move |conn| deliveries::count_by_state(conn, state))
             .await
     }
 }

@@ -10,9 +10,9 @@ use serde::Deserialize;
 
 use crate::domain::{
     Channel, ChannelId, Destination, DestinationName, MultiWebhook, PhoneNumber, PhoneNumberId,
-    WabaId, WabaWebhook, Webhook, WebhookHeaders, WebhookUrl,
+    Route, WabaId, WabaWebhook, Webhook, WebhookHeaders, WebhookUrl,
 };
-use crate::store::StoreError;
+use crate::store::{Routing, StoreError};
 
 /// The columns [`channel_from_row`] reads, in its order.
 pub const CHANNEL_COLUMNS: &str =
@@ -65,6 +65,39 @@ impl RawChannel {
             multi_webhook: decode_multi_webhook(&self.multi_webhook)?,
         })
     }
+}
+
+/// Loads a channel's routing inputs in one query.
+pub fn load_routing(conn: &Connection, id: &ChannelId) -> Result<Option<Routing>, StoreError> {
+    let columns = conn
+        .query_row(
+            "SELECT c.webhook_url, c.webhook_headers, w.webhook_url, w.webhook_headers,
+                    w.override_all, c.multi_webhook, c.signing_secret
+             FROM channels c JOIN wabas w ON w.id = c.waba_id WHERE c.id = ?1",
+            [id.as_str()],
+            |row| {
+                Ok((
+                    (row.get(0)?, row.get(1)?),
+                    (row.get(2)?, row.get(3)?, row.get(4)?),
+                    row.get::<_, String>(5)?,
+                    row.get(6)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some(((phone_url, phone_headers), (waba_url, waba_headers, override_all), multi, secret)) =
+        columns
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Routing {
+        route: Route::resolve(
+            webhook_from_columns(phone_url, phone_headers)?,
+            waba_webhook_from_columns(waba_url, waba_headers, override_all)?,
+        ),
+        multi_webhook: decode_multi_webhook(&multi)?,
+        signing_secret: secret,
+    }))
 }
 
 /// A WABA id read back from the store.

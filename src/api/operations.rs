@@ -1,0 +1,337 @@
+//! Admin operations on the delivery engine: sandbox events, signing secrets, inspection of
+//! events, deliveries and attempts, and replay of failed deliveries.
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::{AdminAuth, PathParam, RawBody};
+use super::AppState;
+use crate::clock::{now_ms, rfc3339};
+use crate::domain::{
+    random_alphanumeric, ChannelId, DeliveryId, DeliveryState, EventId, EventKind,
+};
+use crate::ingest::admin_payload;
+use crate::metrics::Source;
+use crate::store::{AttemptRecord, ChannelRef, DeliveryFilter, DeliveryRecord, NewEvent};
+
+/// An accepted event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    event_id: i64,
+}
+
+/// Inject a notification for a channel, as Meta would send it (sandbox and tests).
+#[utoipa::path(
+    post, path = "/admin/channels/{channel_id}/events", tag = "Admin",
+    security(("admin" = [])),
+    params(("channel_id" = String, Path, description = "The channel's id")),
+    request_body(content = Object, description = "A `value` object (wrapped into the envelope with the channel's WABA id and metadata) or a whole envelope"),
+    responses(
+        (status = 202, description = "Stored durably; delivery started", body = Accepted),
+        (status = 400, description = "Not a JSON object", body = ErrorBody),
+        (status = 401, description = "Missing or invalid admin token", body = ErrorBody),
+        (status = 404, description = "Unknown channel", body = ErrorBody),
+    )
+)]
+pub async fn create_event(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    PathParam(channel_id): PathParam,
+    RawBody(body): RawBody,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let id = ChannelId::from_raw(channel_id);
+    let Some(channel) = state.store.channel(&id).await? else {
+        return Err(ApiError::NotFound(format!("Channel {id} not found")));
+    };
+    let channel = ChannelRef::from(channel);
+    let event = NewEvent {
+        kind: EventKind::Whatsapp,
+        payload: admin_payload(&channel, &body)?,
+        phone_number_id: Some(channel.phone_number_id.as_str().to_owned()),
+        channel: Some(channel.id),
+        received_at: now_ms(),
+    };
+    let saved = state.ingest.accept(vec![event], Source::Admin).await?;
+    let event_id = saved.first().map_or(0, |s| s.event.0);
+    Ok((StatusCode::ACCEPTED, Json(Accepted { event_id })))
+}
+
+/// A new signing secret, shown once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SigningSecret {
+    signing_secret: String,
+}
+
+/// Issue a signing secret: from now on every delivery of the channel carries
+/// `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`.
+#[utoipa::path(
+    post, path = "/admin/channels/{channel_id}/signing_secret", tag = "Admin",
+    security(("admin" = [])),
+    params(("channel_id" = String, Path, description = "The channel's id")),
+    responses(
+        (status = 200, description = "The secret", body = SigningSecret),
+        (status = 401, description = "Missing or invalid admin token", body = ErrorBody),
+        (status = 404, description = "Unknown channel", body = ErrorBody),
+    )
+)]
+pub async fn create_signing_secret(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    PathParam(channel_id): PathParam,
+) -> Result<Json<SigningSecret>, ApiError> {
+    let secret = random_alphanumeric(40);
+    let id = ChannelId::from_raw(channel_id);
+    state.store.set_signing_secret(&id, secret.clone()).await?;
+    tracing::info!(channel = %id, "signing secret issued");
+    Ok(Json(SigningSecret {
+        signing_secret: secret,
+    }))
+}
+
+/// One attempt, for inspection.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttemptView {
+    number: u32,
+    started_at: String,
+    duration_ms: i64,
+    url: String,
+    /// The HTTP status, when an answer came.
+    status: Option<u16>,
+    /// `timeout`, `connect`, `tls`, `blocked` or `io`, when no answer came.
+    error: Option<String>,
+    /// The first bytes of the answer.
+    response: Option<String>,
+}
+
+impl AttemptView {
+    fn of(attempt: AttemptRecord) -> Self {
+        Self {
+            number: attempt.number,
+            started_at: rfc3339(attempt.started_at),
+            duration_ms: attempt.duration_ms,
+            url: attempt.url,
+            status: attempt.status,
+            error: attempt.error.map(|kind| kind.as_str().to_owned()),
+            response: attempt.response_excerpt,
+        }
+    }
+}
+
+/// A delivery, for inspection.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryView {
+    id: i64,
+    event_id: i64,
+    channel_id: Option<String>,
+    /// `primary` or `extra:<name>`.
+    target: String,
+    /// `pending`, `delivered`, `failed` or `dropped`.
+    state: String,
+    attempts: u32,
+    /// When the next attempt is due (pending only).
+    next_attempt_at: Option<String>,
+    last_error: Option<String>,
+    updated_at: String,
+    /// Every attempt (in the event view only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempt_log: Option<Vec<AttemptView>>,
+}
+
+impl DeliveryView {
+    fn of(delivery: DeliveryRecord, attempts: Option<Vec<AttemptRecord>>) -> Self {
+        Self {
+            id: delivery.id.0,
+            event_id: delivery.event.0,
+            channel_id: delivery.channel.map(|c| c.to_string()),
+            target: delivery.target.to_stored(),
+            state: delivery.state.as_str().to_owned(),
+            attempts: delivery.attempts,
+            next_attempt_at: (delivery.state == DeliveryState::Pending)
+                .then(|| rfc3339(delivery.next_attempt_at)),
+            last_error: delivery.last_error,
+            updated_at: rfc3339(delivery.updated_at),
+            attempt_log: attempts.map(|a| a.into_iter().map(AttemptView::of).collect()),
+        }
+    }
+}
+
+/// An event with its deliveries and every attempt.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventView {
+    id: i64,
+    /// `whatsapp` or `unroutable`.
+    kind: String,
+    channel_id: Option<String>,
+    phone_number_id: Option<String>,
+    received_at: String,
+    /// The payload delivered, as JSON.
+    payload: Value,
+    deliveries: Vec<DeliveryView>,
+}
+
+/// Show an event, its deliveries and every attempt.
+#[utoipa::path(
+    get, path = "/admin/events/{event_id}", tag = "Admin",
+    security(("admin" = [])),
+    params(("event_id" = i64, Path, description = "The event's id")),
+    responses(
+        (status = 200, description = "The event", body = EventView),
+        (status = 401, description = "Missing or invalid admin token", body = ErrorBody),
+        (status = 404, description = "Unknown event", body = ErrorBody),
+    )
+)]
+pub async fn get_event(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    PathParam(event_id): PathParam,
+) -> Result<Json<EventView>, ApiError> {
+    let not_found = || ApiError::NotFound(format!("Event {event_id} not found"));
+    let id = event_id.parse::<i64>().map_err(|_| not_found())?;
+    let event = state
+        .store
+        .event(EventId(id))
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(EventView {
+        id: event.id.0,
+        kind: event.kind.as_str().to_owned(),
+        channel_id: event.channel.map(|c| c.to_string()),
+        phone_number_id: event.phone_number_id,
+        received_at: rfc3339(event.received_at),
+        payload: serde_json::from_slice(&event.payload)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&event.payload).into())),
+        deliveries: event
+            .deliveries
+            .into_iter()
+            .map(|(delivery, attempts)| DeliveryView::of(delivery, Some(attempts)))
+            .collect(),
+    }))
+}
+
+/// A page of deliveries.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryPage {
+    deliveries: Vec<DeliveryView>,
+    /// Pass as `after` for the next page; absent on the last page.
+    next_after: Option<i64>,
+}
+
+/// Default and largest page sizes.
+const PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+
+/// List deliveries, oldest first, filtered by state and channel, paged by id.
+#[utoipa::path(
+    get, path = "/admin/deliveries", tag = "Admin",
+    security(("admin" = [])),
+    params(
+        ("state" = Option<String>, Query, description = "pending, delivered, failed or dropped"),
+        ("channel" = Option<String>, Query, description = "A channel id"),
+        ("after" = Option<i64>, Query, description = "Cursor: only ids greater than this"),
+        ("limit" = Option<usize>, Query, description = "Page size, 1 to 1000 (default 100)"),
+    ),
+    responses(
+        (status = 200, description = "A page", body = DeliveryPage),
+        (status = 400, description = "Invalid filter", body = ErrorBody),
+        (status = 401, description = "Missing or invalid admin token", body = ErrorBody),
+    )
+)]
+pub async fn list_deliveries(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<DeliveryPage>, ApiError> {
+    let filter = parse_filter(&query)?;
+    let limit = filter.limit;
+    let deliveries = state.store.deliveries(filter).await?;
+    let next_after = (deliveries.len() == limit)
+        .then(|| deliveries.last().map(|d| d.id.0))
+        .flatten();
+    Ok(Json(DeliveryPage {
+        deliveries: deliveries
+            .into_iter()
+            .map(|d| DeliveryView::of(d, None))
+            .collect(),
+        next_after,
+    }))
+}
+
+fn parse_filter(query: &HashMap<String, String>) -> Result<DeliveryFilter, ApiError> {
+    let bad = |message: String| ApiError::BadRequest(message);
+    let state = query
+        .get("state")
+        .map(|raw| {
+            DeliveryState::parse(raw).ok_or_else(|| {
+                bad(format!(
+                    "Invalid state {raw:?}: expected pending, delivered, failed or dropped"
+                ))
+            })
+        })
+        .transpose()?;
+    let after = query
+        .get("after")
+        .map(|raw| {
+            raw.parse::<i64>()
+                .map(DeliveryId)
+                .map_err(|_| bad(format!("Invalid after {raw:?}: expected a delivery id")))
+        })
+        .transpose()?;
+    let limit = match query.get("limit") {
+        None => PAGE,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| bad(format!("Invalid limit {raw:?}: expected 1 to {MAX_PAGE}")))?,
+    };
+    Ok(DeliveryFilter {
+        state,
+        channel: query.get("channel").map(ChannelId::from_raw),
+        after,
+        limit,
+    })
+}
+
+/// A re-queued delivery.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Requeued {
+    delivery_id: i64,
+    state: &'static str,
+}
+
+/// Replay a failed or dropped delivery: due now, with a new maximum-age window.
+#[utoipa::path(
+    post, path = "/admin/deliveries/{delivery_id}/retry", tag = "Admin",
+    security(("admin" = [])),
+    params(("delivery_id" = i64, Path, description = "The delivery's id")),
+    responses(
+        (status = 202, description = "Queued", body = Requeued),
+        (status = 401, description = "Missing or invalid admin token", body = ErrorBody),
+        (status = 404, description = "Unknown delivery", body = ErrorBody),
+        (status = 409, description = "The delivery is pending or delivered", body = ErrorBody),
+    )
+)]
+pub async fn retry_delivery(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    PathParam(delivery_id): PathParam,
+) -> Result<(StatusCode, Json<Requeued>), ApiError> {
+    let not_found = || ApiError::NotFound(format!("Delivery {delivery_id} not found"));
+    let id = delivery_id.parse::<i64>().map_err(|_| not_found())?;
+    state.store.retry_delivery(DeliveryId(id), now_ms()).await?;
+    tracing::info!(delivery = id, "delivery re-queued by an operator");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Requeued {
+            delivery_id: id,
+            state: DeliveryState::Pending.as_str(),
+        }),
+    ))
+}

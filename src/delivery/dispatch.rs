@@ -1,0 +1,375 @@
+//! The delivery engine: claims due deliveries, runs each as a task under per-destination
+//! limits, and persists every outcome before acting on it.
+//!
+//! Hot path: ingest hands fresh deliveries over in memory, already leased in the same
+//! transaction that stored them, so a healthy delivery costs no database read, only the
+//! group-committed outcome write. Everything else (retries, deliveries beyond the
+//! in-memory capacity, a restart's backlog) waits in the store until `dispatch_once`
+//! claims it. Memory is bounded by `capacity` permits, one per delivery held in memory.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::attempt::{AttemptResult, Attempter};
+use super::backoff::RetryPolicy;
+use super::route::{self, Resolution};
+use crate::domain::{DeliveryTarget, Target};
+use crate::metrics::{AttemptOutcome, FinalState, Metrics};
+use crate::store::{AttemptRecord, DueDelivery, Outcome, Settlement, Store, StoreError};
+
+/// Tuning of the engine; the defaults suit one node.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Retry schedule.
+    pub retry: RetryPolicy,
+    /// Hard limit of one attempt.
+    pub timeout: Duration,
+    /// Allow internal addresses (`--dev`).
+    pub allow_internal: bool,
+    /// Deliveries held in memory at most.
+    pub capacity: usize,
+    /// Concurrent attempts per destination (scheme, host and port).
+    pub per_destination: usize,
+    /// Deliveries waiting in memory per destination before the rest wait in the store.
+    pub per_destination_waiting: usize,
+    /// How often the store is asked for due deliveries.
+    pub poll_interval: Duration,
+    /// How long a claimed delivery belongs to this node.
+    pub lease: Duration,
+}
+
+impl EngineSettings {
+    /// Defaults around the configured retry policy and timeout.
+    pub fn new(retry: RetryPolicy, timeout: Duration, allow_internal: bool) -> Self {
+        Self {
+            retry,
+            timeout,
+            allow_internal,
+            capacity: 20_000,
+            per_destination: 64,
+            per_destination_waiting: 2_000,
+            poll_interval: Duration::from_millis(50),
+            lease: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A running delivery engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    attempter: Attempter,
+    settings: EngineSettings,
+    metrics: Arc<Metrics>,
+    capacity: Arc<Semaphore>,
+    gates: Mutex<HashMap<String, Arc<Gate>>>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+/// Per-destination concurrency: `slots` in flight, `waiting` queued in memory.
+struct Gate {
+    slots: Semaphore,
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+/// Memory reserved for deliveries about to be handed over; split one per delivery.
+pub struct Reservation(OwnedSemaphorePermit);
+
+impl Engine {
+    /// Starts the engine and its poller; it stops when `shutdown` is cancelled.
+    pub fn start(
+        store: Arc<dyn Store>,
+        settings: EngineSettings,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> Result<Self, reqwest::Error> {
+        let engine = Self {
+            inner: Arc::new(Inner {
+                attempter: Attempter::new(settings.timeout, settings.allow_internal)?,
+                capacity: Arc::new(Semaphore::new(settings.capacity)),
+                store,
+                settings,
+                metrics,
+                gates: Mutex::new(HashMap::new()),
+                tracker: TaskTracker::new(),
+                shutdown,
+            }),
+        };
+        let poller = engine.clone();
+        engine
+            .inner
+            .tracker
+            .spawn(async move { poller.poll().await });
+        Ok(engine)
+    }
+
+    /// Reserves memory for `count` fresh deliveries, if there is room.
+    pub fn reserve(&self, count: usize) -> Option<Reservation> {
+        let count = u32::try_from(count).ok()?;
+        if count == 0 || self.inner.shutdown.is_cancelled() {
+            return None;
+        }
+        let permit = Arc::clone(&self.inner.capacity)
+            .try_acquire_many_owned(count)
+            .ok()?;
+        Some(Reservation(permit))
+    }
+
+    /// Until when a delivery claimed now belongs to this node (ms since the epoch).
+    pub fn lease_until(&self) -> i64 {
+        crate::clock::now_ms() + self.inner.settings.lease.as_millis() as i64
+    }
+
+    /// Runs `job` now, holding one permit of `reservation`.
+    pub fn hand_over(&self, job: DueDelivery, reservation: &mut Reservation) {
+        match reservation.0.split(1) {
+            Some(permit) => self.spawn(job, permit),
+            None => tracing::error!(delivery = %job.id, "hand-over without a reserved permit"),
+        }
+    }
+
+    /// Claims the deliveries that are due and starts them; returns how many it started.
+    ///
+    /// The poller calls it on a timer; tests may call it to drive the engine.
+    pub async fn dispatch_once(&self) -> Result<usize, StoreError> {
+        let free = self.inner.capacity.available_permits().min(1024);
+        let Some(mut reservation) = self.reserve(free) else {
+            return Ok(0);
+        };
+        let now = crate::clock::now_ms();
+        let jobs = self
+            .inner
+            .store
+            .claim_due(now, free, self.lease_until())
+            .await?;
+        let started = jobs.len();
+        for job in jobs {
+            self.hand_over(job, &mut reservation);
+        }
+        Ok(started)
+    }
+
+    /// Waits for in-flight attempts to finish and record their outcome (after `shutdown`).
+    pub async fn stopped(&self) {
+        self.inner.tracker.close();
+        self.inner.tracker.wait().await;
+    }
+
+    async fn poll(&self) {
+        let interval = self.inner.settings.poll_interval;
+        loop {
+            match self.dispatch_once().await {
+                Ok(started) if started > 0 => continue,
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "cannot claim due deliveries"),
+            }
+            tokio::select! {
+                () = self.inner.shutdown.cancelled() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+
+    fn spawn(&self, job: DueDelivery, permit: OwnedSemaphorePermit) {
+        let engine = self.clone();
+        self.inner.tracker.spawn(async move {
+            let delivery = job.id;
+            if let Err(error) = engine.run(job).await {
+                tracing::warn!(%delivery, %error, "delivery outcome not recorded; it will be retried");
+            }
+            drop(permit);
+        });
+    }
+
+    /// One delivery: route, attempt under its destination's limit, settle, fan out.
+    async fn run(&self, job: DueDelivery) -> Result<(), StoreError> {
+        let store = self.inner.store.as_ref();
+        let target = match route::resolve(store, &job).await? {
+            Resolution::Drop(reason) => {
+                tracing::debug!(delivery = %job.id, %reason, "dropped");
+                self.settle(&job, None, Settlement::Dropped { reason })
+                    .await?;
+                self.inner.metrics.delivery_finished(FinalState::Dropped);
+                return Ok(());
+            }
+            Resolution::Send(target) => target,
+        };
+        let gate = self.gate(&target);
+        let Some(slot) = self.enter(&gate).await else {
+            if !self.inner.shutdown.is_cancelled() {
+                let at = crate::clock::now_ms() + 1_000 + fastrand::i64(0..1_000);
+                self.settle(&job, None, Settlement::Deferred { at }).await?;
+            }
+            return Ok(());
+        };
+        let started_at = crate::clock::now_ms();
+        let clock = Instant::now();
+        let result = self
+            .inner
+            .attempter
+            .send(&target, job.payload.clone())
+            .await;
+        let took = clock.elapsed();
+        drop(slot);
+        let attempt = AttemptRecord {
+            number: job.attempts + 1,
+            started_at,
+            duration_ms: took.as_millis() as i64,
+            url: target.webhook.url.as_str().to_owned(),
+            status: match &result {
+                AttemptResult::Answered { status, .. } => Some(*status),
+                AttemptResult::Failed { .. } => None,
+            },
+            error: match &result {
+                AttemptResult::Failed { kind, .. } => Some(*kind),
+                AttemptResult::Answered { .. } => None,
+            },
+            response_excerpt: match &result {
+                AttemptResult::Answered { excerpt, .. } if !excerpt.is_empty() => {
+                    Some(excerpt.clone())
+                }
+                _ => None,
+            },
+        };
+        self.finish(job, attempt, result, took).await
+    }
+
+    /// Settles an attempt: delivered (then clones to extras), retry, or give up.
+    async fn finish(
+        &self,
+        job: DueDelivery,
+        attempt: AttemptRecord,
+        result: AttemptResult,
+        took: Duration,
+    ) -> Result<(), StoreError> {
+        let metrics = &self.inner.metrics;
+        let error = match result {
+            AttemptResult::Answered { status: 200, .. } => {
+                metrics.attempt(AttemptOutcome::Delivered, took);
+                return self.delivered(job, attempt).await;
+            }
+            AttemptResult::Answered { status, .. } => {
+                metrics.attempt(AttemptOutcome::HttpError, took);
+                format!("HTTP {status}")
+            }
+            AttemptResult::Failed { kind, detail } => {
+                metrics.attempt(AttemptOutcome::Error(kind), took);
+                format!("{}: {detail}", kind.as_str())
+            }
+        };
+        let now = crate::clock::now_ms();
+        let failures = job.attempts + 1 - job.window_attempts.min(job.attempts);
+        let age = Duration::from_millis((now - job.window_start).max(0) as u64);
+        let settlement = match self
+            .inner
+            .settings
+            .retry
+            .next_delay(failures, age, fastrand::f64())
+        {
+            Some(delay) => Settlement::Retry {
+                at: now + delay.as_millis() as i64,
+                error,
+            },
+            None => Settlement::GaveUp { error },
+        };
+        tracing::warn!(delivery = %job.id, attempt = attempt.number, url = %attempt.url, ?settlement, "attempt failed");
+        let gave_up = matches!(settlement, Settlement::GaveUp { .. });
+        self.settle(&job, Some(attempt), settlement).await?;
+        if gave_up {
+            metrics.delivery_finished(FinalState::Failed);
+        }
+        Ok(())
+    }
+
+    /// Records the 200 and creates the extra deliveries in one transaction, then starts
+    /// them from memory when there is room.
+    async fn delivered(&self, job: DueDelivery, attempt: AttemptRecord) -> Result<(), StoreError> {
+        let extras = route::extras_after_primary(self.inner.store.as_ref(), &job).await?;
+        let mut reservation = self.reserve(extras.len());
+        let claim_until = reservation.as_ref().map(|_| self.lease_until());
+        let settlement = Settlement::Delivered {
+            extras,
+            claim_until,
+        };
+        let created = self.settle(&job, Some(attempt), settlement).await?;
+        self.inner.metrics.delivery_finished(FinalState::Delivered);
+        tracing::debug!(delivery = %job.id, extras = created.len(), "delivered");
+        if let Some(reservation) = reservation.as_mut() {
+            for (id, target) in created {
+                let extra = DueDelivery {
+                    id,
+                    target,
+                    attempts: 0,
+                    window_start: crate::clock::now_ms(),
+                    window_attempts: 0,
+                    ..job.clone()
+                };
+                self.hand_over(extra, reservation);
+            }
+        }
+        Ok(())
+    }
+
+    async fn settle(
+        &self,
+        job: &DueDelivery,
+        attempt: Option<AttemptRecord>,
+        settlement: Settlement,
+    ) -> Result<Vec<(crate::domain::DeliveryId, Target)>, StoreError> {
+        self.inner
+            .store
+            .settle(Outcome {
+                delivery: job.id,
+                attempt,
+                settlement,
+            })
+            .await
+    }
+
+    fn gate(&self, target: &DeliveryTarget) -> Arc<Gate> {
+        let key = destination_key(target.webhook.url.as_str());
+        let mut gates = self.inner.gates.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(gates.entry(key).or_insert_with(|| {
+            Arc::new(Gate {
+                slots: Semaphore::new(self.inner.settings.per_destination),
+                waiting: std::sync::atomic::AtomicUsize::new(0),
+            })
+        }))
+    }
+
+    /// A slot at the destination; `None` when too many wait for it already (the delivery
+    /// then waits in the store) or the engine is stopping.
+    async fn enter<'a>(&self, gate: &'a Gate) -> Option<SemaphorePermit<'a>> {
+        use std::sync::atomic::Ordering;
+        if let Ok(slot) = gate.slots.try_acquire() {
+            return Some(slot);
+        }
+        if gate.waiting.fetch_add(1, Ordering::AcqRel)
+            >= self.inner.settings.per_destination_waiting
+        {
+            gate.waiting.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        let slot = tokio::select! {
+            slot = gate.slots.acquire() => slot.ok(),
+            () = self.inner.shutdown.cancelled() => None,
+        };
+        gate.waiting.fetch_sub(1, Ordering::AcqRel);
+        slot
+    }
+}
+
+/// Scheme, host and port: what "one destination" means for concurrency limits.
+fn destination_key(url: &str) -> String {
+    url::Url::parse(url).map_or_else(|_| url.to_owned(), |u| u.origin().ascii_serialization())
+}

@@ -1,0 +1,78 @@
+//! Pick the destination of one attempt from the configuration as it is now.
+//!
+//! Routes are resolved at each attempt, not at ingest, so fixing a broken URL drains the
+//! backlog, and removing every webhook makes the remaining attempts drop instead of fail.
+
+use crate::domain::{DeliveryTarget, DestinationName, Route, Target, Webhook};
+use crate::store::{DueDelivery, Store, StoreError};
+
+/// Where this attempt goes, or why it goes nowhere.
+#[derive(Debug, Clone)]
+pub enum Resolution {
+    /// Send to this destination.
+    Send(DeliveryTarget),
+    /// Nothing is configured for it: record as dropped.
+    Drop(String),
+}
+
+/// Resolves `job`'s destination from the channel's current routing.
+pub async fn resolve(store: &dyn Store, job: &DueDelivery) -> Result<Resolution, StoreError> {
+    let Some(channel) = &job.channel else {
+        return Ok(Resolution::Drop("the event has no channel".into()));
+    };
+    let Some(routing) = store.routing(channel).await? else {
+        return Ok(Resolution::Drop(format!(
+            "channel {channel} no longer exists"
+        )));
+    };
+    let send = |webhook: Webhook| {
+        Resolution::Send(DeliveryTarget {
+            webhook,
+            signing_secret: routing.signing_secret.clone(),
+        })
+    };
+    Ok(match &job.target {
+        Target::Primary => match &routing.route {
+            Route::Phone(webhook) | Route::Waba(webhook) => send(webhook.clone()),
+            Route::None => Resolution::Drop(
+                "no webhook configured (neither phone-number nor WABA webhook)".into(),
+            ),
+        },
+        Target::Extra(name) => {
+            let multi = &routing.multi_webhook;
+            match multi.destinations.iter().find(|d| &d.name == name) {
+                Some(extra) if multi.enabled => send(Webhook {
+                    url: extra.url.clone(),
+                    headers: extra.headers.clone(),
+                }),
+                _ => Resolution::Drop(format!(
+                    "extra destination {} was removed or multi webhook disabled",
+                    name.as_str()
+                )),
+            }
+        }
+    })
+}
+
+/// The extra destinations that get a clone after a primary delivery's 200, from the
+/// configuration at that moment; none while the multi webhook is disabled.
+pub async fn extras_after_primary(
+    store: &dyn Store,
+    job: &DueDelivery,
+) -> Result<Vec<DestinationName>, StoreError> {
+    if job.target != Target::Primary {
+        return Ok(Vec::new());
+    }
+    let Some(channel) = &job.channel else {
+        return Ok(Vec::new());
+    };
+    Ok(match store.routing(channel).await? {
+        Some(routing) if routing.multi_webhook.enabled => routing
+            .multi_webhook
+            .destinations
+            .iter()
+            .map(|d| d.name.clone())
+            .collect(),
+        _ => Vec::new(),
+    })
+}

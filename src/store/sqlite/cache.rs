@@ -1,0 +1,72 @@
+//! The configuration cache that keeps database reads off the delivery hot path.
+//!
+//! SQLite has one writer, this process, so the cache is exact: every configuration write
+//! goes through `SqliteStore::write_config`, which bumps the generation and empties the
+//! cache after its commit. A reader that loaded a value under an older generation does not
+//! keep it, so a value read before a concurrent write can never outlive that write.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::domain::ChannelId;
+use crate::store::{ChannelRef, Routing};
+
+/// Routing per channel and channel per Meta phone_number_id.
+#[derive(Default)]
+pub struct ConfigCache {
+    generation: AtomicU64,
+    routing: RwLock<HashMap<ChannelId, Arc<Routing>>>,
+    channels: RwLock<HashMap<String, ChannelRef>>,
+}
+
+impl ConfigCache {
+    /// The generation to pass to [`ConfigCache::remember_routing`] after a read.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Forgets every cached routing; called after each committed configuration write.
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.routing
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// The cached routing of `channel`, if any.
+    pub fn routing(&self, channel: &ChannelId) -> Option<Arc<Routing>> {
+        let map = self.routing.read().unwrap_or_else(|p| p.into_inner());
+        map.get(channel).cloned()
+    }
+
+    /// Keeps `routing` if no configuration write happened since `generation` was read.
+    pub fn remember_routing(
+        &self,
+        channel: &ChannelId,
+        routing: Routing,
+        generation: u64,
+    ) -> Arc<Routing> {
+        let routing = Arc::new(routing);
+        let mut map = self.routing.write().unwrap_or_else(|p| p.into_inner());
+        if self.generation() == generation {
+            map.insert(channel.clone(), Arc::clone(&routing));
+        }
+        routing
+    }
+
+    /// The channel known by a Meta phone_number_id (channels and their ids never change).
+    pub fn channel_ref(&self, phone_number_id: &str) -> Option<ChannelRef> {
+        let map = self.channels.read().unwrap_or_else(|p| p.into_inner());
+        map.get(phone_number_id).cloned()
+    }
+
+    /// Remembers the channel of a phone_number_id.
+    pub fn remember_channel_ref(&self, phone_number_id: &str, channel: ChannelRef) {
+        self.channels
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(phone_number_id.to_owned(), channel);
+    }
+}

@@ -1,0 +1,191 @@
+//! The records that cross the `Store` boundary for events, deliveries and attempts.
+
+use bytes::Bytes;
+
+use crate::domain::{
+    AttemptErrorKind, ChannelId, DeliveryId, DeliveryState, DestinationName, EventId, EventKind,
+    MultiWebhook, PhoneNumber, PhoneNumberId, Route, Target, WabaId,
+};
+
+/// A notification to store.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// What it is; only `Whatsapp` events with a channel get a delivery.
+    pub kind: EventKind,
+    /// The channel it is for, if known.
+    pub channel: Option<ChannelId>,
+    /// Meta's phone_number_id it came with, kept for unroutable events.
+    pub phone_number_id: Option<String>,
+    /// The exact bytes every destination receives.
+    pub payload: Bytes,
+    /// Arrival time (ms since the epoch): the start of its deliveries' age window.
+    pub received_at: i64,
+}
+
+/// A stored event and its primary delivery, if it has one.
+#[derive(Debug, Clone, Copy)]
+pub struct SavedEvent {
+    /// The event's id.
+    pub event: EventId,
+    /// Its primary delivery, when the event is routable.
+    pub delivery: Option<DeliveryId>,
+}
+
+/// A delivery to attempt now, with everything the attempt needs but the route.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    /// The delivery.
+    pub id: DeliveryId,
+    /// Its event.
+    pub event: EventId,
+    /// The channel whose config routes it.
+    pub channel: Option<ChannelId>,
+    /// Which destination.
+    pub target: Target,
+    /// The bytes to send, shared between a primary and its extras.
+    pub payload: Bytes,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Start of the age window (event arrival, or the last replay), ms since the epoch.
+    pub window_start: i64,
+    /// Attempts made before the window started: backoff counts only the ones after.
+    pub window_attempts: u32,
+}
+
+/// One attempt as recorded for inspection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// 1 for the first attempt of the delivery.
+    pub number: u32,
+    /// When it started, ms since the epoch.
+    pub started_at: i64,
+    /// How long it took, ms.
+    pub duration_ms: i64,
+    /// Where it went.
+    pub url: String,
+    /// The HTTP status, if an answer came.
+    pub status: Option<u16>,
+    /// Why no answer came, if none did.
+    pub error: Option<AttemptErrorKind>,
+    /// The first bytes of the answer's body.
+    pub response_excerpt: Option<String>,
+}
+
+/// What happens to a delivery after an attempt (or instead of one).
+#[derive(Debug, Clone)]
+pub enum Settlement {
+    /// 200: done; create one extra delivery per name (leased until `claim_until` if set).
+    Delivered {
+        extras: Vec<DestinationName>,
+        claim_until: Option<i64>,
+    },
+    /// Failed; try again at `at`.
+    Retry { at: i64, error: String },
+    /// Failed for the last time: the maximum age is reached.
+    GaveUp { error: String },
+    /// No destination is configured: nothing was sent.
+    Dropped { reason: String },
+    /// Not attempted (its destination is saturated); due again at `at`, no attempt counted.
+    Deferred { at: i64 },
+}
+
+/// A settlement of one delivery, with the attempt that led to it, if one was made.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The delivery.
+    pub delivery: DeliveryId,
+    /// The attempt, if one was made.
+    pub attempt: Option<AttemptRecord>,
+    /// What follows.
+    pub settlement: Settlement,
+}
+
+/// A channel's routing inputs: the resolved main route, extras, and signing secret.
+#[derive(Debug, Clone)]
+pub struct Routing {
+    /// Phone-number webhook ▸ WABA webhook ▸ none.
+    pub route: Route,
+    /// The extra destinations.
+    pub multi_webhook: MultiWebhook,
+    /// Signs deliveries when set.
+    pub signing_secret: Option<String>,
+}
+
+/// Who a Meta phone_number_id belongs to.
+#[derive(Debug, Clone)]
+pub struct ChannelRef {
+    /// The channel.
+    pub id: ChannelId,
+    /// Its WABA.
+    pub waba_id: WabaId,
+    /// Its number.
+    pub phone_number: PhoneNumber,
+    /// Meta's id of the number.
+    pub phone_number_id: PhoneNumberId,
+}
+
+impl From<crate::domain::Channel> for ChannelRef {
+    fn from(channel: crate::domain::Channel) -> Self {
+        Self {
+            id: channel.id,
+            waba_id: channel.waba_id,
+            phone_number: channel.phone_number,
+            phone_number_id: channel.phone_number_id,
+        }
+    }
+}
+
+/// A stored event with its deliveries, for inspection.
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    /// The event's id.
+    pub id: EventId,
+    /// What it is.
+    pub kind: EventKind,
+    /// The channel, if known.
+    pub channel: Option<ChannelId>,
+    /// Meta's phone_number_id, if it came with one.
+    pub phone_number_id: Option<String>,
+    /// The exact bytes delivered.
+    pub payload: Bytes,
+    /// Arrival, ms since the epoch.
+    pub received_at: i64,
+    /// Its deliveries, each with its attempts.
+    pub deliveries: Vec<(DeliveryRecord, Vec<AttemptRecord>)>,
+}
+
+/// A delivery as stored.
+#[derive(Debug, Clone)]
+pub struct DeliveryRecord {
+    /// The delivery.
+    pub id: DeliveryId,
+    /// Its event.
+    pub event: EventId,
+    /// The channel, if any.
+    pub channel: Option<ChannelId>,
+    /// Which destination.
+    pub target: Target,
+    /// Where it stands.
+    pub state: DeliveryState,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When the next attempt is due (pending only), ms since the epoch.
+    pub next_attempt_at: i64,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+    /// Last change, ms since the epoch.
+    pub updated_at: i64,
+}
+
+/// Which deliveries to list.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    /// Only in this state.
+    pub state: Option<DeliveryState>,
+    /// Only for this channel.
+    pub channel: Option<ChannelId>,
+    /// Only ids greater than this (paging cursor).
+    pub after: Option<DeliveryId>,
+    /// At most this many.
+    pub limit: usize,
+}

@@ -5,7 +5,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn switchboard() -> Command {
+/// The `switchboard` binary with a clean environment.
+pub fn switchboard() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
     command.env_remove("RUST_LOG");
     for (name, _) in std::env::vars() {
@@ -17,7 +18,7 @@ fn switchboard() -> Command {
 }
 
 /// Reads stderr until the "listening" line and returns the logged address.
-fn wait_for_address(child: &mut Child) -> String {
+pub fn wait_for_address(child: &mut Child) -> String {
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();
     let deadline = Instant::now() + Duration::from_secs(30);

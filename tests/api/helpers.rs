@@ -230,6 +230,95 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Injects a notification `value` (or envelope) for a channel; returns the event id.
+    pub async fn post_event(&self, channel_id: &str, value: Value) -> i64 {
+        let response = self
+            .admin(
+                Method::POST,
+                &format!("/admin/channels/{channel_id}/events"),
+            )
+            .json(&value)
+            .send()
+            .await
+            .expect("request");
+        expect_json(response, StatusCode::ACCEPTED).await["event_id"]
+            .as_i64()
+            .expect("event_id")
+    }
+
+    /// The event with its deliveries and attempts.
+    pub async fn event(&self, event_id: i64) -> Value {
+        let response = self
+            .admin(Method::GET, &format!("/admin/events/{event_id}"))
+            .send()
+            .await
+            .expect("request");
+        expect_json(response, StatusCode::OK).await
+    }
+
+    /// Polls the event until `done` holds (20 s deadline) and returns it.
+    pub async fn wait_for_event(&self, event_id: i64, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let event = self.event(event_id).await;
+            if done(&event) {
+                return event;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "event never got there: {event:#}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Sets the phone-number webhook of the number that owns `api_key`.
+    pub async fn set_webhook(&self, api_key: &str, url: &str, headers: Value) {
+        let body = json!({"url": url, "headers": headers});
+        let answer = self
+            .send(Method::POST, "/v1/configs/webhook", api_key, body)
+            .await;
+        assert_eq!(answer.0, StatusCode::OK, "{}", answer.1);
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.expect("body")
+    }
+}
+
+/// Settings for delivery tests: loopback receivers, short timeouts and retries.
+pub fn fast_delivery(config: &mut Config) {
+    config.dev = true;
+    config.delivery_timeout = std::time::Duration::from_millis(500);
+    config.retry_base = std::time::Duration::from_millis(50);
+    config.retry_max_delay = std::time::Duration::from_millis(200);
+}
+
+/// The state of the event's delivery to `target` (`primary`, `extra:<name>`).
+pub fn delivery<'a>(event: &'a Value, target: &str) -> &'a Value {
+    event["deliveries"]
+        .as_array()
+        .and_then(|all| all.iter().find(|d| d["target"] == target))
+        .unwrap_or_else(|| panic!("no {target} delivery in {event:#}"))
+}
+
+/// Whether the event's delivery to `target` is in `state`.
+pub fn is_in_state(event: &Value, target: &str, state: &str) -> bool {
+    event["deliveries"].as_array().is_some_and(|all| {
+        all.iter()
+            .any(|d| d["target"] == target && d["state"] == state)
+    })
+}
+
 /// A phone number no other test uses.
 pub fn unique_phone_number() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};

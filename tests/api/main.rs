@@ -3,8 +3,12 @@
 mod admin;
 mod bad_input;
 mod cli;
+mod crash;
+mod delivery;
 mod helpers;
+mod meta;
 mod multi_webhook;
 mod phone_webhook;
+mod receiver;
 mod service;
 mod waba_webhook;

@@ -1,0 +1,198 @@
+//! Nothing acknowledged is lost: `kill -9` the server mid-stream, restart it on the same
+//! database, and every acknowledged event is delivered (duplicates allowed, losses not).
+//! Also: a graceful stop lets an in-flight attempt finish and record its outcome.
+
+use std::collections::HashSet;
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::cli::{switchboard, wait_for_address};
+use crate::helpers::{delivery, fast_delivery, is_in_state, spawn_app_with, ADMIN_TOKEN};
+use crate::receiver::{Behavior, TestReceiver};
+
+fn start_server(database: &str) -> (Child, String) {
+    let mut child = switchboard()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            database,
+            "--dev",
+        ])
+        .args([
+            "--admin-token",
+            ADMIN_TOKEN,
+            "--retry-base-ms",
+            "50",
+            "--retry-max-delay-ms",
+            "200",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let address = wait_for_address(&mut child);
+    (child, format!("http://{address}"))
+}
+
+async fn admin_post(client: &reqwest::Client, url: String, body: Value) -> Value {
+    let response = client
+        .post(url)
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    response.json().await.unwrap()
+}
+
+/// The message ids the receiver answered 200 to.
+fn delivered_ids(receiver: &TestReceiver) -> HashSet<String> {
+    receiver
+        .received()
+        .iter()
+        .filter(|r| r.answered == 200)
+        .filter_map(|r| {
+            r.json()["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn kill_9_mid_stream_loses_no_acknowledged_event() {
+    let data = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", data.path().join("crash.db").display());
+    let (mut server, base) = start_server(&database);
+    let client = reqwest::Client::new();
+    let partner = admin_post(
+        &client,
+        format!("{base}/admin/partners"),
+        json!({"name": "Crash"}),
+    )
+    .await;
+    let waba = admin_post(
+        &client,
+        format!(
+            "{base}/admin/partners/{}/wabas",
+            partner["id"].as_str().unwrap()
+        ),
+        json!({}),
+    )
+    .await;
+    let channel = admin_post(
+        &client,
+        format!("{base}/admin/wabas/{}/channels", waba["waba_id"]),
+        json!({"phone_number": "+4915199999999"}),
+    )
+    .await;
+    // Until the kill, the receiver fails everything: every acknowledged event is then still
+    // owed a delivery (in flight, leased in memory, or waiting for its retry) at the kill.
+    let receiver = TestReceiver::with_default(Behavior::Delay(Duration::from_millis(2), 503)).await;
+    let response = client
+        .post(format!("{base}/v1/configs/webhook"))
+        .header("D360-API-KEY", channel["api_key"].as_str().unwrap())
+        .json(&json!({"url": receiver.url}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let events_url = format!(
+        "{base}/admin/channels/{}/events",
+        channel["id"].as_str().unwrap()
+    );
+    let mut senders = tokio::task::JoinSet::new();
+    for sender in 0..16 {
+        let (client, url, acknowledged) = (
+            client.clone(),
+            events_url.clone(),
+            Arc::clone(&acknowledged),
+        );
+        senders.spawn(async move {
+            for n in 0..2_000 {
+                let id = format!("wamid.{sender}.{n}");
+                let body = json!({"messages": [{"id": id, "type": "text", "text": {"body": "x"}}]});
+                match client
+                    .post(&url)
+                    .bearer_auth(ADMIN_TOKEN)
+                    .json(&body)
+                    .send()
+                    .await
+                {
+                    Ok(response) if response.status() == StatusCode::ACCEPTED => {
+                        acknowledged.lock().unwrap().push(id);
+                    }
+                    _ => return,
+                }
+            }
+        });
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while acknowledged.lock().unwrap().len() < 1_500 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.kill().unwrap(); // SIGKILL: no shutdown code runs.
+    server.wait().unwrap();
+    senders.join_all().await;
+    let acknowledged: HashSet<String> = acknowledged.lock().unwrap().iter().cloned().collect();
+    assert!(
+        acknowledged.len() >= 1_000,
+        "the stream was cut too early: {}",
+        acknowledged.len()
+    );
+    assert!(
+        !receiver.received().is_empty(),
+        "deliveries were being attempted at the kill"
+    );
+    receiver.set_default(Behavior::Status(200));
+
+    let (mut restarted, _) = start_server(&database);
+    receiver
+        .wait_until(|_| acknowledged.is_subset(&delivered_ids(&receiver)))
+        .await;
+    let _ = restarted.kill();
+    let _ = restarted.wait();
+}
+
+#[tokio::test]
+async fn a_graceful_stop_finishes_the_attempt_in_flight() {
+    let app = spawn_app_with(fast_delivery).await;
+    let number = app.provision().await;
+    let receiver =
+        TestReceiver::with_default(Behavior::Delay(Duration::from_millis(300), 200)).await;
+    app.set_webhook(&number.api_key, &receiver.url, json!({}))
+        .await;
+    let event_id = app
+        .post_event(&number.channel_id, json!({"messages": [{"id": "wamid.g"}]}))
+        .await;
+    receiver.wait_for(1).await;
+
+    let app = app.restart().await;
+    let event = app.event(event_id).await;
+    assert!(is_in_state(&event, "primary", "delivered"), "{event:#}");
+    assert_eq!(delivery(&event, "primary")["attempts"], 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        receiver.received().len(),
+        1,
+        "not sent again after the restart"
+    );
+    let response = app
+        .admin(Method::GET, "/admin/deliveries?state=pending")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["deliveries"],
+        json!([])
+    );
+}

@@ -1,0 +1,594 @@
+//! Delivery rules, proven against a scripted receiver on loopback: the envelope and headers,
+//! only 200 counts, timeouts, retries with backoff, giving up and replay, routing priority,
+//! conditional multi-webhook fan-out, signing, and address safety.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{delivery, fast_delivery, is_in_state, spawn_app_with, unique_phone_number};
+use crate::receiver::{Behavior, TestReceiver};
+
+fn message(id: &str) -> Value {
+    json!({"messages": [{"from": "4917600000000", "id": id, "type": "text", "text": {"body": "hi"}}]})
+}
+
+#[tokio::test]
+async fn delivers_the_whatsapp_envelope_with_the_configured_headers() {
+    let app = spawn_app_with(fast_delivery).await;
+    let number = app.provision().await;
+    let receiver = TestReceiver::start().await;
+    let headers = json!({"Authorization": "Basic dGVzdHVzZXI6dGVzdHBhc3M=", "X-Tenant": "acme"});
+    app.set_webhook(&number.api_key, &receiver.url, headers)
+        .await;
+    let channel = app.admin_channel(&number.channel_id).await;
+
+    let event_id = app.post_event(&number.channel_id, message("wamid.1")).await;
+    let received = receiver.wait_for(1).await;
+    let request = &received[0];
+    assert_eq!(request.path, "/hook");
+    assert_eq!(request.headers["content-type"], "application/json");
+    assert_eq!(
+        request.headers["authorization"],
+        "Basic dGVzdHVzZXI6dGVzdHBhc3M="
+    );
+    assert_eq!(request.headers["x-tenant"], "acme");
+    assert!(
+        !request.headers.contains_key("x-hub-signature-256"),
+        "unsigned by default"
+    );
+    let body = request.json();
+    assert_eq!(body["object"], "whatsapp_business_account");
+    assert_eq!(body["entry"][0]["id"], number.waba_id.to_string());
+    let change = &body["entry"][0]["changes"][0];
+    assert_eq!(change["field"], "messages");
+    assert_eq!(change["value"]["messages"][0]["id"], "wamid.1");
+    assert_eq!(change["value"]["messaging_product"], "whatsapp");
+    assert_eq!(
+        change["value"]["metadata"]["phone_number_id"],
+        channel["phone_number_id"]
+    );
+
+    let event = app
+        .wait_for_event(event_id, |e| is_in_state(e, "primary", "delivered"))
+        .await;
+    let primary = delivery(&event, "primary");
+    assert_eq!(primary["attempts"], 1);
+    assert_eq!(primary["attempt_log"][0]["status"], 200);
+    assert_eq!(primary["attempt_log"][0]["url"], receiver.url);
+    assert_eq!(primary["attempt_log"][0]["response"], "received");
+    assert_eq!(event["payload"], body, "the event keeps the exact payload");
+    assert_eq!(receiver.received().len(), 1, "delivered once");
+}
+
+#[tokio::test]
+async fn a_whole_envelope_is_delivered_as_sent() {
+    let app = spawn_app_with(fast_delivery).await;
+    let number = app.provision().await;
+    let receiver = TestReceiver::start().await;
+    app.set_webhook(&number.api_key, &receiver.url, json!({}))
+        .await;
+    let envelope = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {"statuses": [{"id": "wamid.S", "status": "read"}]}}]}]});
+    app.post_event(&number.channel_id, envelope.clone()).await;
+    assert_eq!(receiver.wait_for(1).await[0].json(), envelope);
+}
+
+#[tokio::test]
+async fn only_200_counts_and_failures_are_retried_until_it_comes() {
+    let app = spawn_app_with(fast_delivery).await;
+    let number = app.provision().await;
+    let receiver = TestReceiver::start().await;
+    receiver.script([
+        Behavior::Status(201),
+        Behavior::Status(204),
+        Behavior::Status(500),
+        Behavior::Status(302),
+        Behavior::Close,
+    ]);
+    app.set_webhook(&number.api_key, &receiver.url, json!({}))
+        .await;
+    let event_id = app.post_event(&number.channel_id, message("wamid.2")).await;
+
+    let event = app
+        .wait_for_event(event_id, |e| is_in_state(e, "primary", "delivered"))
+        .await;
+    let log: Vec<(Value, Value)> = delivery(&event, "primary")["attempt_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["status"].clone(), a["error"].clone()))
+        .collect();
+    assert_eq!(log.len(), 6, "{log:?}");
+    assert_eq!(
+        &log[..4],
+        &[
+            (json!(201), Value::Null),
+            (json!(204), Value::Null),
+            (json!(500), Value::Null),
+            (json!(302), Value::Null)
+        ]
+    );
+    assert_eq!(log[4].0, Value::Null, "a closed connection has no status");
+    assert!(log[4].1 == "io" || log[4].1 == "connect", "{:?}", log[4]);
+    assert_eq!(log[5], (json!(200), Value::Null));
+    let bodies: Vec<_> = receiver.received().iter().map(|r| r.body.clone()).collect();
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "every retry sends the same bytes"
+    );
+}
+
+#[tokio::test]
+async fn an_answer_slower_than_the_timeout_is_a_failed_attempt() {
+    let app = spawn_app_with(|config| {
+        fast_delivery(config);
+        config.delivery_timeout = Duration::from_millis(200);
+    })
+    .await;
+    let number = app.provision().await;
+    let receiver = TestReceiver::start().await;
+    receiver.script([Behavior::Delay(Duration::from_secs(2), 200)]);
+    app.set_webhook(&number.api_key, &receiver.url, json!({}))
+        .await;
+    let event_id = app.post_event(&number.channel_id, message("wamid.3")).await;
+
+    let event = app
+        .wait_for_event(event_id, |e| is_in_state(e, "primary", "delivered"))
+        .await;
+    let log = &delivery(&event, "primary")["attempt_log"];
+    assert_eq!(log[0]["error"], "timeout");
+    assert_eq!(log[0]["status"], Value::Null);
+    assert!(log[0]["duration_ms"].as_i64().unwrap() >= 200);
+    assert_eq!(log[1]["status"], 200);
+}
+
+#[tokio::test]
+async fn retries_back_off_exponentially() {
+    let app = spawn_app_with(|config| {
+        fast_delivery(config);
+        config.retry_base = Duration::from_millis(100);
+        config.retry_max_delay = Duration::from_secs(2);
+    })
+    .await;
+    let number = app.provision().await;
+    let receiver = TestReceiver::with_default(Behavior::Status(503)).await;
+    app.set_webhook(&number.api_key, &receiver.url, json!({}))
+        .await;
+    app.post_event(&number.channel_id, message("wamid.4")).await;
+    let received = receiver.wait_for(5).await;
+    receiver.set_default(Behavior::Status(200));
+    // Jitter keeps each delay within [d/2, d] for d = 100 ms · 2^(n-1): never early.
+    for (n, pair) in received.windows(2).take(4).enumerate() {
+        let gap = pair[1].at - pair[0].at;
+        let minimum = Duration::from_millis(50 << n);
+        assert!(
+            gap >= minimum,
+            "retry {} came after {gap:?}, before {minimum:?}",
+            n + 1
+        );
+    }
+}
+
+#[tokio::test]
+async fn gives_up_at_the_maximum_age_and_a_replay_delivers() {
+    let app = spawn_app_with(|config| {
+        fast_delivery(config);
+        config.retry_max_age = Duration::from_millis(600);
+    })
+    .await;
+    let number = app.provision().await;
+    let receiver = TestReceiver::with_default(Behavior::Status(500)).await;
+    app.set_webhook(&number.api_key, &receiver.url, json!({}))
+        .await;
+    let event_id = app.post_event(&number.channel_id, message("wamid.5")).await;
+
+    let event = app
+        .wait_for_event(event_id, |e| is_in_state(e, "primary", "failed"))
+        .await;
+    let failed = delivery(&event, "primary");
+    assert_eq!(failed["last_error"], "HTTP 500");
+    let attempts = failed["attempts"].as_u64().unwrap();
+    assert!(attempts >= 2, "{failed:#}");
+    let delivery_id = failed["id"].as_i64().unwrap();
+
+    let response = app
+        .admin(Method::GET, "/admin/deliveries?state=failed")
+        .send()
+        .await
+        .unwrap();
+    let page: Value = response.json().await.unwrap();
+    assert!(page["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["id"] == delivery_id));
+
+    receiver.set_default(Behavior::Status(200));
+    let response = app
+        .admin(
+            Method::POST,
+            &format!("/admin/deliveries/{delivery_id}/retry"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let event = app
+        .wait_for_event(event_id, |e| is_in_state(e, "primary", "delivered"))
+        .await;
+    let replayed = delivery(&event, "primary");
+    assert_eq!(replayed["attempts"].as_u64().unwrap(), attempts + 1);
+    assert_eq!(
+        replayed["attempt_log"].as_array().unwrap().last().unwrap()["status"],
+        200
+    );
+
+    let again = app
+        .admin(
+            Method::POST,
+            &format!("/admin/deliveries/{delivery_id}/retry"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        again.status(),
+        StatusCode::CONFLICT,
+        "a delivered delivery is not replayed"
+    );
+    let missing = app
+        .admin(Method::POST, "/admin/deliveries/999999/retry")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn routes_by_priority_at_each_attempt() {
+    let app = spawn_app_with(fast_delivery).await;
+    let number = app.provision().await;
+    let key = number.api_key.as_str();
+    let (phone, waba) = (TestReceiver::start().await, TestReceiver::start().await);
+
+    let nowhere = app
+        .post_event(&number.channel_id, message("wamid.none"))
+        .await;
+    let event = app
+        .wait_for_event(nowhere, |e| is_in_state(e, "primary", "dropped"))
+        .await;
+    assert_eq!(delivery(&event, "primary")["attempts"], 0, "nothing sent");
+
+    let body = json!({"url": waba.url, "override_all": false});
+    assert_eq!(
+        app.send(Method::POST, "/waba_webhook", key, body).await.0,
+        StatusCode::OK
+    );
+    app.post_event(&number.channel_id, message("wamid.waba"))
+        .await;
+    assert_eq!(
+        waba.wait_for(1).await[0].json()["entry"][0]["changes"][0]["value"]["messages"][0]["id"],
+        "wamid.waba"
+    );
+
+    app.set_webhook(key, &phone.url, json!({})).await;
+    app.post_event(&number.channel_id, message("wamid.phone"))
+        .await;
+    phone.wait_for(1).await;
+    assert_eq!(
+        waba.received().len(),
+        1,
+        "the phone-number webhook has priority"
+    );
+
+    let body = json!({"url": waba.url, "override_all": true});
+    app.send(Method::POST, "/waba_webhook", key, body).await;
+    app.post_event(&number.channel_id, message("wamid.override"))
+        .await;
+    waba.wait_for(2).await;
+    assert_eq!(
+        phone.received().len(),
+        1,
+        "override_all replaced the phone-number webhook"
+    );
+
+    let response = app
+        .admin(
+            Method::POST,
+            &format!(
+                "/admin/deliveries/{}/retry",
+                delivery(&event, "primary")["id"]
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::ACCEPTED,
+        "a dropped delivery can be replayed"
+    );
+    waba.wait_for(3).await;
+}
+
+#[tokio::test]
+async fn fixing_a_broken_url_drains_the_backlog() {
+    let app = spawn_app_with(fast_delivery).await;
+    let number = app.provision().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    app.set_webhook(&number.api_key, &format!("http://{closed}/hook"), json!({}))
+        .await;
+    let mut events = Vec::new();
+    for n in 0..5 {
+        events.push(
+            app.post_event(&number.channel_id, message(&format!("wamid.b{n}")))
+                .await,
+        );
+    }
+    let first = app
+        .wait_for_event(events[0], |e| {
+            delivery(e, "primary")["attempts"].as_u64() >= Some(2)
+        })
+        .await;
+    assert_eq!(
+        delivery(&first, "primary")["attempt_log"][0]["error"],
+        "connect"
+    );
+
+    let receiver = TestReceiver::start().await;
+    app.set_webhook(&number.api_key, &receiver.url, json!({}))
+        .await;
+    let received = receiver.wait_for(5).await;
+    let mut ids: Vec<String> = received
+        .iter()
+        .map(|r| {
+            r.json()["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        ["wamid.b0", "wamid.b1", "wamid.b2", "wamid.b3", "wamid.b4"]
+    );
+    for event in events {
+        app.wait_for_event(event, |e| is_in_state(e, "primary", "delivered"))
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn extra_destinations_get_clones_only_after_the_main_one_answered_200() {
+    let app = spawn_app_with(fast_delivery).await;
+    let number = app.provision().await;
+    let key = number.api_key.as_str();
+    let main = TestReceiver::start().await;
+    main.script([Behavior::Status(500)]);
+    let (crm, audit) = (TestReceiver::start().await, TestReceiver::start().await);
+    audit.script([Behavior::Status(500), Behavior::Close]);
+    app.set_webhook(key, &main.url, json!({"X-Main": "1"}))
+        .await;
+    let multi = json!({"enabled": true, "destinations": [
+        {"name": "crm", "url": crm.url, "headers": {"X-Dest": "crm"}},
+        {"name": "audit", "url": audit.url, "headers": {"X-Dest": "audit"}},
+    ]});
+    assert_eq!(
+        app.send(Method::POST, "/multi_webhook", key, multi).await.0,
+        StatusCode::OK
+    );
+
+    let event_id = app.post_event(&number.channel_id, message("wamid.6")).await;
+    let event = app
+        .wait_for_event(event_id, |e| {
+            is_in_state(e, "extra:crm", "delivered") && is_in_state(e, "extra:audit", "delivered")
+        })
+        .await;
+    let main_requests = main.received();
+    assert_eq!(main_requests.len(), 2);
+    let crm_request = &crm.received()[0];
+    assert!(
+        crm_request.at > main_requests[1].at,
+        "clones follow the main 200"
+    );
+    assert_eq!(crm_request.body, main_requests[1].body, "the same bytes");
+    assert_eq!(crm_request.headers["x-dest"], "crm");
+    assert!(!crm_request.headers.contains_key("x-main"));
+    assert_eq!(audit.received().len(), 3, "the extra is retried on its own");
+    assert_eq!(delivery(&event, "extra:audit")["attempts"], 3);
+    assert_eq!(delivery(&event, "extra:crm")["attempts"], 1);
+    assert_eq!(delivery(&event, "primary")["attempts"], 2);
+}
+
+#[tokio::test]
+async fn extras_get_nothing_when_the_main_destination_never_answers_200() {
+    let app = spawn_app_with(|config| {
+        fast_delivery(config);
+        config.retry_max_age = Duration::from_millis(400);
+    })
+    .await;
+    let number = app.provision().await;
+    let main = TestReceiver::with_default(Behavior::Status(500)).await;
+    let extra = TestReceiver::start().await;
+    app.set_webhook(&number.api_key, &main.url, json!({})).await;
+    let multi = json!({"enabled": true, "destinations": [{"name": "x", "url": extra.url}]});
+    app.send(Method::POST, "/multi_webhook", &number.api_key, multi)
+        .await;
+    let event_id = app.post_event(&number.channel_id, message("wamid.7")).await;
+    let event = app
+        .wait_for_event(event_id, |e| is_in_state(e, "primary", "failed"))
+        .await;
+    assert_eq!(
+        event["deliveries"].as_array().unwrap().len(),
+        1,
+        "no extra delivery exists"
+    );
+    assert!(extra.received().is_empty());
+}
+
+#[tokio::test]
+async fn disabled_multi_webhook_sends_no_clones() {
+    let app = spawn_app_with(fast_delivery).await;
+    let number = app.provision().await;
+    let (main, extra) = (TestReceiver::start().await, TestReceiver::start().await);
+    app.set_webhook(&number.api_key, &main.url, json!({})).await;
+    let multi = json!({"enabled": true, "destinations": [{"name": "x", "url": extra.url}]});
+    app.send(Method::POST, "/multi_webhook", &number.api_key, multi)
+        .await;
+    app.send(
+        Method::POST,
+        "/multi_webhook",
+        &number.api_key,
+        json!({"enabled": false}),
+    )
+    .await;
+    let event_id = app.post_event(&number.channel_id, message("wamid.8")).await;
+    let event = app
+        .wait_for_event(event_id, |e| is_in_state(e, "primary", "delivered"))
+        .await;
+    assert_eq!(event["deliveries"].as_array().unwrap().len(), 1);
+    assert!(extra.received().is_empty());
+}
+
+#[tokio::test]
+async fn a_signing_secret_signs_every_delivery() {
+    use hmac::{Hmac, Mac};
+    let app = spawn_app_with(fast_delivery).await;
+    let number = app.provision().await;
+    let receiver = TestReceiver::start().await;
+    app.set_webhook(&number.api_key, &receiver.url, json!({}))
+        .await;
+    let response = app
+        .admin(
+            Method::POST,
+            &format!("/admin/channels/{}/signing_secret", number.channel_id),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let secret = response.json::<Value>().await.unwrap()["signing_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(secret.len() >= 32);
+
+    app.post_event(&number.channel_id, message("wamid.9")).await;
+    let request = &receiver.wait_for(1).await[0];
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(&request.body);
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        request.headers["x-hub-signature-256"],
+        format!("sha256={expected}")
+    );
+}
+
+#[tokio::test]
+async fn internal_addresses_are_refused_without_dev_mode() {
+    let app = spawn_app_with(|config| {
+        fast_delivery(config);
+        config.dev = false;
+        config.retry_max_age = Duration::from_millis(300);
+    })
+    .await;
+    let number = app.provision().await;
+    for url in [
+        "https://127.0.0.1/hook",
+        "https://localhost/hook",
+        "https://169.254.169.254/latest",
+    ] {
+        app.set_webhook(&number.api_key, url, json!({})).await;
+        let event_id = app
+            .post_event(&number.channel_id, message("wamid.10"))
+            .await;
+        let event = app
+            .wait_for_event(event_id, |e| is_in_state(e, "primary", "failed"))
+            .await;
+        let log = &delivery(&event, "primary")["attempt_log"];
+        assert_eq!(log[0]["error"], "blocked", "{url}: {event:#}");
+    }
+}
+
+#[tokio::test]
+async fn a_slow_destination_does_not_delay_a_healthy_one() {
+    let app = spawn_app_with(|config| {
+        fast_delivery(config);
+        config.delivery_timeout = Duration::from_secs(5);
+    })
+    .await;
+    let slow_number = app.provision().await;
+    let fast_number = app.provision().await;
+    let slow = TestReceiver::with_default(Behavior::Delay(Duration::from_secs(3), 200)).await;
+    let fast = TestReceiver::start().await;
+    app.set_webhook(&slow_number.api_key, &slow.url, json!({}))
+        .await;
+    app.set_webhook(&fast_number.api_key, &fast.url, json!({}))
+        .await;
+    for n in 0..150 {
+        app.post_event(&slow_number.channel_id, message(&format!("wamid.s{n}")))
+            .await;
+    }
+    for n in 0..20 {
+        app.post_event(&fast_number.channel_id, message(&format!("wamid.f{n}")))
+            .await;
+    }
+    fast.wait_for(20).await;
+    let slow_answered = app.metrics().await;
+    assert!(
+        slow_answered.contains("switchboard_attempts_total{outcome=\"delivered\"} 20\n"),
+        "the healthy destination got all 20 while the slow one still holds its first answers"
+    );
+    assert!(
+        slow.received().len() <= 64,
+        "at most 64 in flight per destination"
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_events_attempts_and_deliveries() {
+    let app = spawn_app_with(fast_delivery).await;
+    let number = app.provision().await;
+    let receiver = TestReceiver::start().await;
+    receiver.script([Behavior::Status(500)]);
+    app.set_webhook(&number.api_key, &receiver.url, json!({}))
+        .await;
+    let event_id = app
+        .post_event(&number.channel_id, message("wamid.11"))
+        .await;
+    app.wait_for_event(event_id, |e| is_in_state(e, "primary", "delivered"))
+        .await;
+    let other = app
+        .create_channel(number.waba_id, &unique_phone_number())
+        .await;
+    let dropped = app
+        .post_event(other["id"].as_str().unwrap(), message("wamid.12"))
+        .await;
+    app.wait_for_event(dropped, |e| is_in_state(e, "primary", "dropped"))
+        .await;
+    let text = app.metrics().await;
+    for line in [
+        "switchboard_events_ingested_total{source=\"admin\"} 2",
+        "switchboard_attempts_total{outcome=\"delivered\"} 1",
+        "switchboard_attempts_total{outcome=\"http_error\"} 1",
+        "switchboard_deliveries_total{state=\"delivered\"} 1",
+        "switchboard_deliveries_total{state=\"dropped\"} 1",
+        "switchboard_queue_depth 0",
+        "switchboard_attempt_duration_seconds_count 2",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+}

@@ -1,0 +1,198 @@
+//! `TestReceiver`: a real HTTP/1.1 server on `127.0.0.1:0` that answers deliveries as a
+//! script says (a status, a hang, a dropped connection) and records what it received.
+//!
+//! Hand-written on a `TcpListener` so it can misbehave in ways a framework will not: close
+//! the connection mid-request, or never answer.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How to answer one request.
+#[derive(Debug, Clone, Copy)]
+pub enum Behavior {
+    /// Answer with this status.
+    Status(u16),
+    /// Wait, then answer with the status.
+    Delay(Duration, u16),
+    /// Close the connection without answering.
+    Close,
+}
+
+/// One request as received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+    pub at: Instant,
+    /// The status this request is answered with (0: the connection is closed instead).
+    pub answered: u16,
+}
+
+impl Received {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("JSON body")
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    script: VecDeque<Behavior>,
+    default: Option<Behavior>,
+    received: Vec<Received>,
+}
+
+/// A scripted receiver; clones share the script and the record.
+#[derive(Clone)]
+pub struct TestReceiver {
+    pub url: String,
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl TestReceiver {
+    /// A receiver answering 200 to everything.
+    pub async fn start() -> Self {
+        Self::with_default(Behavior::Status(200)).await
+    }
+
+    /// A receiver answering `default` unless the script says otherwise.
+    pub async fn with_default(default: Behavior) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/hook", listener.local_addr().expect("address"));
+        let shared = Arc::new(Mutex::new(Shared {
+            default: Some(default),
+            ..Shared::default()
+        }));
+        let accepting = Arc::clone(&shared);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve(stream, Arc::clone(&accepting)));
+            }
+        });
+        Self { url, shared }
+    }
+
+    /// The next requests get these answers, in order; then the default again.
+    pub fn script(&self, behaviors: impl IntoIterator<Item = Behavior>) {
+        self.lock().script.extend(behaviors);
+    }
+
+    /// Changes the answer given once the script is used up.
+    pub fn set_default(&self, behavior: Behavior) {
+        self.lock().default = Some(behavior);
+    }
+
+    /// Everything received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.lock().received.clone()
+    }
+
+    /// Waits until at least `count` requests arrived (20 s deadline) and returns them all.
+    pub async fn wait_for(&self, count: usize) -> Vec<Received> {
+        self.wait_until(|received| received.len() >= count).await
+    }
+
+    /// Waits until `done` holds for the requests received (20 s deadline).
+    pub async fn wait_until(&self, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let received = self.received();
+            if done(&received) {
+                return received;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "receiver {} timed out with {} requests",
+                self.url,
+                received.len()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+async fn serve(mut stream: TcpStream, shared: Arc<Mutex<Shared>>) {
+    let mut buffer = Vec::new();
+    loop {
+        let Some(mut request) = read_request(&mut stream, &mut buffer).await else {
+            return;
+        };
+        let behavior = {
+            let mut shared = shared.lock().unwrap_or_else(|p| p.into_inner());
+            let default = shared.default.unwrap_or(Behavior::Status(200));
+            let behavior = shared.script.pop_front().unwrap_or(default);
+            request.answered = match behavior {
+                Behavior::Status(status) | Behavior::Delay(_, status) => status,
+                Behavior::Close => 0,
+            };
+            shared.received.push(request);
+            behavior
+        };
+        let status = match behavior {
+            Behavior::Close => return,
+            Behavior::Status(status) => status,
+            Behavior::Delay(wait, status) => {
+                tokio::time::sleep(wait).await;
+                status
+            }
+        };
+        let answer = format!(
+            "HTTP/1.1 {status} Scripted\r\ncontent-type: text/plain\r\ncontent-length: 8\r\n\r\nreceived"
+        );
+        if stream.write_all(answer.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads one request (headers and a content-length body); `None` when the peer closed.
+async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Received> {
+    let header_end = loop {
+        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end;
+        }
+        let mut chunk = [0u8; 8192];
+        let read = stream.read(&mut chunk).await.ok()?;
+        if read == 0 {
+            return None;
+        }
+        buffer.extend_from_slice(&chunk[..read]);
+    };
+    let head = String::from_utf8_lossy(&buffer[..header_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let path = lines.next()?.split(' ').nth(1)?.to_owned();
+    let headers: HashMap<String, String> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_lowercase(), value.trim().to_owned()))
+        .collect();
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let body_start = header_end + 4;
+    while buffer.len() < body_start + length {
+        let mut chunk = [0u8; 8192];
+        let read = stream.read(&mut chunk).await.ok()?;
+        if read == 0 {
+            return None;
+        }
+        buffer.extend_from_slice(&chunk[..read]);
+    }
+    let body = buffer[body_start..body_start + length].to_vec();
+    buffer.drain(..body_start + length);
+    Some(Received {
+        path,
+        headers,
+        body,
+        at: Instant::now(),
+        answered: 0,
+    })
+}

@@ -69,6 +69,7 @@ impl Ingest {
             .map(|e| (e.channel.clone(), e.payload.clone(), e.received_at))
             .collect();
         let saved = self.store.save_events(events, claim_until).await?;
+        tracing::debug!(?source, events = saved.len(), unroutable, "events stored");
         self.metrics.events_ingested(source, saved.len());
         self.metrics.events_unroutable(unroutable);
         if let Some(reservation) = reservation.as_mut() {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use super::attempt::{AttemptResult, Attempter};
 use super::backoff::RetryPolicy;
@@ -182,13 +183,22 @@ impl Engine {
 
     fn spawn(&self, job: DueDelivery, permit: OwnedSemaphorePermit) {
         let engine = self.clone();
-        self.inner.tracker.spawn(async move {
-            let delivery = job.id;
-            if let Err(error) = engine.run(job).await {
-                tracing::warn!(%delivery, %error, "delivery outcome not recorded; it will be retried");
+        let span = tracing::debug_span!(
+            "delivery",
+            delivery = %job.id,
+            event = %job.event,
+            target = %job.target.to_stored(),
+            attempt = job.attempts + 1,
+        );
+        self.inner.tracker.spawn(
+            async move {
+                if let Err(error) = engine.run(job).await {
+                    tracing::warn!(%error, "delivery outcome not recorded; it will be retried");
+                }
+                drop(permit);
             }
-            drop(permit);
-        });
+            .instrument(span),
+        );
     }
 
     /// One delivery: route, attempt under its destination's limit, settle, fan out.
@@ -196,7 +206,7 @@ impl Engine {
         let store = self.inner.store.as_ref();
         let target = match route::resolve(store, &job).await? {
             Resolution::Drop(reason) => {
-                tracing::debug!(delivery = %job.id, %reason, "dropped");
+                tracing::debug!(%reason, "dropped: no route");
                 self.settle(&job, None, Settlement::Dropped { reason })
                     .await?;
                 self.inner.metrics.delivery_finished(FinalState::Dropped);
@@ -208,6 +218,7 @@ impl Engine {
         let Some(slot) = self.enter(&gate).await else {
             if !self.inner.shutdown.is_cancelled() {
                 let at = crate::clock::now_ms() + 1_000 + fastrand::i64(0..1_000);
+                tracing::debug!("destination saturated; deferred to the store");
                 self.settle(&job, None, Settlement::Deferred { at }).await?;
             }
             return Ok(());
@@ -282,7 +293,15 @@ impl Engine {
             },
             None => Settlement::GaveUp { error },
         };
-        tracing::warn!(delivery = %job.id, attempt = attempt.number, url = %attempt.url, ?settlement, "attempt failed");
+        match &settlement {
+            Settlement::Retry { at, error } => {
+                tracing::warn!(url = %attempt.url, %error, retry_at = %crate::clock::rfc3339(*at), "attempt failed; will retry");
+            }
+            Settlement::GaveUp { error } => {
+                tracing::warn!(url = %attempt.url, %error, "attempt failed; maximum age reached, delivery failed");
+            }
+            _ => {}
+        }
         let gave_up = matches!(settlement, Settlement::GaveUp { .. });
         self.settle(&job, Some(attempt), settlement).await?;
         if gave_up {
@@ -303,7 +322,7 @@ impl Engine {
         };
         let created = self.settle(&job, Some(attempt), settlement).await?;
         self.inner.metrics.delivery_finished(FinalState::Delivered);
-        tracing::debug!(delivery = %job.id, extras = created.len(), "delivered");
+        tracing::debug!(extras = created.len(), "delivered");
         if let Some(reservation) = reservation.as_mut() {
             for (id, target) in created {
                 let extra = DueDelivery {

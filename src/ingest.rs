@@ -12,9 +12,9 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 use crate::delivery::Engine;
-use crate::domain::{EventKind, Target};
+use crate::domain::{EventKind, PartnerEvent, PartnerEventType, PartnerId, Target, WabaId};
 use crate::metrics::{Metrics, Source};
-use crate::store::{ChannelRef, DueDelivery, NewEvent, SavedEvent, Store, StoreError};
+use crate::store::{ChannelRef, DueDelivery, EventBody, NewEvent, SavedEvent, Store, StoreError};
 
 /// Why a notification body cannot be accepted.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -32,14 +32,32 @@ pub struct Ingest {
     metrics: Arc<Metrics>,
 }
 
-/// One number's part of a Meta notification.
+/// One part of a Meta notification, as split by [`split_envelope`].
 #[derive(Debug, Clone, PartialEq)]
-pub struct NumberEnvelope {
-    /// `metadata.phone_number_id` of its changes (`None` for changes without one).
-    pub phone_number_id: Option<String>,
-    /// The WhatsApp envelope with only this number's changes.
-    pub envelope: Value,
+pub enum Part {
+    /// The changes for one phone number, as a WhatsApp envelope of their own.
+    Number {
+        /// `metadata.phone_number_id` of the changes.
+        phone_number_id: String,
+        /// The envelope with only this number's changes.
+        envelope: Value,
+    },
+    /// One `message_template_status_update` change, for the WABA's partner.
+    TemplateStatus {
+        /// The entry id: Meta's WABA id.
+        waba: Value,
+        /// The change as Meta sent it.
+        change: Value,
+    },
+    /// Changes that name no number: kept, not delivered.
+    Unknown {
+        /// Their envelope.
+        envelope: Value,
+    },
 }
+
+/// The `field` of template status changes.
+const TEMPLATE_STATUS_FIELD: &str = "message_template_status_update";
 
 impl Ingest {
     /// Ingest over `store`, handing deliveries to `engine`.
@@ -57,32 +75,35 @@ impl Ingest {
         events: Vec<NewEvent>,
         source: Source,
     ) -> Result<Vec<SavedEvent>, StoreError> {
-        let deliverable = events
+        let targets: Vec<Option<Target>> = events.iter().map(first_target).collect();
+        let deliverable = targets.iter().flatten().count();
+        let unroutable = events
             .iter()
-            .filter(|e| e.kind == EventKind::Whatsapp && e.channel.is_some())
+            .filter(|e| e.kind == EventKind::Unroutable)
             .count();
-        let unroutable = events.len() - deliverable;
         let mut reservation = self.engine.reserve(deliverable);
         let claim_until = reservation.as_ref().map(|_| self.engine.lease_until());
         let handed: Vec<_> = events
             .iter()
-            .map(|e| (e.channel.clone(), e.payload.clone(), e.received_at))
+            .zip(targets)
+            .map(|(e, target)| (e.channel.clone(), e.partner.clone(), target, e.received_at))
             .collect();
         let saved = self.store.save_events(events, claim_until).await?;
         tracing::debug!(?source, events = saved.len(), unroutable, "events stored");
         self.metrics.events_ingested(source, saved.len());
         self.metrics.events_unroutable(unroutable);
         if let Some(reservation) = reservation.as_mut() {
-            for (event, (channel, payload, received_at)) in saved.iter().zip(handed) {
-                let Some(delivery) = event.delivery else {
+            for (event, (channel, partner, target, received_at)) in saved.iter().zip(handed) {
+                let (Some(delivery), Some(target)) = (event.delivery, target) else {
                     continue;
                 };
                 let job = DueDelivery {
                     id: delivery,
                     event: event.event,
                     channel,
-                    target: Target::Primary,
-                    payload,
+                    partner,
+                    target,
+                    payload: event.payload.clone(),
                     attempts: 0,
                     window_start: received_at,
                     window_attempts: 0,
@@ -93,29 +114,109 @@ impl Ingest {
         Ok(saved)
     }
 
-    /// Splits a Meta notification and resolves each part's channel.
+    /// Splits a Meta notification: one event per number, one partner event per template
+    /// status change; parts that name no known number or WABA are kept as unroutable.
     pub async fn meta_events(&self, body: &[u8]) -> Result<Vec<NewEvent>, IngestEventsError> {
-        let parts = split_envelope(body)?;
         let received_at = crate::clock::now_ms();
-        let mut events = Vec::with_capacity(parts.len());
-        for part in parts {
-            let channel = match &part.phone_number_id {
-                Some(id) => self.store.channel_by_phone_number_id(id).await?,
-                None => None,
-            };
-            events.push(NewEvent {
-                kind: if channel.is_some() {
-                    EventKind::Whatsapp
-                } else {
-                    EventKind::Unroutable
+        let mut events = Vec::new();
+        for part in split_envelope(body)? {
+            let event = match part {
+                Part::Number {
+                    phone_number_id,
+                    envelope,
+                } => match self
+                    .store
+                    .channel_by_phone_number_id(&phone_number_id)
+                    .await?
+                {
+                    Some(channel) => NewEvent {
+                        kind: EventKind::Whatsapp,
+                        channel: Some(channel.id),
+                        partner: None,
+                        phone_number_id: Some(phone_number_id),
+                        body: EventBody::Bytes(Bytes::from(envelope.to_string())),
+                        received_at,
+                    },
+                    None => unroutable(Some(phone_number_id), &envelope, received_at),
                 },
-                channel: channel.map(|c| c.id),
-                phone_number_id: part.phone_number_id,
-                payload: Bytes::from(part.envelope.to_string()),
-                received_at,
-            });
+                Part::TemplateStatus { waba, change } => match self.waba_partner(&waba).await? {
+                    Some((waba_id, partner)) => partner_event(
+                        partner,
+                        PartnerEventType::WABA_TEMPLATE_STATUS_CHANGED,
+                        json!({ "waba_id": waba_id.get(), "value": change["value"] }),
+                        received_at,
+                    ),
+                    None => {
+                        let envelope = json!({"object": "whatsapp_business_account",
+                                                  "entry": [{"id": waba, "changes": [change]}]});
+                        unroutable(None, &envelope, received_at)
+                    }
+                },
+                Part::Unknown { envelope } => unroutable(None, &envelope, received_at),
+            };
+            events.push(event);
         }
         Ok(events)
+    }
+
+    async fn waba_partner(&self, waba: &Value) -> Result<Option<(WabaId, PartnerId)>, StoreError> {
+        let id = match waba {
+            Value::String(text) => text.parse::<i64>().ok(),
+            Value::Number(number) => number.as_i64(),
+            _ => None,
+        };
+        let Some(waba) = id.and_then(|id| WabaId::new(id).ok()) else {
+            return Ok(None);
+        };
+        Ok(self.store.waba_partner(waba).await?.map(|p| (waba, p)))
+    }
+}
+
+/// The delivery an event gets when stored, if any.
+fn first_target(event: &NewEvent) -> Option<Target> {
+    match (event.kind, &event.channel, &event.partner) {
+        (EventKind::Whatsapp, Some(_), _) => Some(Target::Primary),
+        (EventKind::Partner, _, Some(_)) => Some(Target::Partner),
+        _ => None,
+    }
+}
+
+/// A notification kept for inspection, not delivered.
+fn unroutable(phone_number_id: Option<String>, envelope: &Value, received_at: i64) -> NewEvent {
+    NewEvent {
+        kind: EventKind::Unroutable,
+        channel: None,
+        partner: None,
+        phone_number_id,
+        body: EventBody::Bytes(Bytes::from(envelope.to_string())),
+        received_at,
+    }
+}
+
+/// A partner event of a built-in `kind` (or one given through the admin API).
+pub fn partner_event(partner: PartnerId, kind: &'static str, data: Value, at: i64) -> NewEvent {
+    typed_partner_event(partner, PartnerEventType::builtin(kind), data, at)
+}
+
+/// A partner event of any validated type.
+pub fn typed_partner_event(
+    partner: PartnerId,
+    kind: PartnerEventType,
+    data: Value,
+    at: i64,
+) -> NewEvent {
+    NewEvent {
+        kind: EventKind::Partner,
+        channel: None,
+        partner: Some(partner.clone()),
+        phone_number_id: None,
+        body: EventBody::Partner(PartnerEvent {
+            kind,
+            partner,
+            data,
+            created_at: at,
+        }),
+        received_at: at,
     }
 }
 
@@ -135,8 +236,9 @@ fn invalid(message: impl Into<String>) -> IngestError {
 }
 
 /// Splits a WhatsApp envelope into one envelope per `metadata.phone_number_id`, in order of
-/// first appearance; each keeps its entries' ids and its changes' order.
-pub fn split_envelope(body: &[u8]) -> Result<Vec<NumberEnvelope>, IngestError> {
+/// first appearance, each keeping its entries' ids and its changes' order; template status
+/// changes become parts of their own.
+pub fn split_envelope(body: &[u8]) -> Result<Vec<Part>, IngestError> {
     let root: Value =
         serde_json::from_slice(body).map_err(|e| invalid(format!("Invalid json: {e}")))?;
     let object = root
@@ -146,34 +248,50 @@ pub fn split_envelope(body: &[u8]) -> Result<Vec<NumberEnvelope>, IngestError> {
     let Some(entries) = root.get("entry").and_then(Value::as_array) else {
         return Err(invalid("the notification has no \"entry\" array"));
     };
-    let mut parts: Vec<(Option<String>, Vec<Value>)> = Vec::new();
+    let mut groups: Vec<(Option<String>, Vec<Value>)> = Vec::new();
+    let mut templates = Vec::new();
     for entry in entries {
         let Some(changes) = entry.get("changes").and_then(Value::as_array) else {
             return Err(invalid("an entry has no \"changes\" array"));
         };
         let entry_id = entry.get("id").cloned().unwrap_or(Value::Null);
         for change in changes {
+            if change.get("field").and_then(Value::as_str) == Some(TEMPLATE_STATUS_FIELD) {
+                templates.push(Part::TemplateStatus {
+                    waba: entry_id.clone(),
+                    change: change.clone(),
+                });
+                continue;
+            }
             let number = change
                 .pointer("/value/metadata/phone_number_id")
                 .and_then(Value::as_str)
                 .map(str::to_owned);
-            let index = match parts.iter().position(|(n, _)| *n == number) {
+            let index = match groups.iter().position(|(n, _)| *n == number) {
                 Some(index) => index,
                 None => {
-                    parts.push((number, Vec::new()));
-                    parts.len() - 1
+                    groups.push((number, Vec::new()));
+                    groups.len() - 1
                 }
             };
-            push_change(&mut parts[index].1, &entry_id, change.clone());
+            push_change(&mut groups[index].1, &entry_id, change.clone());
         }
     }
-    Ok(parts
+    let mut parts: Vec<Part> = groups
         .into_iter()
-        .map(|(phone_number_id, entry)| NumberEnvelope {
-            phone_number_id,
-            envelope: json!({ "object": object, "entry": entry }),
+        .map(|(number, entry)| {
+            let envelope = json!({ "object": object, "entry": entry });
+            match number {
+                Some(phone_number_id) => Part::Number {
+                    phone_number_id,
+                    envelope,
+                },
+                None => Part::Unknown { envelope },
+            }
         })
-        .collect())
+        .collect();
+    parts.extend(templates);
+    Ok(parts)
 }
 
 /// Appends `change` to the last entry if it has the same id, else starts a new entry.
@@ -248,25 +366,50 @@ mod tests {
             {"id": "W2", "changes": [change("333", "d")]},
         ]});
         let parts = split_envelope(body.to_string().as_bytes()).unwrap();
-        let numbers: Vec<_> = parts.iter().map(|p| p.phone_number_id.as_deref()).collect();
-        assert_eq!(numbers, [Some("111"), Some("222"), Some("333")]);
+        let numbers: Vec<_> = parts.iter().map(number_of).collect();
+        assert_eq!(numbers, ["111", "222", "333"]);
         assert_eq!(
-            parts[0].envelope,
-            json!({"object": "whatsapp_business_account",
+            parts[0],
+            Part::Number {
+                phone_number_id: "111".into(),
+                envelope: json!({"object": "whatsapp_business_account",
                    "entry": [{"id": "W1", "changes": [change("111", "a"), change("111", "c")]}]})
+            }
         );
-        assert_eq!(parts[2].envelope["entry"][0]["id"], "W2");
+        let Part::Number { envelope, .. } = &parts[2] else {
+            panic!()
+        };
+        assert_eq!(envelope["entry"][0]["id"], "W2");
     }
 
     #[test]
-    fn changes_without_a_number_form_their_own_part() {
+    fn template_updates_and_changes_without_a_number_form_their_own_parts() {
         let template =
             json!({"value": {"event": "APPROVED"}, "field": "message_template_status_update"});
+        let other = json!({"value": {"x": 1}, "field": "account_update"});
         let body = json!({"object": "whatsapp_business_account",
-                          "entry": [{"id": "W1", "changes": [template, change("111", "a")]}]});
+                          "entry": [{"id": "W1", "changes": [template.clone(), other, change("111", "a")]}]});
         let parts = split_envelope(body.to_string().as_bytes()).unwrap();
-        assert_eq!(parts[0].phone_number_id, None);
-        assert_eq!(parts[1].phone_number_id.as_deref(), Some("111"));
+        assert!(
+            matches!(&parts[0], Part::Unknown { envelope } if envelope["entry"][0]["changes"][0]["field"] == "account_update")
+        );
+        assert_eq!(number_of(&parts[1]), "111");
+        assert_eq!(
+            parts[2],
+            Part::TemplateStatus {
+                waba: json!("W1"),
+                change: template
+            }
+        );
+    }
+
+    fn number_of(part: &Part) -> &str {
+        match part {
+            Part::Number {
+                phone_number_id, ..
+            } => phone_number_id,
+            _ => "",
+        }
     }
 
     #[test]

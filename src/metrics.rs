@@ -15,11 +15,13 @@ use crate::domain::AttemptErrorKind;
 pub enum Source {
     /// Meta's signed webhook.
     Meta,
-    /// `POST /admin/channels/{id}/events`.
+    /// The admin API's sandbox endpoints (`…/events`).
     Admin,
+    /// The platform itself (partner events such as `channel_created`).
+    Platform,
 }
 
-const SOURCES: [&str; 2] = ["meta", "admin"];
+const SOURCES: [&str; 3] = ["meta", "admin", "platform"];
 const ATTEMPT_OUTCOMES: [&str; 7] = [
     "delivered",
     "http_error",
@@ -60,7 +62,7 @@ pub enum FinalState {
 /// The service's counters.
 #[derive(Default)]
 pub struct Metrics {
-    events: [AtomicU64; 2],
+    events: [AtomicU64; 3],
     unroutable: AtomicU64,
     attempts: [AtomicU64; 7],
     finals: [AtomicU64; 3],

@@ -10,6 +10,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
+use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::domain::{HeaderError, MultiWebhookError, UrlError, ValidationError};
@@ -44,6 +45,9 @@ pub enum ApiError {
     /// 400: the request is malformed or breaks a rule.
     #[error("{0}")]
     BadRequest(String),
+    /// 400 naming the field and the problem (the Partner API lists it under `details`).
+    #[error("Invalid {field}: {problem}")]
+    InvalidField { field: String, problem: String },
     /// 401: no credentials, or unknown ones.
     #[error("{0}")]
     Unauthorized(String),
@@ -76,7 +80,7 @@ pub enum ApiError {
 impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::InvalidField { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
@@ -101,28 +105,96 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// Logs the error (internal ones with their chain) and gives its status.
+    fn log(&self) -> StatusCode {
         let status = self.status();
-        match &self {
+        match self {
             Self::Internal(source) | Self::Unavailable(source) => {
                 tracing::error!(error = %error_chain(source), %status, "request failed");
             }
             _ => tracing::debug!(error = %self, %status, "request rejected"),
         }
+        status
+    }
+
+    /// The Partner API's `details`: the field and its problems.
+    fn details(&self) -> Option<serde_json::Value> {
+        match self {
+            Self::InvalidField { field, problem } => Some(json!({ field.as_str(): [problem] })),
+            Self::BadRequest(message) => Some(json!({ "json": [message] })),
+            _ => None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.log();
         let message = self.to_string();
-        let mut response = match self {
+        let response = match self {
             Self::MultiWebhookDisabled => (status, MessageBody::new(message)).into_response(),
             _ => (status, Json(ErrorBody { error: message })).into_response(),
         };
-        if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-        }
-        response
+        with_challenge(status, response)
     }
+}
+
+/// The body of every Partner API error, in the provider's `{"meta": {...}}` shape.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PartnerErrorBody {
+    meta: PartnerErrorMeta,
+}
+
+/// The fields of a Partner API error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PartnerErrorMeta {
+    developer_message: String,
+    http_code: u16,
+    success: bool,
+    /// Unique per request, for support.
+    #[serde(rename = "360dialog_trace_id")]
+    trace_id: String,
+    /// For 400: each invalid field and its problems.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<serde_json::Value>,
+}
+
+/// An `ApiError` raised on the Partner API, rendered in that API's shape.
+#[derive(Debug)]
+pub struct PartnerApiError(pub ApiError);
+
+impl<E: Into<ApiError>> From<E> for PartnerApiError {
+    fn from(error: E) -> Self {
+        Self(error.into())
+    }
+}
+
+impl IntoResponse for PartnerApiError {
+    fn into_response(self) -> Response {
+        let status = self.0.log();
+        let body = PartnerErrorBody {
+            meta: PartnerErrorMeta {
+                developer_message: self.0.to_string(),
+                http_code: status.as_u16(),
+                success: false,
+                trace_id: crate::domain::random_alphanumeric(32),
+                details: self.0.details(),
+            },
+        };
+        with_challenge(status, (status, Json(body)).into_response())
+    }
+}
+
+/// Adds `WWW-Authenticate` to 401 answers.
+fn with_challenge(status: StatusCode, mut response: Response) -> Response {
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+    }
+    response
 }
 
 impl From<ValidationError> for ApiError {

@@ -14,6 +14,7 @@ mod messaging;
 mod meta;
 mod multi_webhook;
 mod operations;
+mod partner;
 mod system;
 
 use std::sync::Arc;
@@ -61,6 +62,7 @@ pub struct AppState {
     modifiers(&SecuritySchemes),
     tags(
         (name = "Messaging API", description = "Webhook configuration, authenticated by D360-API-KEY"),
+        (name = "Partner API", description = "Partner webhook URL and headers, authenticated by the partner API key"),
         (name = "Admin", description = "Provisioning and operations, authenticated by the admin token"),
         (name = "Meta", description = "Meta's Cloud API webhook (signed with the app secret)"),
         (name = "Service", description = "Health and readiness"),
@@ -77,6 +79,14 @@ impl Modify for SecuritySchemes {
         components.add_security_scheme(
             "D360-API-KEY",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("D360-API-KEY"))),
+        );
+        components.add_security_scheme(
+            "PartnerApiKeyV2",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+        components.add_security_scheme(
+            "Bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
         components.add_security_scheme(
             "admin",
@@ -108,6 +118,14 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(admin::create_channel))
         .routes(routes!(admin::rotate_channel_key))
         .routes(routes!(admin::get_channel))
+        .routes(routes!(partner::get_webhook_url, partner::set_webhook_url))
+        .routes(routes!(
+            partner::get_webhook_headers,
+            partner::set_webhook_headers
+        ))
+        .routes(routes!(admin::create_partner_event))
+        .routes(routes!(admin::create_partner_signing_secret))
+        .routes(routes!(admin::enable_messaging))
         .routes(routes!(operations::create_event))
         .routes(routes!(operations::create_signing_secret))
         .routes(routes!(operations::get_event))

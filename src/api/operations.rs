@@ -19,7 +19,9 @@ use crate::domain::{
 };
 use crate::ingest::admin_payload;
 use crate::metrics::Source;
-use crate::store::{AttemptRecord, ChannelRef, DeliveryFilter, DeliveryRecord, NewEvent};
+use crate::store::{
+    AttemptRecord, ChannelRef, DeliveryFilter, DeliveryRecord, EventBody, NewEvent,
+};
 
 /// An accepted event.
 #[derive(Debug, Serialize, ToSchema)]
@@ -53,9 +55,10 @@ pub async fn create_event(
     let channel = ChannelRef::from(channel);
     let event = NewEvent {
         kind: EventKind::Whatsapp,
-        payload: admin_payload(&channel, &body)?,
+        body: EventBody::Bytes(admin_payload(&channel, &body)?),
         phone_number_id: Some(channel.phone_number_id.as_str().to_owned()),
         channel: Some(channel.id),
+        partner: None,
         received_at: now_ms(),
     };
     let saved = state.ingest.accept(vec![event], Source::Admin).await?;
@@ -130,7 +133,9 @@ pub struct DeliveryView {
     id: i64,
     event_id: i64,
     channel_id: Option<String>,
-    /// `primary` or `extra:<name>`.
+    /// For partner events.
+    partner_id: Option<String>,
+    /// `primary`, `extra:<name>` or `partner`.
     target: String,
     /// `pending`, `delivered`, `failed` or `dropped`.
     state: String,
@@ -150,6 +155,7 @@ impl DeliveryView {
             id: delivery.id.0,
             event_id: delivery.event.0,
             channel_id: delivery.channel.map(|c| c.to_string()),
+            partner_id: delivery.partner.map(|p| p.to_string()),
             target: delivery.target.to_stored(),
             state: delivery.state.as_str().to_owned(),
             attempts: delivery.attempts,
@@ -166,9 +172,11 @@ impl DeliveryView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventView {
     id: i64,
-    /// `whatsapp` or `unroutable`.
+    /// `whatsapp`, `unroutable` or `partner`.
     kind: String,
     channel_id: Option<String>,
+    /// For partner events.
+    partner_id: Option<String>,
     phone_number_id: Option<String>,
     received_at: String,
     /// The payload delivered, as JSON.
@@ -203,6 +211,7 @@ pub async fn get_event(
         id: event.id.0,
         kind: event.kind.as_str().to_owned(),
         channel_id: event.channel.map(|c| c.to_string()),
+        partner_id: event.partner.map(|p| p.to_string()),
         phone_number_id: event.phone_number_id,
         received_at: rfc3339(event.received_at),
         payload: serde_json::from_slice(&event.payload)

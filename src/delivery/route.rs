@@ -15,8 +15,35 @@ pub enum Resolution {
     Drop(String),
 }
 
-/// Resolves `job`'s destination from the channel's current routing.
+/// Resolves `job`'s destination from the current configuration.
 pub async fn resolve(store: &dyn Store, job: &DueDelivery) -> Result<Resolution, StoreError> {
+    match &job.target {
+        Target::Partner => resolve_partner(store, job).await,
+        Target::Primary | Target::Extra(_) => resolve_channel(store, job).await,
+    }
+}
+
+/// A partner event goes to the partner webhook URL as it is now, with the partner's headers.
+async fn resolve_partner(store: &dyn Store, job: &DueDelivery) -> Result<Resolution, StoreError> {
+    let Some(partner) = &job.partner else {
+        return Ok(Resolution::Drop("the event has no partner".into()));
+    };
+    let Some(record) = store.partner(partner).await? else {
+        return Ok(Resolution::Drop(format!(
+            "partner {partner} no longer exists"
+        )));
+    };
+    Ok(match record.webhook() {
+        Some(webhook) => Resolution::Send(DeliveryTarget {
+            webhook,
+            signing_secret: record.signing_secret,
+        }),
+        None => Resolution::Drop("no partner webhook URL configured".into()),
+    })
+}
+
+/// A channel's delivery: phone ▸ WABA ▸ none for the primary, the named extra otherwise.
+async fn resolve_channel(store: &dyn Store, job: &DueDelivery) -> Result<Resolution, StoreError> {
     let Some(channel) = &job.channel else {
         return Ok(Resolution::Drop("the event has no channel".into()));
     };
@@ -51,6 +78,7 @@ pub async fn resolve(store: &dyn Store, job: &DueDelivery) -> Result<Resolution,
                 )),
             }
         }
+        Target::Partner => Resolution::Drop("a partner event has no channel route".into()),
     })
 }
 

@@ -34,6 +34,8 @@ pub enum EventKind {
     Whatsapp,
     /// A notification for a phone_number_id no channel has: kept and counted, not delivered.
     Unroutable,
+    /// A platform event for a partner, delivered to the partner webhook.
+    Partner,
 }
 
 impl EventKind {
@@ -42,6 +44,7 @@ impl EventKind {
         match self {
             Self::Whatsapp => "whatsapp",
             Self::Unroutable => "unroutable",
+            Self::Partner => "partner",
         }
     }
 
@@ -50,6 +53,7 @@ impl EventKind {
         match raw {
             "whatsapp" => Some(Self::Whatsapp),
             "unroutable" => Some(Self::Unroutable),
+            "partner" => Some(Self::Partner),
             _ => None,
         }
     }
@@ -62,6 +66,8 @@ pub enum Target {
     Primary,
     /// One extra (multi-webhook) destination, created after the primary got 200.
     Extra(DestinationName),
+    /// The partner webhook, for partner events.
+    Partner,
 }
 
 impl Target {
@@ -70,6 +76,7 @@ impl Target {
         match self {
             Self::Primary => "primary".into(),
             Self::Extra(name) => format!("extra:{}", name.as_str()),
+            Self::Partner => "partner".into(),
         }
     }
 
@@ -77,6 +84,7 @@ impl Target {
     pub fn from_stored(raw: &str) -> Option<Self> {
         match raw.split_once(':') {
             None if raw == "primary" => Some(Self::Primary),
+            None if raw == "partner" => Some(Self::Partner),
             Some(("extra", name)) => Some(Self::Extra(DestinationName::from_stored(name.into()))),
             _ => None,
         }

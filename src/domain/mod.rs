@@ -10,6 +10,7 @@ mod headers;
 mod ids;
 mod keys;
 mod multi_webhook;
+mod partner_event;
 mod webhook;
 mod webhook_url;
 
@@ -22,6 +23,7 @@ pub use keys::{random_alphanumeric, ApiKey, KeyHash};
 pub use multi_webhook::{
     Destination, DestinationName, MultiWebhook, MultiWebhookChange, MultiWebhookError,
 };
+pub use partner_event::{PartnerEvent, PartnerEventType};
 pub use webhook::{Channel, Partner, Route, WabaWebhook, Webhook};
 pub use webhook_url::{UrlError, UrlPolicy, WebhookUrl};
 

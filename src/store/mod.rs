@@ -15,13 +15,13 @@ use crate::config::DatabaseUrl;
 use crate::domain::{
     Channel, ChannelId, DeliveryId, DeliveryState, EventId, KeyHash, MultiWebhook,
     MultiWebhookChange, MultiWebhookError, Partner, PartnerId, PhoneNumber, PhoneNumberId, Route,
-    Target, WabaId, WabaWebhook, Webhook,
+    Target, WabaId, WabaWebhook, Webhook, WebhookHeaders, WebhookUrl,
 };
 
 mod types;
 pub use types::{
-    AttemptRecord, ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventRecord, NewEvent,
-    Outcome, Routing, SavedEvent, Settlement,
+    AttemptRecord, ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventBody, EventRecord,
+    NewEvent, Outcome, PartnerRecord, Routing, SavedEvent, Settlement,
 };
 
 pub use sqlite::SqliteStore;
@@ -187,6 +187,37 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many deliveries are pending (the queue depth).
     async fn count_by_state(&self, state: DeliveryState) -> Result<u64, StoreError>;
+
+    /// The partner that owns a presented Partner API key, if any.
+    async fn partner_by_key(&self, key_hash: &KeyHash)
+        -> Result<Option<PartnerRecord>, StoreError>;
+
+    /// A partner by id, if it exists.
+    async fn partner(&self, id: &PartnerId) -> Result<Option<PartnerRecord>, StoreError>;
+
+    /// Sets (`Some`) or removes (`None`) the partner webhook URL; returns the partner.
+    async fn set_partner_webhook_url(
+        &self,
+        id: &PartnerId,
+        url: Option<WebhookUrl>,
+    ) -> Result<PartnerRecord, StoreError>;
+
+    /// Replaces the partner webhook headers; returns the partner.
+    async fn set_partner_webhook_headers(
+        &self,
+        id: &PartnerId,
+        headers: WebhookHeaders,
+    ) -> Result<PartnerRecord, StoreError>;
+
+    /// Sets the secret that signs the partner's events.
+    async fn set_partner_signing_secret(
+        &self,
+        id: &PartnerId,
+        secret: String,
+    ) -> Result<(), StoreError>;
+
+    /// The partner that owns a WABA, if the WABA exists.
+    async fn waba_partner(&self, waba: WabaId) -> Result<Option<PartnerId>, StoreError>;
 }
 
 /// Opens the database named by `url`, creating and migrating it if needed.

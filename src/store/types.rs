@@ -4,31 +4,45 @@ use bytes::Bytes;
 
 use crate::domain::{
     AttemptErrorKind, ChannelId, DeliveryId, DeliveryState, DestinationName, EventId, EventKind,
-    MultiWebhook, PhoneNumber, PhoneNumberId, Route, Target, WabaId,
+    MultiWebhook, Partner, PartnerEvent, PartnerId, PhoneNumber, PhoneNumberId, Route, Target,
+    WabaId, Webhook, WebhookHeaders, WebhookUrl,
 };
 
 /// A notification to store.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
-    /// What it is; only `Whatsapp` events with a channel get a delivery.
+    /// What it is: `Whatsapp` events with a channel and `Partner` events get a delivery.
     pub kind: EventKind,
     /// The channel it is for, if known.
     pub channel: Option<ChannelId>,
+    /// The partner it is for (partner events).
+    pub partner: Option<PartnerId>,
     /// Meta's phone_number_id it came with, kept for unroutable events.
     pub phone_number_id: Option<String>,
-    /// The exact bytes every destination receives.
-    pub payload: Bytes,
+    /// What every destination receives.
+    pub body: EventBody,
     /// Arrival time (ms since the epoch): the start of its deliveries' age window.
     pub received_at: i64,
 }
 
-/// A stored event and its primary delivery, if it has one.
-#[derive(Debug, Clone, Copy)]
+/// The body of an event: bytes known in advance, or a partner event rendered with its id.
+#[derive(Debug, Clone)]
+pub enum EventBody {
+    /// The exact bytes to deliver.
+    Bytes(Bytes),
+    /// A partner event; the store renders it once the event has its id.
+    Partner(PartnerEvent),
+}
+
+/// A stored event, its delivery if it has one, and the bytes that delivery sends.
+#[derive(Debug, Clone)]
 pub struct SavedEvent {
     /// The event's id.
     pub event: EventId,
-    /// Its primary delivery, when the event is routable.
+    /// Its first delivery (primary or partner), when the event is routable.
     pub delivery: Option<DeliveryId>,
+    /// The stored payload.
+    pub payload: Bytes,
 }
 
 /// A delivery to attempt now, with everything the attempt needs but the route.
@@ -40,6 +54,8 @@ pub struct DueDelivery {
     pub event: EventId,
     /// The channel whose config routes it.
     pub channel: Option<ChannelId>,
+    /// The partner whose webhook receives it (partner events).
+    pub partner: Option<PartnerId>,
     /// Which destination.
     pub target: Target,
     /// The bytes to send, shared between a primary and its extras.
@@ -144,6 +160,8 @@ pub struct EventRecord {
     pub kind: EventKind,
     /// The channel, if known.
     pub channel: Option<ChannelId>,
+    /// The partner, for partner events.
+    pub partner: Option<PartnerId>,
     /// Meta's phone_number_id, if it came with one.
     pub phone_number_id: Option<String>,
     /// The exact bytes delivered.
@@ -163,6 +181,8 @@ pub struct DeliveryRecord {
     pub event: EventId,
     /// The channel, if any.
     pub channel: Option<ChannelId>,
+    /// The partner, for partner events.
+    pub partner: Option<PartnerId>,
     /// Which destination.
     pub target: Target,
     /// Where it stands.
@@ -188,4 +208,27 @@ pub struct DeliveryFilter {
     pub after: Option<DeliveryId>,
     /// At most this many.
     pub limit: usize,
+}
+
+/// A partner with its webhook settings.
+#[derive(Debug, Clone)]
+pub struct PartnerRecord {
+    /// Id and name.
+    pub partner: Partner,
+    /// Where partner events go, if set.
+    pub webhook_url: Option<WebhookUrl>,
+    /// Headers sent with partner events (kept even while no URL is set).
+    pub webhook_headers: WebhookHeaders,
+    /// Signs partner events when set.
+    pub signing_secret: Option<String>,
+}
+
+impl PartnerRecord {
+    /// The partner webhook, when a URL is set.
+    pub fn webhook(&self) -> Option<Webhook> {
+        self.webhook_url.as_ref().map(|url| Webhook {
+            url: url.clone(),
+            headers: self.webhook_headers.clone(),
+        })
+    }
 }

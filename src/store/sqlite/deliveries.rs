@@ -10,47 +10,68 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::now_ms;
 use crate::domain::{
-    AttemptErrorKind, ChannelId, DeliveryId, DeliveryState, EventId, EventKind, Target,
+    AttemptErrorKind, ChannelId, DeliveryId, DeliveryState, EventId, EventKind, PartnerId, Target,
 };
 use crate::store::{
-    AttemptRecord, DeliveryFilter, DeliveryRecord, DueDelivery, EventRecord, NewEvent, Outcome,
-    SavedEvent, Settlement, StoreError,
+    AttemptRecord, DeliveryFilter, DeliveryRecord, DueDelivery, EventBody, EventRecord, NewEvent,
+    Outcome, SavedEvent, Settlement, StoreError,
 };
 
-/// Inserts events and their primary deliveries.
+/// Inserts events and their first deliveries (primary for WhatsApp events with a channel,
+/// partner for partner events); renders partner event bodies once their id is known.
 pub fn save_events(
     conn: &Connection,
     events: &[NewEvent],
     claim_until: Option<i64>,
 ) -> Result<Vec<SavedEvent>, StoreError> {
     let mut insert_event = conn.prepare_cached(
-        "INSERT INTO events (kind, channel_id, phone_number_id, payload, received_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO events (kind, channel_id, partner_id, phone_number_id, payload, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     let mut saved = Vec::with_capacity(events.len());
     for event in events {
+        let known = match &event.body {
+            EventBody::Bytes(bytes) => bytes.clone(),
+            EventBody::Partner(_) => Bytes::new(),
+        };
         insert_event.execute(params![
             event.kind.as_str(),
             event.channel.as_ref().map(ChannelId::as_str),
+            event.partner.as_ref().map(PartnerId::as_str),
             event.phone_number_id,
-            event.payload.as_ref(),
+            known.as_ref(),
             event.received_at,
         ])?;
         let id = EventId(conn.last_insert_rowid());
-        let delivery = match (&event.kind, &event.channel) {
-            (EventKind::Whatsapp, Some(channel)) => Some(insert_delivery(
+        let payload = match &event.body {
+            EventBody::Bytes(_) => known,
+            EventBody::Partner(partner_event) => {
+                let rendered = partner_event.render(id);
+                conn.prepare_cached("UPDATE events SET payload = ?1 WHERE id = ?2")?
+                    .execute(params![rendered.as_ref(), id.0])?;
+                rendered
+            }
+        };
+        let target = match (&event.kind, &event.channel, &event.partner) {
+            (EventKind::Whatsapp, Some(_), _) => Some(Target::Primary),
+            (EventKind::Partner, _, Some(_)) => Some(Target::Partner),
+            _ => None,
+        };
+        let delivery = match target {
+            Some(target) => Some(insert_delivery(
                 conn,
                 id,
-                Some(channel),
-                &Target::Primary,
+                (event.channel.as_ref(), event.partner.as_ref()),
+                &target,
                 event.received_at,
                 claim_until,
             )?),
-            _ => None,
+            None => None,
         };
         saved.push(SavedEvent {
             event: id,
             delivery,
+            payload,
         });
     }
     Ok(saved)
@@ -59,20 +80,21 @@ pub fn save_events(
 fn insert_delivery(
     conn: &Connection,
     event: EventId,
-    channel: Option<&ChannelId>,
+    (channel, partner): (Option<&ChannelId>, Option<&PartnerId>),
     target: &Target,
     window_start: i64,
     claim_until: Option<i64>,
 ) -> Result<DeliveryId, StoreError> {
     let now = now_ms();
     conn.prepare_cached(
-        "INSERT INTO deliveries (event_id, channel_id, target, state, next_attempt_at, leased_until,
-                                 window_start, updated_at)
-         VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7)",
+        "INSERT INTO deliveries (event_id, channel_id, partner_id, target, state, next_attempt_at,
+                                 leased_until, window_start, updated_at)
+         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         event.0,
         channel.map(ChannelId::as_str),
+        partner.map(PartnerId::as_str),
         target.to_stored(),
         claim_until.unwrap_or(now),
         claim_until,
@@ -92,7 +114,7 @@ pub fn claim_due(
     let due = {
         let mut select = conn.prepare_cached(
             "SELECT d.id, d.event_id, d.channel_id, d.target, d.attempts, d.window_start,
-                    d.window_attempts, e.payload
+                    d.window_attempts, e.payload, d.partner_id
              FROM deliveries d JOIN events e ON e.id = d.event_id
              WHERE d.state = 'pending' AND d.next_attempt_at <= ?1
              ORDER BY d.next_attempt_at LIMIT ?2",
@@ -122,6 +144,7 @@ fn due_from_row(row: &Row<'_>) -> rusqlite::Result<Option<DueDelivery>> {
         id: DeliveryId(row.get(0)?),
         event: EventId(row.get(1)?),
         channel: row.get::<_, Option<String>>(2)?.map(ChannelId::from_raw),
+        partner: row.get::<_, Option<String>>(8)?.map(PartnerId::from_raw),
         target,
         attempts: row.get(4)?,
         window_start: row.get(5)?,
@@ -177,7 +200,7 @@ pub fn settle(
                 let extra = insert_delivery(
                     conn,
                     EventId(event),
-                    channel.as_ref(),
+                    (channel.as_ref(), None),
                     &target,
                     now,
                     *claim_until,
@@ -250,8 +273,8 @@ pub fn retry_delivery(conn: &Connection, id: DeliveryId, now: i64) -> Result<(),
     }
 }
 
-const DELIVERY_COLUMNS: &str =
-    "id, event_id, channel_id, target, state, attempts, next_attempt_at, last_error, updated_at";
+const DELIVERY_COLUMNS: &str = "id, event_id, channel_id, target, state, attempts, \
+     next_attempt_at, last_error, updated_at, partner_id";
 
 fn delivery_from_row(row: &Row<'_>) -> rusqlite::Result<DeliveryRecord> {
     let target: String = row.get(3)?;
@@ -260,6 +283,7 @@ fn delivery_from_row(row: &Row<'_>) -> rusqlite::Result<DeliveryRecord> {
         id: DeliveryId(row.get(0)?),
         event: EventId(row.get(1)?),
         channel: row.get::<_, Option<String>>(2)?.map(ChannelId::from_raw),
+        partner: row.get::<_, Option<String>>(9)?.map(PartnerId::from_raw),
         target: Target::from_stored(&target).unwrap_or(Target::Primary),
         state: DeliveryState::parse(&state).unwrap_or(DeliveryState::Pending),
         attempts: row.get(5)?,
@@ -273,7 +297,8 @@ fn delivery_from_row(row: &Row<'_>) -> rusqlite::Result<DeliveryRecord> {
 pub fn event(conn: &Connection, id: EventId) -> Result<Option<EventRecord>, StoreError> {
     let row = conn
         .query_row(
-            "SELECT kind, channel_id, phone_number_id, payload, received_at FROM events WHERE id = ?1",
+            "SELECT kind, channel_id, phone_number_id, payload, received_at, partner_id
+             FROM events WHERE id = ?1",
             [id.0],
             |row| {
                 Ok((
@@ -282,11 +307,12 @@ pub fn event(conn: &Connection, id: EventId) -> Result<Option<EventRecord>, Stor
                     row.get::<_, Option<String>>(2)?,
                     row.get::<_, Vec<u8>>(3)?,
                     row.get::<_, i64>(4)?,
+                    row.get::<_, Option<String>>(5)?,
                 ))
             },
         )
         .optional()?;
-    let Some((kind, channel, phone_number_id, payload, received_at)) = row else {
+    let Some((kind, channel, phone_number_id, payload, received_at, partner)) = row else {
         return Ok(None);
     };
     let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = ?1 ORDER BY id");
@@ -303,6 +329,7 @@ pub fn event(conn: &Connection, id: EventId) -> Result<Option<EventRecord>, Stor
         id,
         kind: EventKind::parse(&kind).unwrap_or(EventKind::Unroutable),
         channel: channel.map(ChannelId::from_raw),
+        partner: partner.map(PartnerId::from_raw),
         phone_number_id,
         payload: Bytes::from(payload),
         received_at,

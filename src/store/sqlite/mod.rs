@@ -17,16 +17,16 @@ use rusqlite::{Connection, OptionalExtension};
 
 use self::cache::ConfigCache;
 use self::connection::Readers;
-use self::rows::{find_channel, waba_webhook_from_columns, webhook_columns};
+use self::rows::{find_channel, find_partner, waba_webhook_from_columns, webhook_columns};
 use self::writer::Writer;
 use super::{
     ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventRecord, NewChannel, NewEvent,
-    Outcome, Routing, SavedEvent, Store, StoreError, WabaWebhookView,
+    Outcome, PartnerRecord, Routing, SavedEvent, Store, StoreError, WabaWebhookView,
 };
 use crate::domain::{
     Channel, ChannelId, DeliveryId, DeliveryState, EventId, KeyHash, MultiWebhook,
     MultiWebhookChange, Partner, PartnerId, PhoneNumber, Route, Target, WabaId, WabaWebhook,
-    Webhook,
+    Webhook, WebhookHeaders, WebhookUrl,
 };
 
 /// The SQLite store: a group-committing writer and a pool of readers on one file.
@@ -411,6 +411,112 @@ impl Store for SqliteStore {
     async fn count_by_state(&self, state: DeliveryState) -> Result<u64, StoreError> {
         self.readers
             .read(move |conn| deliveries::count_by_state(conn, state))
+            .await
+    }
+
+    async fn partner_by_key(
+        &self,
+        key_hash: &KeyHash,
+    ) -> Result<Option<PartnerRecord>, StoreError> {
+        let key_hash = key_hash.clone();
+        self.readers
+            .read(move |conn| {
+                let stored: Option<String> = conn
+                    .query_row(
+                        "SELECT api_key_hash FROM partners WHERE api_key_hash = ?1",
+                        [key_hash.as_str()],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                match stored {
+                    Some(hash) if KeyHash::from_stored(hash.clone()).matches(&key_hash) => {
+                        find_partner(conn, "api_key_hash = ?1", &hash)
+                    }
+                    _ => Ok(None),
+                }
+            })
+            .await
+    }
+
+    async fn partner(&self, id: &PartnerId) -> Result<Option<PartnerRecord>, StoreError> {
+        let id = id.clone();
+        self.readers
+            .read(move |conn| find_partner(conn, "id = ?1", id.as_str()))
+            .await
+    }
+
+    async fn set_partner_webhook_url(
+        &self,
+        id: &PartnerId,
+        url: Option<WebhookUrl>,
+    ) -> Result<PartnerRecord, StoreError> {
+        let id = id.clone();
+        self.writer
+            .write(move |conn| {
+                let changed = conn.execute(
+                    "UPDATE partners SET webhook_url = ?1 WHERE id = ?2",
+                    (url.as_ref().map(WebhookUrl::as_str), id.as_str()),
+                )?;
+                require_changed(changed, "partner", id.as_str())?;
+                find_partner(conn, "id = ?1", id.as_str())?.ok_or_else(|| StoreError::NotFound {
+                    what: "partner",
+                    id: id.to_string(),
+                })
+            })
+            .await
+    }
+
+    async fn set_partner_webhook_headers(
+        &self,
+        id: &PartnerId,
+        headers: WebhookHeaders,
+    ) -> Result<PartnerRecord, StoreError> {
+        let id = id.clone();
+        let encoded = rows::encode(headers.as_map())?;
+        self.writer
+            .write(move |conn| {
+                let changed = conn.execute(
+                    "UPDATE partners SET webhook_headers = ?1 WHERE id = ?2",
+                    (encoded, id.as_str()),
+                )?;
+                require_changed(changed, "partner", id.as_str())?;
+                find_partner(conn, "id = ?1", id.as_str())?.ok_or_else(|| StoreError::NotFound {
+                    what: "partner",
+                    id: id.to_string(),
+                })
+            })
+            .await
+    }
+
+    async fn set_partner_signing_secret(
+        &self,
+        id: &PartnerId,
+        secret: String,
+    ) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.writer
+            .write(move |conn| {
+                let changed = conn.execute(
+                    "UPDATE partners SET signing_secret = ?1 WHERE id = ?2",
+                    (secret, id.as_str()),
+                )?;
+                require_changed(changed, "partner", id.as_str())
+            })
+            .await
+    }
+
+    async fn waba_partner(&self, waba: WabaId) -> Result<Option<PartnerId>, StoreError> {
+        self.readers
+            .read(move |conn| {
+                let partner: Option<String> = conn
+                    .query_row(
+                        "SELECT partner_id FROM wabas WHERE id = ?1",
+                        [waba.get()],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                Ok(partner.map(PartnerId::from_raw))
+            })
             .await
     }
 }

@@ -9,10 +9,10 @@ use rusqlite::{Connection, OptionalExtension, Row};
 use serde::Deserialize;
 
 use crate::domain::{
-    Channel, ChannelId, Destination, DestinationName, MultiWebhook, PhoneNumber, PhoneNumberId,
-    Route, WabaId, WabaWebhook, Webhook, WebhookHeaders, WebhookUrl,
+    Channel, ChannelId, Destination, DestinationName, MultiWebhook, Partner, PartnerId,
+    PhoneNumber, PhoneNumberId, Route, WabaId, WabaWebhook, Webhook, WebhookHeaders, WebhookUrl,
 };
-use crate::store::{Routing, StoreError};
+use crate::store::{PartnerRecord, Routing, StoreError};
 
 /// The columns [`channel_from_row`] reads, in its order.
 pub const CHANNEL_COLUMNS: &str =
@@ -193,4 +193,38 @@ pub fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
 
 fn decode<'a, T: Deserialize<'a>>(raw: &'a str) -> Result<T, StoreError> {
     serde_json::from_str(raw).map_err(|e| StoreError::Database(e.into()))
+}
+
+/// Reads the one partner matched by `condition` (a SQL condition on `?1`), if any.
+pub fn find_partner(
+    conn: &Connection,
+    condition: &str,
+    value: &str,
+) -> Result<Option<PartnerRecord>, StoreError> {
+    let sql = format!(
+        "SELECT id, name, webhook_url, webhook_headers, signing_secret FROM partners WHERE {condition}"
+    );
+    let row = conn
+        .query_row(&sql, [value], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, Option<String>>(2)?,
+                row.get::<_, Option<String>>(3)?,
+                row.get::<_, Option<String>>(4)?,
+            ))
+        })
+        .optional()?;
+    let Some((id, name, url, headers, secret)) = row else {
+        return Ok(None);
+    };
+    Ok(Some(PartnerRecord {
+        partner: Partner {
+            id: PartnerId::from_raw(id),
+            name,
+        },
+        webhook_url: url.map(WebhookUrl::from_stored),
+        webhook_headers: decode_headers(headers.as_deref())?,
+        signing_secret: secret,
+    }))
 }

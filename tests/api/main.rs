@@ -8,6 +8,7 @@ mod delivery;
 mod helpers;
 mod meta;
 mod multi_webhook;
+mod partner;
 mod phone_webhook;
 mod receiver;
 mod service;

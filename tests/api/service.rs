@@ -59,6 +59,24 @@ async fn openapi_document_lists_every_endpoint() {
         ("/admin/wabas/{waba_id}/channels", &["post"]),
         ("/admin/channels/{channel_id}/api_key", &["post"]),
         ("/admin/channels/{channel_id}", &["get"]),
+        (
+            "/api/v2/partners/{partner_id}/webhook_url",
+            &["get", "post"],
+        ),
+        (
+            "/api/v2/partners/{partner_id}/webhook_headers",
+            &["get", "post"],
+        ),
+        ("/admin/partners/{partner_id}/events", &["post"]),
+        ("/admin/partners/{partner_id}/signing_secret", &["post"]),
+        ("/admin/channels/{channel_id}/events", &["post"]),
+        ("/admin/channels/{channel_id}/signing_secret", &["post"]),
+        ("/admin/channels/{channel_id}/messaging_enabled", &["post"]),
+        ("/admin/events/{event_id}", &["get"]),
+        ("/admin/deliveries", &["get"]),
+        ("/admin/deliveries/{delivery_id}/retry", &["post"]),
+        ("/webhooks/whatsapp", &["get", "post"]),
+        ("/metrics", &["get"]),
         ("/health", &["get"]),
         ("/ready", &["get"]),
     ];
@@ -71,6 +89,7 @@ async fn openapi_document_lists_every_endpoint() {
         }
     }
     assert!(doc["components"]["securitySchemes"]["D360-API-KEY"].is_object());
+    assert!(doc["components"]["securitySchemes"]["PartnerApiKeyV2"].is_object());
     assert!(doc["components"]["schemas"]["WebhookConfig"].is_object());
 }
 

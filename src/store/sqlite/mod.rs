@@ -50,6 +50,27 @@ impl SqliteStore {
         })
     }
 
+    /// Sets one webhook column of a partner and returns the partner as it is now.
+    async fn update_partner(
+        &self,
+        id: &PartnerId,
+        column: &'static str,
+        value: Option<String>,
+    ) -> Result<PartnerRecord, StoreError> {
+        let id = id.clone();
+        self.writer
+            .write(move |conn| {
+                let sql = format!("UPDATE partners SET {column} = ?1 WHERE id = ?2");
+                let changed = conn.execute(&sql, (value, id.as_str()))?;
+                require_changed(changed, "partner", id.as_str())?;
+                find_partner(conn, "id = ?1", id.as_str())?.ok_or_else(|| StoreError::NotFound {
+                    what: "partner",
+                    id: id.to_string(),
+                })
+            })
+            .await
+    }
+
     /// Runs a configuration write, then drops cached routing so the next attempt sees it.
     async fn write_config<T, F>(&self, work: F) -> Result<T, StoreError>
     where
@@ -73,6 +94,21 @@ fn require_changed(changed: usize, what: &'static str, id: &str) -> Result<(), S
         });
     }
     Ok(())
+}
+
+/// The stored key hash in `table` equal to `key_hash`, confirmed in constant time.
+///
+/// The index finds the row; the hash (not the key) is what the lookup's timing could leak.
+fn stored_key_hash(
+    conn: &Connection,
+    table: &'static str,
+    key_hash: &KeyHash,
+) -> Result<Option<String>, StoreError> {
+    let sql = format!("SELECT api_key_hash FROM {table} WHERE api_key_hash = ?1");
+    let stored: Option<String> = conn
+        .query_row(&sql, [key_hash.as_str()], |row| row.get(0))
+        .optional()?;
+    Ok(stored.filter(|hash| KeyHash::from_stored(hash.clone()).matches(key_hash)))
 }
 
 /// Whether a row matches `sql` (a `SELECT EXISTS(…)` with one parameter).
@@ -178,21 +214,12 @@ impl Store for SqliteStore {
     async fn channel_by_key(&self, key_hash: &KeyHash) -> Result<Option<Channel>, StoreError> {
         let key_hash = key_hash.clone();
         self.readers
-            .read(move |conn| {
-                let stored: Option<String> = conn
-                    .query_row(
-                        "SELECT api_key_hash FROM channels WHERE api_key_hash = ?1",
-                        [key_hash.as_str()],
-                        |row| row.get(0),
-                    )
-                    .optional()?;
-                match stored {
-                    Some(hash) if KeyHash::from_stored(hash.clone()).matches(&key_hash) => {
-                        find_channel(conn, "api_key_hash = ?1", &hash)
-                    }
-                    _ => Ok(None),
-                }
-            })
+            .read(
+                move |conn| match stored_key_hash(conn, "channels", &key_hash)? {
+                    Some(hash) => find_channel(conn, "api_key_hash = ?1", &hash),
+                    None => Ok(None),
+                },
+            )
             .await
     }
 
@@ -420,21 +447,12 @@ impl Store for SqliteStore {
     ) -> Result<Option<PartnerRecord>, StoreError> {
         let key_hash = key_hash.clone();
         self.readers
-            .read(move |conn| {
-                let stored: Option<String> = conn
-                    .query_row(
-                        "SELECT api_key_hash FROM partners WHERE api_key_hash = ?1",
-                        [key_hash.as_str()],
-                        |row| row.get(0),
-                    )
-                    .optional()?;
-                match stored {
-                    Some(hash) if KeyHash::from_stored(hash.clone()).matches(&key_hash) => {
-                        find_partner(conn, "api_key_hash = ?1", &hash)
-                    }
-                    _ => Ok(None),
-                }
-            })
+            .read(
+                move |conn| match stored_key_hash(conn, "partners", &key_hash)? {
+                    Some(hash) => find_partner(conn, "api_key_hash = ?1", &hash),
+                    None => Ok(None),
+                },
+            )
             .await
     }
 
@@ -450,20 +468,8 @@ impl Store for SqliteStore {
         id: &PartnerId,
         url: Option<WebhookUrl>,
     ) -> Result<PartnerRecord, StoreError> {
-        let id = id.clone();
-        self.writer
-            .write(move |conn| {
-                let changed = conn.execute(
-                    "UPDATE partners SET webhook_url = ?1 WHERE id = ?2",
-                    (url.as_ref().map(WebhookUrl::as_str), id.as_str()),
-                )?;
-                require_changed(changed, "partner", id.as_str())?;
-                find_partner(conn, "id = ?1", id.as_str())?.ok_or_else(|| StoreError::NotFound {
-                    what: "partner",
-                    id: id.to_string(),
-                })
-            })
-            .await
+        let url = url.map(|u| u.as_str().to_owned());
+        self.update_partner(id, "webhook_url", url).await
     }
 
     async fn set_partner_webhook_headers(
@@ -471,20 +477,8 @@ impl Store for SqliteStore {
         id: &PartnerId,
         headers: WebhookHeaders,
     ) -> Result<PartnerRecord, StoreError> {
-        let id = id.clone();
         let encoded = rows::encode(headers.as_map())?;
-        self.writer
-            .write(move |conn| {
-                let changed = conn.execute(
-                    "UPDATE partners SET webhook_headers = ?1 WHERE id = ?2",
-                    (encoded, id.as_str()),
-                )?;
-                require_changed(changed, "partner", id.as_str())?;
-                find_partner(conn, "id = ?1", id.as_str())?.ok_or_else(|| StoreError::NotFound {
-                    what: "partner",
-                    id: id.to_string(),
-                })
-            })
+        self.update_partner(id, "webhook_headers", Some(encoded))
             .await
     }
 

@@ -19,9 +19,7 @@ use crate::domain::{
 };
 use crate::ingest::admin_payload;
 use crate::metrics::Source;
-use crate::store::{
-    AttemptRecord, ChannelRef, DeliveryFilter, DeliveryRecord, EventBody, NewEvent,
-};
+use crate::store::{AttemptRecord, DeliveryFilter, DeliveryRecord, EventBody, NewEvent};
 
 /// An accepted event.
 #[derive(Debug, Serialize, ToSchema)]
@@ -49,10 +47,9 @@ pub async fn create_event(
     RawBody(body): RawBody,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let id = ChannelId::from_raw(channel_id);
-    let Some(channel) = state.store.channel(&id).await? else {
+    let Some(channel) = state.store.channel_ref(&id).await? else {
         return Err(ApiError::NotFound(format!("Channel {id} not found")));
     };
-    let channel = ChannelRef::from(channel);
     let event = NewEvent {
         kind: EventKind::Whatsapp,
         body: EventBody::Bytes(admin_payload(&channel, &body)?),

@@ -144,6 +144,10 @@ pub trait Store: Send + Sync + 'static {
     /// every configuration change made before the call.
     async fn routing(&self, id: &ChannelId) -> Result<Option<Arc<Routing>>, StoreError>;
 
+    /// A channel's fixed facts (WABA, number, Meta id) by its id, if it exists; answered from
+    /// memory when the backend can, since ingest asks it for every event.
+    async fn channel_ref(&self, id: &ChannelId) -> Result<Option<ChannelRef>, StoreError>;
+
     /// The channel Meta knows by `phone_number_id`, if any.
     async fn channel_by_phone_number_id(
         &self,

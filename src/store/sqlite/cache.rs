@@ -12,12 +12,13 @@ use std::sync::{Arc, RwLock};
 use crate::domain::ChannelId;
 use crate::store::{ChannelRef, Routing};
 
-/// Routing per channel and channel per Meta phone_number_id.
+/// Routing per channel, and the fixed facts of a channel by Meta phone_number_id and by id.
 #[derive(Default)]
 pub struct ConfigCache {
     generation: AtomicU64,
     routing: RwLock<HashMap<ChannelId, Arc<Routing>>>,
     channels: RwLock<HashMap<String, ChannelRef>>,
+    channels_by_id: RwLock<HashMap<ChannelId, ChannelRef>>,
 }
 
 impl ConfigCache {
@@ -68,5 +69,24 @@ impl ConfigCache {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(phone_number_id.to_owned(), channel);
+    }
+}
+
+impl ConfigCache {
+    /// The fixed facts of a channel by its id (they never change once created).
+    pub fn channel_ref_by_id(&self, id: &ChannelId) -> Option<ChannelRef> {
+        let map = self
+            .channels_by_id
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        map.get(id).cloned()
+    }
+
+    /// Remembers the fixed facts of a channel.
+    pub fn remember_channel_ref_by_id(&self, channel: ChannelRef) {
+        self.channels_by_id
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(channel.id.clone(), channel);
     }
 }

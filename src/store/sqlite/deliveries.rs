@@ -188,6 +188,9 @@ pub fn settle(
             claim_until,
         } => {
             update(DeliveryState::Delivered, now, None)?;
+            if extras.is_empty() {
+                return Ok(Vec::new());
+            }
             let (event, channel): (i64, Option<String>) = conn.query_row(
                 "SELECT event_id, channel_id FROM deliveries WHERE id = ?1",
                 [id],

@@ -366,6 +366,17 @@ impl Store for SqliteStore {
         Ok(loaded.map(|routing| self.cache.remember_routing(id, routing, generation)))
     }
 
+    async fn channel_ref(&self, id: &ChannelId) -> Result<Option<ChannelRef>, StoreError> {
+        if let Some(hit) = self.cache.channel_ref_by_id(id) {
+            return Ok(Some(hit));
+        }
+        let found = self.channel(id).await?.map(ChannelRef::from);
+        if let Some(reference) = &found {
+            self.cache.remember_channel_ref_by_id(reference.clone());
+        }
+        Ok(found)
+    }
+
     async fn channel_by_phone_number_id(
         &self,
         phone_number_id: &str,

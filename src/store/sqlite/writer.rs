@@ -79,7 +79,7 @@ fn run(conn: Connection, queue: mpsc::Receiver<Job>) {
 /// A job that cannot run (the transaction or its savepoint did not open) is dropped, which
 /// its caller sees as [`StoreError::Abandoned`]; nothing of it was written.
 fn commit_batch(conn: &Connection, batch: Vec<Job>) {
-    if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(error) = run_cached(conn, "BEGIN IMMEDIATE") {
         tracing::error!(%error, jobs = batch.len(), "sqlite writer cannot begin a transaction");
         return;
     }
@@ -87,7 +87,7 @@ fn commit_batch(conn: &Connection, batch: Vec<Job>) {
         .into_iter()
         .filter_map(|job| run_in_savepoint(conn, job))
         .collect();
-    let committed = conn.execute_batch("COMMIT").map_err(|error| {
+    let committed = run_cached(conn, "COMMIT").map_err(|error| {
         tracing::error!(%error, "sqlite writer cannot commit");
         let _ = conn.execute_batch("ROLLBACK");
         error.to_string()
@@ -99,18 +99,24 @@ fn commit_batch(conn: &Connection, batch: Vec<Job>) {
 
 /// Runs one job so that its failure undoes only its own changes.
 fn run_in_savepoint(conn: &Connection, job: Job) -> Option<Reply> {
-    if let Err(error) = conn.execute_batch("SAVEPOINT job") {
+    if let Err(error) = run_cached(conn, "SAVEPOINT job") {
         tracing::error!(%error, "sqlite writer cannot open a savepoint");
         return None;
     }
     let (ok, reply) = job(conn);
-    let close = if ok {
-        "RELEASE job"
+    let undone = if ok {
+        Ok(())
     } else {
-        "ROLLBACK TO job; RELEASE job"
+        run_cached(conn, "ROLLBACK TO job")
     };
-    if let Err(error) = conn.execute_batch(close) {
+    if let Err(error) = undone.and_then(|()| run_cached(conn, "RELEASE job")) {
         tracing::error!(%error, "sqlite writer cannot close a savepoint");
     }
     Some(reply)
+}
+
+/// Runs a parameterless statement from the connection's statement cache (these run for
+/// every write, so they are parsed once, not each time).
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }

@@ -119,8 +119,7 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
         .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
     mac.update(body);
     let digest = mac.finalize().into_bytes();
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256={hex}")
+    format!("sha256={}", crate::domain::hex(&digest))
 }
 
 fn classify(error: &reqwest::Error) -> AttemptResult {

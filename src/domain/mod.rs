@@ -19,7 +19,7 @@ pub use delivery::{
 };
 pub use headers::{HeaderError, WebhookHeaders};
 pub use ids::{ChannelId, PartnerId, PhoneNumber, PhoneNumberId, WabaId};
-pub use keys::{random_alphanumeric, ApiKey, KeyHash};
+pub use keys::{hex, random_alphanumeric, ApiKey, KeyHash};
 pub use multi_webhook::{
     Destination, DestinationName, MultiWebhook, MultiWebhookChange, MultiWebhookError,
 };

@@ -591,3 +591,53 @@ async fn metrics_count_events_attempts_and_deliveries() {
         );
     }
 }
+
+#[tokio::test]
+async fn deliveries_are_listed_by_state_and_channel_in_pages() {
+    let app = spawn_app_with(fast_delivery).await;
+    let first = app.provision().await;
+    let second = app.provision().await;
+    let receiver = TestReceiver::start().await;
+    app.set_webhook(&first.api_key, &receiver.url, json!({})).await;
+    let mut events = Vec::new();
+    for n in 0..5 {
+        events.push(app.post_event(&first.channel_id, message(&format!("wamid.l{n}"))).await);
+    }
+    let dropped = app.post_event(&second.channel_id, message("wamid.other")).await;
+    for event in &events {
+        app.wait_for_event(*event, |e| is_in_state(e, "primary", "delivered")).await;
+    }
+    app.wait_for_event(dropped, |e| is_in_state(e, "primary", "dropped")).await;
+
+    let list = |query: String| {
+        let request = app.admin(Method::GET, &format!("/admin/deliveries?{query}"));
+        async move { crate::helpers::status_and_json(request.send().await.unwrap()).await }
+    };
+    let channel = &first.channel_id;
+    let (status, page) = list(format!("channel={channel}&state=delivered&limit=2")).await;
+    assert_eq!(status, StatusCode::OK);
+    let ids: Vec<i64> = page["deliveries"].as_array().unwrap().iter().map(|d| d["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids.len(), 2);
+    let mut seen = ids.clone();
+    let mut after = page["next_after"].as_i64().expect("a next page");
+    loop {
+        let (_, page) = list(format!("channel={channel}&state=delivered&limit=2&after={after}")).await;
+        seen.extend(page["deliveries"].as_array().unwrap().iter().map(|d| d["id"].as_i64().unwrap()));
+        match page["next_after"].as_i64() {
+            Some(next) => after = next,
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 5, "every delivery of the channel once: {seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "oldest first");
+
+    let (_, page) = list(format!("channel={}&state=dropped", second.channel_id)).await;
+    assert_eq!(page["deliveries"][0]["state"], "dropped");
+    assert_eq!(page["deliveries"][0]["channel_id"], second.channel_id);
+    for bad in ["state=lost", "limit=0", "limit=5000", "after=x"] {
+        let (status, body) = list(bad.into()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+    let response = app.admin(Method::GET, "/admin/events/424242").send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}

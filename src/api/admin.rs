@@ -21,7 +21,7 @@ use crate::domain::{
 };
 use crate::ingest::{partner_event, typed_partner_event};
 use crate::metrics::Source;
-use crate::store::NewChannel;
+use crate::store::{ChannelRef, NewChannel, NewEvent};
 use serde_json::{json, Value};
 
 /// Longest partner name accepted.
@@ -189,9 +189,26 @@ pub async fn create_channel(
         },
         key_hash: key.hash(),
     };
-    state.store.create_channel(channel.clone()).await?;
+    let Some(partner) = state.store.waba_partner(channel.waba_id).await? else {
+        return Err(ApiError::NotFound(format!(
+            "WABA {} not found",
+            channel.waba_id
+        )));
+    };
+    let facts = ChannelRef {
+        id: channel.id.clone(),
+        waba_id: channel.waba_id,
+        phone_number: channel.phone_number.clone(),
+        phone_number_id: channel.phone_number_id.clone(),
+    };
+    let created = channel_event(&facts, partner, PartnerEventType::CHANNEL_CREATED);
+    // One transaction: the channel never exists without its channel_created event.
+    state
+        .store
+        .create_channel(channel.clone(), vec![created])
+        .await?;
+    state.metrics.events_ingested(Source::Platform, 1);
     tracing::info!(channel = %channel.id, waba = %channel.waba_id, "channel created");
-    emit_channel_event(&state, &channel.id, PartnerEventType::CHANNEL_CREATED).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedChannel {
@@ -317,22 +334,8 @@ pub async fn get_channel(
     Ok(Json(ChannelView::of(channel, route)))
 }
 
-/// Emits a partner event about a channel (`channel_created`, `template_messaging_enabled`)
-/// to the partner that owns the channel's WABA; returns the event id.
-async fn emit_channel_event(
-    state: &AppState,
-    channel: &ChannelId,
-    kind: &'static str,
-) -> Result<i64, ApiError> {
-    let Some(channel) = state.store.channel(channel).await? else {
-        return Err(ApiError::NotFound(format!("Channel {channel} not found")));
-    };
-    let Some(partner) = state.store.waba_partner(channel.waba_id).await? else {
-        return Err(ApiError::NotFound(format!(
-            "WABA {} not found",
-            channel.waba_id
-        )));
-    };
+/// A partner event about a channel (`channel_created`, `template_messaging_enabled`).
+fn channel_event(channel: &ChannelRef, partner: PartnerId, kind: &'static str) -> NewEvent {
     let data = json!({"channel": {
         "id": channel.id.as_str(),
         "phone_number": channel.phone_number.as_str(),
@@ -340,9 +343,7 @@ async fn emit_channel_event(
         "waba_id": channel.waba_id.get(),
         "partner_id": partner.as_str(),
     }});
-    let event = partner_event(partner, kind, data, now_ms());
-    let saved = state.ingest.accept(vec![event], Source::Platform).await?;
-    Ok(saved.first().map_or(0, |s| s.event.0))
+    partner_event(partner, kind, data, now_ms())
 }
 
 /// An accepted partner event.
@@ -368,10 +369,24 @@ pub async fn enable_messaging(
     _: AdminAuth,
     PathParam(channel_id): PathParam,
 ) -> Result<(StatusCode, Json<PartnerEventAccepted>), ApiError> {
-    let channel = ChannelId::from_raw(channel_id);
-    let kind = PartnerEventType::TEMPLATE_MESSAGING_ENABLED;
-    let event_id = emit_channel_event(&state, &channel, kind).await?;
-    tracing::info!(%channel, "template messaging enabled");
+    let id = ChannelId::from_raw(channel_id);
+    let Some(channel) = state.store.channel_ref(&id).await? else {
+        return Err(ApiError::NotFound(format!("Channel {id} not found")));
+    };
+    let Some(partner) = state.store.waba_partner(channel.waba_id).await? else {
+        return Err(ApiError::NotFound(format!(
+            "WABA {} not found",
+            channel.waba_id
+        )));
+    };
+    let event = channel_event(
+        &channel,
+        partner,
+        PartnerEventType::TEMPLATE_MESSAGING_ENABLED,
+    );
+    let saved = state.ingest.accept(vec![event], Source::Platform).await?;
+    let event_id = saved.first().map_or(0, |s| s.event.0);
+    tracing::info!(channel = %id, "template messaging enabled");
     Ok((
         StatusCode::ACCEPTED,
         Json(PartnerEventAccepted { event_id }),

@@ -88,8 +88,14 @@ pub trait Store: Send + Sync + 'static {
     /// Adds a WABA to an existing partner; the id must be new.
     async fn create_waba(&self, partner: &PartnerId, waba: WabaId) -> Result<(), StoreError>;
 
-    /// Adds a channel to an existing WABA; number and Meta id must be new.
-    async fn create_channel(&self, channel: NewChannel) -> Result<(), StoreError>;
+    /// Adds a channel to an existing WABA (number and Meta id must be new), and stores
+    /// `events` about it (e.g. `channel_created`) in the same transaction, unleased: the
+    /// engine's poller picks their deliveries up.
+    async fn create_channel(
+        &self,
+        channel: NewChannel,
+        events: Vec<NewEvent>,
+    ) -> Result<(), StoreError>;
 
     /// Replaces a channel's key and removes its phone-number webhook, as the provider does
     /// when a new key is generated.

@@ -576,7 +576,17 @@ async fn metrics_count_events_attempts_and_deliveries() {
         .await;
     app.wait_for_event(dropped, |e| is_in_state(e, "primary", "dropped"))
         .await;
-    let text = app.metrics().await;
+    // Partner events (channel_created) are delivered by the poller: wait for the queue to empty.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut text = app.metrics().await;
+    while !text.lines().any(|l| l == "switchboard_queue_depth 0") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "queue never emptied:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        text = app.metrics().await;
+    }
     for line in [
         "switchboard_events_ingested_total{source=\"admin\"} 2",
         "switchboard_attempts_total{outcome=\"delivered\"} 1",
@@ -598,16 +608,24 @@ async fn deliveries_are_listed_by_state_and_channel_in_pages() {
     let first = app.provision().await;
     let second = app.provision().await;
     let receiver = TestReceiver::start().await;
-    app.set_webhook(&first.api_key, &receiver.url, json!({})).await;
+    app.set_webhook(&first.api_key, &receiver.url, json!({}))
+        .await;
     let mut events = Vec::new();
     for n in 0..5 {
-        events.push(app.post_event(&first.channel_id, message(&format!("wamid.l{n}"))).await);
+        events.push(
+            app.post_event(&first.channel_id, message(&format!("wamid.l{n}")))
+                .await,
+        );
     }
-    let dropped = app.post_event(&second.channel_id, message("wamid.other")).await;
+    let dropped = app
+        .post_event(&second.channel_id, message("wamid.other"))
+        .await;
     for event in &events {
-        app.wait_for_event(*event, |e| is_in_state(e, "primary", "delivered")).await;
+        app.wait_for_event(*event, |e| is_in_state(e, "primary", "delivered"))
+            .await;
     }
-    app.wait_for_event(dropped, |e| is_in_state(e, "primary", "dropped")).await;
+    app.wait_for_event(dropped, |e| is_in_state(e, "primary", "dropped"))
+        .await;
 
     let list = |query: String| {
         let request = app.admin(Method::GET, &format!("/admin/deliveries?{query}"));
@@ -616,19 +634,37 @@ async fn deliveries_are_listed_by_state_and_channel_in_pages() {
     let channel = &first.channel_id;
     let (status, page) = list(format!("channel={channel}&state=delivered&limit=2")).await;
     assert_eq!(status, StatusCode::OK);
-    let ids: Vec<i64> = page["deliveries"].as_array().unwrap().iter().map(|d| d["id"].as_i64().unwrap()).collect();
+    let ids: Vec<i64> = page["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_i64().unwrap())
+        .collect();
     assert_eq!(ids.len(), 2);
     let mut seen = ids.clone();
     let mut after = page["next_after"].as_i64().expect("a next page");
     loop {
-        let (_, page) = list(format!("channel={channel}&state=delivered&limit=2&after={after}")).await;
-        seen.extend(page["deliveries"].as_array().unwrap().iter().map(|d| d["id"].as_i64().unwrap()));
+        let (_, page) = list(format!(
+            "channel={channel}&state=delivered&limit=2&after={after}"
+        ))
+        .await;
+        seen.extend(
+            page["deliveries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["id"].as_i64().unwrap()),
+        );
         match page["next_after"].as_i64() {
             Some(next) => after = next,
             None => break,
         }
     }
-    assert_eq!(seen.len(), 5, "every delivery of the channel once: {seen:?}");
+    assert_eq!(
+        seen.len(),
+        5,
+        "every delivery of the channel once: {seen:?}"
+    );
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "oldest first");
 
     let (_, page) = list(format!("channel={}&state=dropped", second.channel_id)).await;
@@ -638,6 +674,10 @@ async fn deliveries_are_listed_by_state_and_channel_in_pages() {
         let (status, body) = list(bad.into()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
     }
-    let response = app.admin(Method::GET, "/admin/events/424242").send().await.unwrap();
+    let response = app
+        .admin(Method::GET, "/admin/events/424242")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }

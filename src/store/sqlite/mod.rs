@@ -166,7 +166,11 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn create_channel(&self, channel: NewChannel) -> Result<(), StoreError> {
+    async fn create_channel(
+        &self,
+        channel: NewChannel,
+        events: Vec<NewEvent>,
+    ) -> Result<(), StoreError> {
         self.writer
             .write(move |conn| {
                 if !exists(conn, "SELECT EXISTS(SELECT 1 FROM wabas WHERE id = ?1)", &channel.waba_id.get())? {
@@ -189,6 +193,7 @@ impl Store for SqliteStore {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     (channel.id.as_str(), channel.waba_id.get(), number, meta_id, channel.key_hash.as_str(), now_ms()),
                 )?;
+                deliveries::save_events(conn, &events, None)?;
                 Ok(())
             })
             .await

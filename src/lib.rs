@@ -100,5 +100,7 @@ fn engine_settings(config: &Config) -> delivery::EngineSettings {
         max_delay: config.retry_max_delay,
         max_age: config.retry_max_age,
     };
-    delivery::EngineSettings::new(retry, config.delivery_timeout, config.dev)
+    let mut settings = delivery::EngineSettings::new(retry, config.delivery_timeout, config.dev);
+    settings.per_destination = config.max_in_flight_per_destination;
+    settings
 }

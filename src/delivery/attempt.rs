@@ -52,7 +52,7 @@ impl Attempter {
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(timeout)
-            .pool_max_idle_per_host(256)
+            .pool_max_idle_per_host(1024)
             .tcp_nodelay(true)
             .user_agent(concat!("Switchboard/", env!("CARGO_PKG_VERSION")));
         if !allow_internal {

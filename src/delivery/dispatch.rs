@@ -52,7 +52,7 @@ impl EngineSettings {
             timeout,
             allow_internal,
             capacity: 20_000,
-            per_destination: 64,
+            per_destination: 512,
             per_destination_waiting: 2_000,
             poll_interval: Duration::from_millis(50),
             lease: Duration::from_secs(300),

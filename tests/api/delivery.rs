@@ -525,6 +525,7 @@ async fn a_slow_destination_does_not_delay_a_healthy_one() {
     let app = spawn_app_with(|config| {
         fast_delivery(config);
         config.delivery_timeout = Duration::from_secs(5);
+        config.max_in_flight_per_destination = 32;
     })
     .await;
     let slow_number = app.provision().await;

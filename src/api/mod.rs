@@ -15,6 +15,7 @@ mod meta;
 mod multi_webhook;
 mod operations;
 mod partner;
+mod partner_events;
 mod system;
 
 use std::sync::Arc;
@@ -123,9 +124,9 @@ pub fn router(state: AppState) -> Router {
             partner::get_webhook_headers,
             partner::set_webhook_headers
         ))
-        .routes(routes!(admin::create_partner_event))
-        .routes(routes!(admin::create_partner_signing_secret))
-        .routes(routes!(admin::enable_messaging))
+        .routes(routes!(partner_events::create_partner_event))
+        .routes(routes!(partner_events::create_partner_signing_secret))
+        .routes(routes!(partner_events::enable_messaging))
         .routes(routes!(operations::create_event))
         .routes(routes!(operations::create_signing_secret))
         .routes(routes!(operations::get_event))

@@ -1,0 +1,214 @@
+//! Ingest: turn a request into durable events, then hand their deliveries to the engine.
+//!
+//! Meta's webhook may carry entries and changes for several numbers; it is split per
+//! `metadata.phone_number_id` into one WhatsApp envelope per number, so each number's
+//! notification is routed, retried and inspected on its own. An admin event is either a
+//! `value` (wrapped into the envelope with the channel's WABA id and metadata) or a whole
+//! envelope. Nothing is acknowledged before the store committed it.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use crate::delivery::Engine;
+use crate::domain::{EventKind, PartnerEvent, PartnerEventType, PartnerId, Target, WabaId};
+use crate::metrics::{Metrics, Source};
+use crate::store::{DueDelivery, EventBody, NewEvent, SavedEvent, Store, StoreError};
+
+mod envelope;
+
+pub use envelope::{admin_payload, split_envelope, Part};
+
+/// Why a notification body cannot be accepted.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IngestError {
+    /// Not a WhatsApp envelope (or value); the message names what is wrong.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The three doors share this: store, then hand over.
+#[derive(Clone)]
+pub struct Ingest {
+    store: Arc<dyn Store>,
+    engine: Engine,
+    metrics: Arc<Metrics>,
+}
+
+impl Ingest {
+    /// Ingest over `store`, handing deliveries to `engine`.
+    pub fn new(store: Arc<dyn Store>, engine: Engine, metrics: Arc<Metrics>) -> Self {
+        Self {
+            store,
+            engine,
+            metrics,
+        }
+    }
+
+    /// Stores `events` durably and starts their deliveries; returns their ids.
+    pub async fn accept(
+        &self,
+        events: Vec<NewEvent>,
+        source: Source,
+    ) -> Result<Vec<SavedEvent>, StoreError> {
+        let targets: Vec<Option<Target>> = events.iter().map(first_target).collect();
+        let deliverable = targets.iter().flatten().count();
+        let unroutable = events
+            .iter()
+            .filter(|e| e.kind == EventKind::Unroutable)
+            .count();
+        let mut reservation = self.engine.reserve(deliverable);
+        let claim_until = reservation.as_ref().map(|_| self.engine.lease_until());
+        let handed: Vec<_> = events
+            .iter()
+            .zip(targets)
+            .map(|(e, target)| (e.channel.clone(), e.partner.clone(), target, e.received_at))
+            .collect();
+        let saved = self.store.save_events(events, claim_until).await?;
+        tracing::debug!(?source, events = saved.len(), unroutable, "events stored");
+        self.metrics.events_ingested(source, saved.len());
+        self.metrics.events_unroutable(unroutable);
+        if let Some(reservation) = reservation.as_mut() {
+            for (event, (channel, partner, target, received_at)) in saved.iter().zip(handed) {
+                let (Some(delivery), Some(target)) = (event.delivery, target) else {
+                    continue;
+                };
+                let job = DueDelivery {
+                    id: delivery,
+                    event: event.event,
+                    channel,
+                    partner,
+                    target,
+                    payload: event.payload.clone(),
+                    attempts: 0,
+                    window_start: received_at,
+                    window_attempts: 0,
+                };
+                self.engine.hand_over(job, reservation);
+            }
+        }
+        Ok(saved)
+    }
+
+    /// Splits a Meta notification: one event per number, one partner event per template
+    /// status change; parts that name no known number or WABA are kept as unroutable.
+    pub async fn meta_events(&self, body: &[u8]) -> Result<Vec<NewEvent>, IngestEventsError> {
+        let received_at = crate::clock::now_ms();
+        let mut events = Vec::new();
+        for part in split_envelope(body)? {
+            let event = match part {
+                Part::Number {
+                    phone_number_id,
+                    envelope,
+                } => match self
+                    .store
+                    .channel_by_phone_number_id(&phone_number_id)
+                    .await?
+                {
+                    Some(channel) => NewEvent {
+                        kind: EventKind::Whatsapp,
+                        channel: Some(channel.id),
+                        partner: None,
+                        phone_number_id: Some(phone_number_id),
+                        body: EventBody::Bytes(Bytes::from(envelope.to_string())),
+                        received_at,
+                    },
+                    None => unroutable(Some(phone_number_id), &envelope, received_at),
+                },
+                Part::TemplateStatus { waba, change } => match self.waba_partner(&waba).await? {
+                    Some((waba_id, partner)) => partner_event(
+                        partner,
+                        PartnerEventType::WABA_TEMPLATE_STATUS_CHANGED,
+                        json!({ "waba_id": waba_id.get(), "value": change["value"] }),
+                        received_at,
+                    ),
+                    None => {
+                        let envelope = json!({"object": "whatsapp_business_account",
+                                                  "entry": [{"id": waba, "changes": [change]}]});
+                        unroutable(None, &envelope, received_at)
+                    }
+                },
+                Part::Unknown { envelope } => unroutable(None, &envelope, received_at),
+            };
+            events.push(event);
+        }
+        Ok(events)
+    }
+
+    async fn waba_partner(&self, waba: &Value) -> Result<Option<(WabaId, PartnerId)>, StoreError> {
+        let id = match waba {
+            Value::String(text) => text.parse::<i64>().ok(),
+            Value::Number(number) => number.as_i64(),
+            _ => None,
+        };
+        let Some(waba) = id.and_then(|id| WabaId::new(id).ok()) else {
+            return Ok(None);
+        };
+        Ok(self.store.waba_partner(waba).await?.map(|p| (waba, p)))
+    }
+}
+
+/// The delivery an event gets when stored, if any.
+fn first_target(event: &NewEvent) -> Option<Target> {
+    match (event.kind, &event.channel, &event.partner) {
+        (EventKind::Whatsapp, Some(_), _) => Some(Target::Primary),
+        (EventKind::Partner, _, Some(_)) => Some(Target::Partner),
+        _ => None,
+    }
+}
+
+/// A notification kept for inspection, not delivered.
+fn unroutable(phone_number_id: Option<String>, envelope: &Value, received_at: i64) -> NewEvent {
+    NewEvent {
+        kind: EventKind::Unroutable,
+        channel: None,
+        partner: None,
+        phone_number_id,
+        body: EventBody::Bytes(Bytes::from(envelope.to_string())),
+        received_at,
+    }
+}
+
+/// A partner event of a built-in `kind` (or one given through the admin API).
+pub fn partner_event(partner: PartnerId, kind: &'static str, data: Value, at: i64) -> NewEvent {
+    typed_partner_event(partner, PartnerEventType::builtin(kind), data, at)
+}
+
+/// A partner event of any validated type.
+pub fn typed_partner_event(
+    partner: PartnerId,
+    kind: PartnerEventType,
+    data: Value,
+    at: i64,
+) -> NewEvent {
+    NewEvent {
+        kind: EventKind::Partner,
+        channel: None,
+        partner: Some(partner.clone()),
+        phone_number_id: None,
+        body: EventBody::Partner(PartnerEvent {
+            kind,
+            partner,
+            data,
+            created_at: at,
+        }),
+        received_at: at,
+    }
+}
+
+/// Failure of [`Ingest::meta_events`]: a bad body, or the store.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestEventsError {
+    /// The body is not a WhatsApp envelope.
+    #[error(transparent)]
+    Invalid(#[from] IngestError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// An [`IngestError`] with `message`.
+fn invalid(message: impl Into<String>) -> IngestError {
+    IngestError::Invalid(message.into())
+}

@@ -239,6 +239,7 @@ pub async fn update_destination(
     params(("name" = String, Path, description = "Exact (case-sensitive) destination name")),
     responses(
         (status = 200, description = "Applied", body = MessageBody),
+        (status = 400, description = "The name is empty or not a valid destination name", body = ErrorBody),
         (status = 401, description = "Missing or invalid D360-API-KEY", body = ErrorBody),
         (status = 404, description = "No destination with that name", body = ErrorBody),
         (status = 409, description = "Multi webhook is disabled, use POST to enable it first", body = MessageBody),

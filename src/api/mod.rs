@@ -130,6 +130,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(operations::create_event))
         .routes(routes!(operations::create_signing_secret))
         .routes(routes!(operations::get_event))
+        .routes(routes!(operations::list_events))
         .routes(routes!(operations::list_deliveries))
         .routes(routes!(operations::retry_delivery))
         .routes(routes!(meta::verify, meta::receive))

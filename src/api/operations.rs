@@ -19,7 +19,9 @@ use crate::domain::{
 };
 use crate::ingest::admin_payload;
 use crate::metrics::Source;
-use crate::store::{AttemptRecord, DeliveryFilter, DeliveryRecord, EventBody, NewEvent};
+use crate::store::{
+    AttemptRecord, DeliveryFilter, DeliveryRecord, EventBody, EventFilter, NewEvent,
+};
 
 /// An accepted event.
 #[derive(Debug, Serialize, ToSchema)]
@@ -270,23 +272,32 @@ pub async fn list_deliveries(
 }
 
 fn parse_filter(query: &HashMap<String, String>) -> Result<DeliveryFilter, ApiError> {
-    let bad = |message: String| ApiError::BadRequest(message);
     let state = query
         .get("state")
         .map(|raw| {
             DeliveryState::parse(raw).ok_or_else(|| {
-                bad(format!(
+                ApiError::BadRequest(format!(
                     "Invalid state {raw:?}: expected pending, delivered, failed or dropped"
                 ))
             })
         })
         .transpose()?;
+    let (after, limit) = parse_page(query)?;
+    Ok(DeliveryFilter {
+        state,
+        channel: query.get("channel").map(ChannelId::from_raw),
+        after: after.map(DeliveryId),
+        limit,
+    })
+}
+
+/// The paging parameters shared by the lists: `after` (an id) and `limit`.
+fn parse_page(query: &HashMap<String, String>) -> Result<(Option<i64>, usize), ApiError> {
     let after = query
         .get("after")
         .map(|raw| {
             raw.parse::<i64>()
-                .map(DeliveryId)
-                .map_err(|_| bad(format!("Invalid after {raw:?}: expected a delivery id")))
+                .map_err(|_| ApiError::BadRequest(format!("Invalid after {raw:?}: expected an id")))
         })
         .transpose()?;
     let limit = match query.get("limit") {
@@ -295,14 +306,88 @@ fn parse_filter(query: &HashMap<String, String>) -> Result<DeliveryFilter, ApiEr
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| bad(format!("Invalid limit {raw:?}: expected 1 to {MAX_PAGE}")))?,
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!("Invalid limit {raw:?}: expected 1 to {MAX_PAGE}"))
+            })?,
     };
-    Ok(DeliveryFilter {
-        state,
-        channel: query.get("channel").map(ChannelId::from_raw),
-        after,
+    Ok((after, limit))
+}
+
+/// An event in a list (without payload and deliveries: see `GET /admin/events/{id}`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventListItem {
+    id: i64,
+    /// `whatsapp`, `unroutable` or `partner`.
+    kind: String,
+    channel_id: Option<String>,
+    partner_id: Option<String>,
+    phone_number_id: Option<String>,
+    received_at: String,
+}
+
+/// A page of events.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventPage {
+    events: Vec<EventListItem>,
+    /// Pass as `after` for the next page; absent on the last page.
+    next_after: Option<i64>,
+}
+
+/// List events, oldest first, paged by id; `kind=unroutable` finds the notifications Meta
+/// sent for phone numbers no channel has.
+#[utoipa::path(
+    get, path = "/admin/events", tag = "Admin",
+    security(("admin" = [])),
+    params(
+        ("kind" = Option<String>, Query, description = "whatsapp, unroutable or partner"),
+        ("after" = Option<i64>, Query, description = "Cursor: only ids greater than this"),
+        ("limit" = Option<usize>, Query, description = "Page size, 1 to 1000 (default 100)"),
+    ),
+    responses(
+        (status = 200, description = "A page", body = EventPage),
+        (status = 400, description = "Invalid filter", body = ErrorBody),
+        (status = 401, description = "Missing or invalid admin token", body = ErrorBody),
+    )
+)]
+pub async fn list_events(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<EventPage>, ApiError> {
+    let kind = query
+        .get("kind")
+        .map(|raw| {
+            EventKind::parse(raw).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "Invalid kind {raw:?}: expected whatsapp, unroutable or partner"
+                ))
+            })
+        })
+        .transpose()?;
+    let (after, limit) = parse_page(&query)?;
+    let filter = EventFilter {
+        kind,
+        after: after.map(EventId),
         limit,
-    })
+    };
+    let events = state.store.events(filter).await?;
+    let next_after = (events.len() == limit)
+        .then(|| events.last().map(|e| e.id.0))
+        .flatten();
+    Ok(Json(EventPage {
+        events: events
+            .into_iter()
+            .map(|e| EventListItem {
+                id: e.id.0,
+                kind: e.kind.as_str().to_owned(),
+                channel_id: e.channel.map(|c| c.to_string()),
+                partner_id: e.partner.map(|p| p.to_string()),
+                phone_number_id: e.phone_number_id,
+                received_at: rfc3339(e.received_at),
+            })
+            .collect(),
+        next_after,
+    }))
 }
 
 /// A re-queued delivery.

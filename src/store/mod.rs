@@ -20,8 +20,8 @@ use crate::domain::{
 
 mod types;
 pub use types::{
-    AttemptRecord, ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventBody, EventRecord,
-    NewEvent, Outcome, PartnerRecord, Routing, SavedEvent, Settlement,
+    AttemptRecord, ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventBody, EventFilter,
+    EventRecord, EventSummary, NewEvent, Outcome, PartnerRecord, Routing, SavedEvent, Settlement,
 };
 
 pub use sqlite::SqliteStore;
@@ -191,6 +191,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// An event with its deliveries and every attempt of each.
     async fn event(&self, id: EventId) -> Result<Option<EventRecord>, StoreError>;
+
+    /// Events matching `filter`, by ascending id, after `filter.after`.
+    async fn events(&self, filter: EventFilter) -> Result<Vec<EventSummary>, StoreError>;
 
     /// Deliveries matching `filter`, by ascending id, after `filter.after`.
     async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<DeliveryRecord>, StoreError>;

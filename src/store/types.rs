@@ -232,3 +232,31 @@ impl PartnerRecord {
         })
     }
 }
+
+/// Which events to list.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Only of this kind (e.g. `Unroutable`, to find notifications for unknown numbers).
+    pub kind: Option<EventKind>,
+    /// Only ids greater than this (paging cursor).
+    pub after: Option<EventId>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// An event without its payload and deliveries, for lists.
+#[derive(Debug, Clone)]
+pub struct EventSummary {
+    /// The event's id.
+    pub id: EventId,
+    /// What it is.
+    pub kind: EventKind,
+    /// The channel, if known.
+    pub channel: Option<ChannelId>,
+    /// The partner, for partner events.
+    pub partner: Option<PartnerId>,
+    /// Meta's phone_number_id, if it came with one.
+    pub phone_number_id: Option<String>,
+    /// Arrival, ms since the epoch.
+    pub received_at: i64,
+}

@@ -73,6 +73,7 @@ async fn openapi_document_lists_every_endpoint() {
         ("/admin/channels/{channel_id}/signing_secret", &["post"]),
         ("/admin/channels/{channel_id}/messaging_enabled", &["post"]),
         ("/admin/events/{event_id}", &["get"]),
+        ("/admin/events", &["get"]),
         ("/admin/deliveries", &["get"]),
         ("/admin/deliveries/{delivery_id}/retry", &["post"]),
         ("/webhooks/whatsapp", &["get", "post"]),

@@ -13,8 +13,8 @@ use crate::domain::{
     AttemptErrorKind, ChannelId, DeliveryId, DeliveryState, EventId, EventKind, PartnerId, Target,
 };
 use crate::store::{
-    AttemptRecord, DeliveryFilter, DeliveryRecord, DueDelivery, EventBody, EventRecord, NewEvent,
-    Outcome, SavedEvent, Settlement, StoreError,
+    AttemptRecord, DeliveryFilter, DeliveryRecord, DueDelivery, EventBody, EventFilter,
+    EventRecord, EventSummary, NewEvent, Outcome, SavedEvent, Settlement, StoreError,
 };
 
 /// Inserts events and their first deliveries (primary for WhatsApp events with a channel,
@@ -370,6 +370,37 @@ fn parse_error_kind(raw: &str) -> Option<AttemptErrorKind> {
     ]
     .into_iter()
     .find(|kind| kind.as_str() == raw)
+}
+
+/// Events by ascending id, filtered; unroutable ones through their partial index.
+pub fn events(conn: &Connection, filter: &EventFilter) -> Result<Vec<EventSummary>, StoreError> {
+    let condition = match filter.kind {
+        // A literal, so SQLite can use the partial index `events_unroutable`.
+        Some(EventKind::Unroutable) => "kind = 'unroutable'",
+        Some(EventKind::Whatsapp) => "kind = 'whatsapp'",
+        Some(EventKind::Partner) => "kind = 'partner'",
+        None => "1",
+    };
+    let sql = format!(
+        "SELECT id, kind, channel_id, partner_id, phone_number_id, received_at FROM events
+         WHERE {condition} AND id > ?1 ORDER BY id LIMIT ?2"
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
+    let rows = statement.query_map(
+        params![filter.after.map_or(0, |id| id.0), filter.limit as i64],
+        |row| {
+            let kind: String = row.get(1)?;
+            Ok(EventSummary {
+                id: EventId(row.get(0)?),
+                kind: EventKind::parse(&kind).unwrap_or(EventKind::Unroutable),
+                channel: row.get::<_, Option<String>>(2)?.map(ChannelId::from_raw),
+                partner: row.get::<_, Option<String>>(3)?.map(PartnerId::from_raw),
+                phone_number_id: row.get(4)?,
+                received_at: row.get(5)?,
+            })
+        },
+    )?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
 /// Deliveries by ascending id, filtered.

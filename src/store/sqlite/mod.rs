@@ -20,8 +20,9 @@ use self::connection::Readers;
 use self::rows::{find_channel, find_partner, waba_webhook_from_columns, webhook_columns};
 use self::writer::Writer;
 use super::{
-    ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventRecord, NewChannel, NewEvent,
-    Outcome, PartnerRecord, Routing, SavedEvent, Store, StoreError, WabaWebhookView,
+    ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventFilter, EventRecord,
+    EventSummary, NewChannel, NewEvent, Outcome, PartnerRecord, Routing, SavedEvent, Store,
+    StoreError, WabaWebhookView,
 };
 use crate::domain::{
     Channel, ChannelId, DeliveryId, DeliveryState, EventId, KeyHash, MultiWebhook,
@@ -442,6 +443,12 @@ impl Store for SqliteStore {
     async fn event(&self, id: EventId) -> Result<Option<EventRecord>, StoreError> {
         self.readers
             .read(move |conn| deliveries::event(conn, id))
+            .await
+    }
+
+    async fn events(&self, filter: EventFilter) -> Result<Vec<EventSummary>, StoreError> {
+        self.readers
+            .read(move |conn| deliveries::events(conn, &filter))
             .await
     }
 

@@ -89,6 +89,13 @@ pub struct ServeArgs {
         value_name = "N"
     )]
     pub max_in_flight_per_destination: Option<usize>,
+    /// Deliveries waiting in memory per destination; beyond, they wait in the store [default: 2000].
+    #[arg(
+        long,
+        env = "SWITCHBOARD_MAX_WAITING_PER_DESTINATION",
+        value_name = "N"
+    )]
+    pub max_waiting_per_destination: Option<usize>,
     /// TOML file with the same settings (keys are the flag names with `_`).
     #[arg(long, env = "SWITCHBOARD_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -110,6 +117,7 @@ struct FileConfig {
     retry_max_age_s: Option<u64>,
     max_extra_destinations: Option<usize>,
     max_in_flight_per_destination: Option<usize>,
+    max_waiting_per_destination: Option<usize>,
 }
 
 /// A setting that cannot be used; the text tells the operator what to fix.
@@ -218,6 +226,9 @@ pub struct Config {
     /// Concurrent attempts per destination: a receiver answering in 250 ms (the provider's
     /// median bound) needs about 825 to take 3,300 events/s.
     pub max_in_flight_per_destination: usize,
+    /// Deliveries queued in memory per destination; the rest of a slow destination's backlog
+    /// waits in the store, so it cannot fill the memory that healthy destinations need.
+    pub max_waiting_per_destination: usize,
 }
 
 /// Shortest admin token accepted: shorter ones are guessable.
@@ -242,6 +253,7 @@ impl Config {
             retry_max_age: Duration::from_secs(604_800),
             max_extra_destinations: 3,
             max_in_flight_per_destination: 512,
+            max_waiting_per_destination: 2000,
         }
     }
 
@@ -307,6 +319,10 @@ impl Config {
                 .max_in_flight_per_destination
                 .or(file.max_in_flight_per_destination)
                 .unwrap_or(defaults.max_in_flight_per_destination),
+            max_waiting_per_destination: args
+                .max_waiting_per_destination
+                .or(file.max_waiting_per_destination)
+                .unwrap_or(defaults.max_waiting_per_destination),
             ..defaults
         };
         config.validate()?;

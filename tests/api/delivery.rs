@@ -682,3 +682,62 @@ async fn deliveries_are_listed_by_state_and_channel_in_pages() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_saturated_destination_keeps_its_backlog_in_the_store_and_drains_it_later() {
+    let app = spawn_app_with(|config| {
+        fast_delivery(config);
+        config.delivery_timeout = Duration::from_secs(5);
+        config.max_in_flight_per_destination = 2;
+        config.max_waiting_per_destination = 3;
+    })
+    .await;
+    let number = app.provision().await;
+    let receiver =
+        TestReceiver::with_default(Behavior::Delay(Duration::from_millis(1500), 200)).await;
+    app.set_webhook(&number.api_key, &receiver.url, json!({}))
+        .await;
+    let mut events = Vec::new();
+    for n in 0..15 {
+        events.push(
+            app.post_event(&number.channel_id, message(&format!("wamid.q{n}")))
+                .await,
+        );
+    }
+    receiver.wait_for(2).await;
+    // 2 in flight and 3 waiting in memory (leased for minutes); the other 10 went back to
+    // the store, unattempted and due again within seconds.
+    let soon = switchboard::clock::rfc3339(switchboard::clock::now_ms() + 60_000);
+    let response = app
+        .admin(
+            Method::GET,
+            &format!(
+                "/admin/deliveries?state=pending&channel={}",
+                number.channel_id
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    let page: Value = response.json().await.unwrap();
+    let in_store = page["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["attempts"] == 0 && d["next_attempt_at"].as_str() < Some(soon.as_str()))
+        .count();
+    assert!(in_store >= 10, "{page:#}");
+    assert_eq!(receiver.received().len(), 2, "never more than 2 in flight");
+
+    receiver.set_default(Behavior::Status(200));
+    for event in events {
+        let done = app
+            .wait_for_event(event, |e| is_in_state(e, "primary", "delivered"))
+            .await;
+        assert_eq!(
+            delivery(&done, "primary")["attempts"],
+            1,
+            "deferral is not a failed attempt"
+        );
+    }
+}

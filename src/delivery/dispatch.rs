@@ -389,6 +389,42 @@ impl Engine {
 }
 
 /// Scheme, host and port: what "one destination" means for concurrency limits.
+///
+/// Read off the validated URL's text (no parse on the hot path): everything before the path,
+/// query or fragment, lowercased since host names are case-insensitive.
 fn destination_key(url: &str) -> String {
-    url::Url::parse(url).map_or_else(|_| url.to_owned(), |u| u.origin().ascii_serialization())
+    let authority_start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[authority_start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| authority_start + i);
+    url[..end].to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::destination_key;
+
+    #[test]
+    fn destinations_are_scheme_host_and_port() {
+        assert_eq!(
+            destination_key("https://Example.com/a?b#c"),
+            "https://example.com"
+        );
+        assert_eq!(
+            destination_key("http://127.0.0.1:8080/hook"),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            destination_key("https://example.com?x=1"),
+            "https://example.com"
+        );
+        assert_eq!(
+            destination_key("https://[::1]:9000/x"),
+            "https://[::1]:9000"
+        );
+        assert_eq!(
+            destination_key("https://example.com"),
+            "https://example.com"
+        );
+    }
 }

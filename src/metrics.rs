@@ -66,6 +66,7 @@ pub struct Metrics {
     unroutable: AtomicU64,
     attempts: [AtomicU64; 7],
     finals: [AtomicU64; 3],
+    deferred: AtomicU64,
     latency_buckets: [AtomicU64; 13],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -110,6 +111,11 @@ impl Metrics {
     /// Counts a delivery reaching a final state.
     pub fn delivery_finished(&self, state: FinalState) {
         self.finals[state as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a delivery sent back to the store because its destination was saturated.
+    pub fn delivery_deferred(&self) {
+        self.deferred.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition, with `queue_depth` pending deliveries.
@@ -166,6 +172,17 @@ impl Metrics {
                 load(counter)
             );
         }
+        header(
+            &mut out,
+            "switchboard_deliveries_deferred_total",
+            "counter",
+            "Deliveries sent back to the store because their destination was saturated.",
+        );
+        let _ = writeln!(
+            out,
+            "switchboard_deliveries_deferred_total {}",
+            load(&self.deferred)
+        );
         header(
             &mut out,
             "switchboard_queue_depth",

@@ -219,6 +219,7 @@ impl Engine {
             if !self.inner.shutdown.is_cancelled() {
                 let at = crate::clock::now_ms() + 1_000 + fastrand::i64(0..1_000);
                 tracing::debug!("destination saturated; deferred to the store");
+                self.inner.metrics.delivery_deferred();
                 self.settle(&job, None, Settlement::Deferred { at }).await?;
             }
             return Ok(());

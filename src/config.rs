@@ -20,6 +20,7 @@ use crate::domain::{random_alphanumeric, UrlPolicy};
     about = "Self-hosted WhatsApp Business webhook platform"
 )]
 pub struct Cli {
+    /// The subcommand to run.
     #[command(subcommand)]
     pub command: Command,
 }

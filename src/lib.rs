@@ -14,6 +14,7 @@
 //! - [`config`]: one typed, validated `Config` from defaults, file, environment and flags.
 //! - [`metrics`], [`clock`]: Prometheus counters; wall-clock milliseconds.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod api;

@@ -47,7 +47,12 @@ pub enum ApiError {
     BadRequest(String),
     /// 400 naming the field and the problem (the Partner API lists it under `details`).
     #[error("Invalid {field}: {problem}")]
-    InvalidField { field: String, problem: String },
+    InvalidField {
+        /// The field, as the client named it.
+        field: String,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// 401: no credentials, or unknown ones.
     #[error("{0}")]
     Unauthorized(String),

@@ -24,10 +24,17 @@ const EXCERPT_BYTES: usize = 512;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptResult {
     /// An HTTP answer: its status and the first bytes of its body.
-    Answered { status: u16, excerpt: String },
+    Answered {
+        /// The HTTP status.
+        status: u16,
+        /// The first bytes of the body, lossily decoded.
+        excerpt: String,
+    },
     /// No (complete) answer.
     Failed {
+        /// Why, as counted and stored.
         kind: AttemptErrorKind,
+        /// The error chain, for logs and `last_error`.
         detail: String,
     },
 }

@@ -24,14 +24,19 @@ const RESERVED: [&str; 5] = [
 /// Why a header map was refused; the text is what the client reads.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HeaderError {
+    /// Refused: the message says why.
     #[error("Invalid header name {0:?}: header names must be HTTP tokens (letters, digits and !#$%&'*+-.^_`|~)")]
     Name(String),
+    /// Refused: the message says why.
     #[error("Invalid value for header {0:?}: header values may contain only visible ASCII characters, spaces and tabs")]
     Value(String),
+    /// Refused: the message says why.
     #[error("Header {0:?} is set by Switchboard and cannot be configured")]
     Reserved(String),
+    /// Refused: the message says why.
     #[error("Header {0:?} is given more than once (header names are case-insensitive)")]
     Duplicate(String),
+    /// Refused: the message says why.
     #[error("Too many headers: at most {MAX_HEADERS} are allowed")]
     TooMany,
 }

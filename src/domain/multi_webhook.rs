@@ -77,8 +77,11 @@ pub enum MultiWebhookChange {
     Append(Vec<Destination>),
     /// PATCH: replace the given properties of the named destination.
     Update {
+        /// The destination to change (exact name).
         name: DestinationName,
+        /// The new URL, if it changes.
         url: Option<WebhookUrl>,
+        /// The new headers, if they change.
         headers: Option<WebhookHeaders>,
     },
     /// DELETE `/multi_webhook/{name}`.
@@ -88,16 +91,22 @@ pub enum MultiWebhookChange {
 /// Why a change was refused; the texts are the provider's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MultiWebhookError {
+    /// Refused: the message says why.
     #[error("Multi webhook is disabled, use POST to enable it first")]
     Disabled,
+    /// Refused: the message says why.
     #[error("Multi webhook is already enabled, use PUT to add destinations")]
     AlreadyEnabled,
+    /// Refused: the message says why.
     #[error("Destination names must be unique")]
     NamesNotUnique,
+    /// Refused: the message says why.
     #[error("Destination with name {0} already exists")]
     AlreadyExists(String),
+    /// Refused: the message says why.
     #[error("You cannot add more than {0} destinations")]
     TooMany(usize),
+    /// Refused: the message says why.
     #[error("Destination with name {0} not found")]
     NotFound(String),
 }

@@ -22,18 +22,25 @@ pub struct UrlPolicy {
 /// Why a URL was refused; the text is what the client reads.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
+    /// Refused: the message says why.
     #[error("Invalid URL: url must not be empty")]
     Empty,
+    /// Refused: the message says why.
     #[error("Invalid URL {0:?}: url is longer than {MAX_URL_LEN} characters")]
     TooLong(String),
+    /// Refused: the message says why.
     #[error("Invalid URL {0:?}: {1}")]
     Malformed(String, String),
+    /// Refused: the message says why.
     #[error("Invalid URL {0:?}: only absolute https:// URLs are accepted")]
     NotHttps(String),
+    /// Refused: the message says why.
     #[error("Invalid URL {0:?}: host names must not contain \"_\" (underscore)")]
     Underscore(String),
+    /// Refused: the message says why.
     #[error("Invalid URL {0:?}: an explicit port is not supported, use the default https port")]
     Port(String),
+    /// Refused: the message says why.
     #[error("Invalid URL {0:?}: credentials in the URL are not supported, send them in a header such as Authorization")]
     Credentials(String),
 }

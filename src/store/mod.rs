@@ -31,7 +31,12 @@ pub use sqlite::SqliteStore;
 pub enum StoreError {
     /// The named thing does not exist; `what` is e.g. "partner", `id` its id.
     #[error("{what} {id} not found")]
-    NotFound { what: &'static str, id: String },
+    NotFound {
+        /// What kind of thing, e.g. "partner".
+        what: &'static str,
+        /// Its id, as asked for.
+        id: String,
+    },
     /// A uniqueness rule was broken (an existing WABA id, phone number…).
     #[error("{0}")]
     Conflict(String),

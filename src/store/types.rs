@@ -92,17 +92,33 @@ pub struct AttemptRecord {
 pub enum Settlement {
     /// 200: done; create one extra delivery per name (leased until `claim_until` if set).
     Delivered {
+        /// The extra destinations to clone to (multi webhook enabled at the 200).
         extras: Vec<DestinationName>,
+        /// Lease for the extras when they are handed over in memory.
         claim_until: Option<i64>,
     },
     /// Failed; try again at `at`.
-    Retry { at: i64, error: String },
+    Retry {
+        /// When, ms since the epoch.
+        at: i64,
+        /// Why the attempt failed.
+        error: String,
+    },
     /// Failed for the last time: the maximum age is reached.
-    GaveUp { error: String },
+    GaveUp {
+        /// Why the last attempt failed.
+        error: String,
+    },
     /// No destination is configured: nothing was sent.
-    Dropped { reason: String },
+    Dropped {
+        /// Why there is no route.
+        reason: String,
+    },
     /// Not attempted (its destination is saturated); due again at `at`, no attempt counted.
-    Deferred { at: i64 },
+    Deferred {
+        /// When, ms since the epoch.
+        at: i64,
+    },
 }
 
 /// A settlement of one delivery, with the attempt that led to it, if one was made.

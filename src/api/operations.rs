@@ -259,9 +259,7 @@ pub async fn list_deliveries(
     let filter = parse_filter(&query)?;
     let limit = filter.limit;
     let deliveries = state.store.deliveries(filter).await?;
-    let next_after = (deliveries.len() == limit)
-        .then(|| deliveries.last().map(|d| d.id.0))
-        .flatten();
+    let next_after = next_cursor(&deliveries, limit, |d| d.id.0);
     Ok(Json(DeliveryPage {
         deliveries: deliveries
             .into_iter()
@@ -289,6 +287,11 @@ fn parse_filter(query: &HashMap<String, String>) -> Result<DeliveryFilter, ApiEr
         after: after.map(DeliveryId),
         limit,
     })
+}
+
+/// The cursor of the next page: the last id of a full page, none after a short one.
+fn next_cursor<T>(page: &[T], limit: usize, id: impl Fn(&T) -> i64) -> Option<i64> {
+    (page.len() == limit).then(|| page.last().map(id)).flatten()
 }
 
 /// The paging parameters shared by the lists: `after` (an id) and `limit`.
@@ -371,9 +374,7 @@ pub async fn list_events(
         limit,
     };
     let events = state.store.events(filter).await?;
-    let next_after = (events.len() == limit)
-        .then(|| events.last().map(|e| e.id.0))
-        .flatten();
+    let next_after = next_cursor(&events, limit, |e| e.id.0);
     Ok(Json(EventPage {
         events: events
             .into_iter()

@@ -1,0 +1,352 @@
+//! The server under test, the webhook receiver, and the ids they share.
+
+#[allow(unused_imports)]
+use super::*;
+
+/// One Switchboard on a fresh database, with one channel whose webhook is the receiver.
+pub(crate) struct Server {
+    pub(crate) base: String,
+    pub(crate) channel_id: String,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) task: tokio::task::JoinHandle<Result<(), switchboard::RunError>>,
+    pub(crate) _data: tempfile::TempDir,
+}
+
+impl Server {
+    pub(crate) async fn start(
+        runtime: &Handle,
+        client: &reqwest::Client,
+        hook: &str,
+    ) -> BenchResult<Self> {
+        let data = tempfile::tempdir()?;
+        let mut config = Config::new(
+            DatabaseUrl::Sqlite(data.path().join("switchboard.db")),
+            ADMIN_TOKEN,
+        );
+        config.dev = true;
+        // Bound here, registered with the server runtime's reactor inside its task.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let shutdown = CancellationToken::new();
+        let task = runtime.spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                switchboard::run(config, listener, shutdown).await
+            }
+        });
+        let mut server = Self {
+            base,
+            channel_id: String::new(),
+            shutdown,
+            task,
+            _data: data,
+        };
+        server.wait_healthy(client).await?;
+        server.channel_id = server.provision(client, hook).await?;
+        Ok(server)
+    }
+
+    pub(crate) async fn wait_healthy(&self, client: &reqwest::Client) -> BenchResult<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let health = client.get(format!("{}/health", self.base)).send().await;
+            if health.is_ok_and(|r| r.status() == StatusCode::OK) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Err("the server did not become healthy within 10 s".into())
+    }
+
+    /// Partner → WABA → channel, and the channel's webhook pointed at `hook`.
+    pub(crate) async fn provision(
+        &self,
+        client: &reqwest::Client,
+        hook: &str,
+    ) -> BenchResult<String> {
+        let admin = |path: &str, body: Value| {
+            client
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&body)
+        };
+        let partner = created(admin("/admin/partners", json!({"name": "Bench"}))).await?;
+        let partner_id = field(&partner, "id")?;
+        let waba = created(admin(
+            &format!("/admin/partners/{partner_id}/wabas"),
+            json!({}),
+        ))
+        .await?;
+        let waba_id = waba["waba_id"].as_i64().ok_or("no waba_id")?;
+        let channel = created(admin(
+            &format!("/admin/wabas/{waba_id}/channels"),
+            json!({"phone_number": "+4915100000001"}),
+        ))
+        .await?;
+        let webhook = client
+            .post(format!("{}/v1/configs/webhook", self.base))
+            .header("D360-API-KEY", field(&channel, "api_key")?)
+            .json(&json!({ "url": hook }))
+            .send()
+            .await?;
+        if webhook.status() != StatusCode::OK {
+            return Err(format!("setting the webhook: {}", webhook.text().await?).into());
+        }
+        field(&channel, "id")
+    }
+
+    pub(crate) fn ingest_endpoint(&self, client: &reqwest::Client) -> Endpoint {
+        let url = format!("{}/admin/channels/{}/events", self.base, self.channel_id);
+        let auth = format!("Bearer {ADMIN_TOKEN}");
+        Endpoint::new(client, url, Some(auth), StatusCode::ACCEPTED)
+    }
+
+    pub(crate) async fn stop(self) -> BenchResult<()> {
+        self.shutdown.cancel();
+        self.task.await??;
+        Ok(())
+    }
+}
+
+pub(crate) async fn created(request: reqwest::RequestBuilder) -> BenchResult<Value> {
+    let response = request.send().await?;
+    let status = response.status();
+    let body: Value = response.json().await?;
+    if status != StatusCode::CREATED {
+        return Err(format!("provisioning answered {status}: {body}").into());
+    }
+    Ok(body)
+}
+
+pub(crate) fn field(body: &Value, name: &str) -> BenchResult<String> {
+    Ok(body[name]
+        .as_str()
+        .ok_or(format!("no {name} in {body}"))?
+        .to_owned())
+}
+
+// ---------------------------------------------------------------- the receiver
+
+/// What the receiver saw of the current batch of ids; shared with the load generator,
+/// which stamps each id's send (or scheduled) time so the receiver can time its delivery.
+pub(crate) struct Tracker {
+    pub(crate) epoch: Instant,
+    pub(crate) batch: Mutex<Batch>,
+}
+
+#[derive(Default)]
+pub(crate) struct Batch {
+    pub(crate) base: u64,
+    pub(crate) sent_at: Arc<Vec<AtomicU64>>,
+    pub(crate) seen: Vec<bool>,
+    pub(crate) distinct: usize,
+    pub(crate) duplicates: usize,
+    pub(crate) last: Option<Instant>,
+    pub(crate) latencies: Vec<u64>,
+}
+
+/// How the deliveries of one batch went.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Delivered {
+    pub(crate) distinct: usize,
+    pub(crate) duplicates: usize,
+    pub(crate) expected: usize,
+    /// When the last distinct id arrived.
+    pub(crate) last: Option<Instant>,
+    /// Sent (or scheduled) → received at the receiver, µs.
+    pub(crate) latency: Percentiles,
+    /// Last delivery − last send (or last scheduled send); negative never happens.
+    pub(crate) after_last_send: Option<Duration>,
+}
+
+impl Tracker {
+    pub(crate) fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            batch: Mutex::new(Batch::default()),
+        }
+    }
+
+    /// Starts counting ids `base..base + n`; returns the slots for their send times.
+    pub(crate) fn begin(&self, base: u64, n: usize) -> Arc<Vec<AtomicU64>> {
+        let sent_at: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
+        let mut batch = self.batch.lock().expect("tracker lock");
+        *batch = Batch {
+            base,
+            sent_at: Arc::clone(&sent_at),
+            seen: vec![false; n],
+            latencies: Vec::with_capacity(n),
+            ..Batch::default()
+        };
+        sent_at
+    }
+
+    /// Nanoseconds since the epoch, plus one so that 0 means "not stamped".
+    pub(crate) fn stamp(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_nanos() as u64 + 1
+    }
+
+    pub(crate) fn record(&self, id: u64) {
+        let now = Instant::now();
+        let received = self.stamp(now);
+        let mut batch = self.batch.lock().expect("tracker lock");
+        let Some(index) = id.checked_sub(batch.base).map(|i| i as usize) else {
+            return;
+        };
+        match batch.seen.get(index) {
+            Some(false) => {}
+            Some(true) => {
+                batch.duplicates += 1;
+                return;
+            }
+            None => return,
+        }
+        batch.seen[index] = true;
+        batch.distinct += 1;
+        batch.last = Some(now);
+        let sent = batch.sent_at[index].load(Ordering::Acquire);
+        if sent > 0 {
+            batch.latencies.push(received.saturating_sub(sent) / 1_000);
+        }
+    }
+
+    /// Waits until `expected` distinct ids arrived, or `drain` after now.
+    pub(crate) async fn wait(
+        &self,
+        expected: usize,
+        last_send: Instant,
+        drain: Duration,
+    ) -> Delivered {
+        let deadline = Instant::now() + drain;
+        loop {
+            let done = self.batch.lock().expect("tracker lock").distinct >= expected;
+            if done || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let mut batch = self.batch.lock().expect("tracker lock");
+        Delivered {
+            distinct: batch.distinct,
+            duplicates: batch.duplicates,
+            expected,
+            last: batch.last,
+            latency: Percentiles::of(&mut batch.latencies),
+            after_last_send: batch.last.map(|l| l.saturating_duration_since(last_send)),
+        }
+    }
+}
+
+/// The webhook receiver: answers 200 at once and tells the tracker which id it got.
+pub(crate) struct Receiver {
+    pub(crate) url: String,
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl Receiver {
+    pub(crate) async fn start(tracker: Arc<Tracker>) -> BenchResult<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address: SocketAddr = listener.local_addr()?;
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(hook))
+            .with_state(tracker);
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone().cancelled_owned();
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+            {
+                eprintln!("receiver failed: {error}");
+            }
+        });
+        Ok(Self {
+            url: format!("http://{address}/hook"),
+            shutdown,
+        })
+    }
+
+    pub(crate) fn stop(self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub(crate) async fn hook(State(tracker): State<Arc<Tracker>>, body: Bytes) -> StatusCode {
+    if let Some(id) = wamid(&body) {
+        tracker.record(id);
+    }
+    StatusCode::OK
+}
+
+/// The number in the first `wamid.<n>` of a body (the envelope or the bare value).
+pub(crate) fn wamid(body: &[u8]) -> Option<u64> {
+    let start = body.windows(6).position(|w| w == b"wamid.")? + 6;
+    let digits = body[start..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    std::str::from_utf8(&body[start..start + digits])
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// The ingest body: a WhatsApp `value` with one inbound text message.
+pub(crate) fn event_body(id: u64) -> Bytes {
+    Bytes::from(format!(
+        concat!(
+            r#"{{"contacts":[{{"profile":{{"name":"Bench"}},"wa_id":"4915100000002"}}],"#,
+            r#""messages":[{{"from":"4915100000002","id":"wamid.{}","timestamp":"1700000000","#,
+            r#""type":"text","text":{{"body":"hello"}}}}]}}"#
+        ),
+        id
+    ))
+}
+
+// ---------------------------------------------------------------- the load generator
+
+/// Where the load goes and what answer counts as accepted.
+#[derive(Clone)]
+pub(crate) struct Endpoint {
+    pub(crate) client: reqwest::Client,
+    pub(crate) url: String,
+    pub(crate) auth: Option<String>,
+    pub(crate) accepted: StatusCode,
+}
+
+impl Endpoint {
+    pub(crate) fn new(
+        client: &reqwest::Client,
+        url: String,
+        auth: Option<String>,
+        ok: StatusCode,
+    ) -> Self {
+        Self {
+            client: client.clone(),
+            url,
+            auth,
+            accepted: ok,
+        }
+    }
+
+    /// POSTs the body of `id`; whether the answer was the accepted status.
+    pub(crate) async fn post(&self, id: u64) -> bool {
+        let mut request = self
+            .client
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .body(event_body(id));
+        if let Some(auth) = &self.auth {
+            request = request.header("authorization", auth);
+        }
+        match request.send().await {
+            Ok(response) => {
+                let ok = response.status() == self.accepted;
+                ok & response.bytes().await.is_ok()
+            }
+            Err(_) => false,
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! End-to-end delivery benchmark: how many events per second Switchboard takes in and
+//! delivers, and how long an ingest waits for its durable acknowledgement.
+//!
+//! Why it exists: the product brief promises ≥ 20,000 events/s end to end on embedded SQLite
+//! and an ingest p99 under 10 ms at 3,300 events/s. This bench measures both on the machine it
+//! runs on, next to that machine's raw loopback HTTP rate (the ceiling), and rewrites
+//! `docs/BENCHMARKS.md` with the figures and the command that reproduces them.
+//!
+//! Three roles share the process: the server (`switchboard::run`) on its own multi-thread
+//! runtime, so its scheduling is not mixed with the load; the load generator (reqwest,
+//! keep-alive) and the receiver (axum, answers 200 and counts distinct `wamid` ids) on the
+//! bench runtime. Each scenario gets a fresh server and database, warmed up first.
+//!
+//! `cargo bench --bench delivery` runs it (settings from `BENCH_*` variables, see
+//! [`Settings::from_env`]). Under `cargo test --benches` (no `--bench` flag) it runs a small
+//! smoke pass and writes nothing.
+
+use std::collections::BTreeMap;
+use std::error::Error;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+use switchboard::config::{Config, DatabaseUrl};
+use tokio::runtime::Handle;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+mod cpu;
+mod harness;
+mod load;
+mod report;
+
+use cpu::*;
+use harness::*;
+use load::*;
+use report::*;
+
+pub(crate) type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
+
+pub(crate) const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
+pub(crate) const COMMAND: &str = "cargo bench --bench delivery";
+pub(crate) const WARM_UP_EVENTS: usize = 1_000;
+
+/// What one run does; every bound comes from here so the whole bench stays short.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// `BENCH_EVENTS`: events of the sustained scenario (and of the loopback ceiling).
+    pub(crate) events: usize,
+    /// `BENCH_CONCURRENCY`: keep-alive connections of the sustained scenario.
+    pub(crate) concurrency: usize,
+    /// `BENCH_RATE`: events/s of the paced scenario.
+    pub(crate) rate: u64,
+    /// `BENCH_SECONDS`: length of the paced scenario.
+    pub(crate) paced_seconds: u64,
+    /// `BENCH_PACED_CONCURRENCY`: requests in flight at most while pacing.
+    pub(crate) paced_concurrency: usize,
+    /// `BENCH_MAX_SEND_SECONDS`: the sustained senders stop after this long, done or not.
+    pub(crate) max_send: Duration,
+    /// `BENCH_DRAIN_SECONDS`: how long to wait for deliveries after the last send.
+    pub(crate) drain: Duration,
+    /// `BENCH_SERVER_THREADS`: worker threads of the server's runtime.
+    pub(crate) server_threads: usize,
+    /// `BENCH_WRITE=0` leaves docs/BENCHMARKS.md alone.
+    pub(crate) write_doc: bool,
+}
+
+impl Settings {
+    /// Defaults sized for a ~3-minute run, overridable so the lead can scale it.
+    pub(crate) fn from_env(smoke: bool) -> BenchResult<Self> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let (events, concurrency, rate, seconds) = if smoke {
+            (300, 8, 300, 1)
+        } else {
+            (50_000, 64, 3_300, 10)
+        };
+        Ok(Self {
+            events: env_or("BENCH_EVENTS", events)?,
+            concurrency: env_or("BENCH_CONCURRENCY", concurrency)?.max(1),
+            rate: env_or("BENCH_RATE", rate)?.max(1),
+            paced_seconds: env_or("BENCH_SECONDS", seconds)?.max(1),
+            paced_concurrency: env_or("BENCH_PACED_CONCURRENCY", 512)?.max(1),
+            max_send: Duration::from_secs(env_or("BENCH_MAX_SEND_SECONDS", 60)?),
+            drain: Duration::from_secs(env_or("BENCH_DRAIN_SECONDS", 30)?),
+            server_threads: env_or("BENCH_SERVER_THREADS", cores)?.max(1),
+            write_doc: !smoke && env_or("BENCH_WRITE", 1u8)? != 0,
+        })
+    }
+}
+
+pub(crate) fn env_or<T: std::str::FromStr>(name: &str, default: T) -> BenchResult<T> {
+    match std::env::var(name) {
+        Ok(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|_| format!("{name}={raw:?} is not a valid number").into()),
+        Err(_) => Ok(default),
+    }
+}
+
+fn main() -> BenchResult<()> {
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let settings = Settings::from_env(smoke)?;
+    let server_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(settings.server_threads)
+        .thread_name("server")
+        .enable_all()
+        .build()?;
+    let bench_runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("bench")
+        .enable_all()
+        .build()?;
+    let machine = Machine::probe();
+    let report = bench_runtime.block_on(run_all(&settings, server_runtime.handle()))?;
+    server_runtime.shutdown_timeout(Duration::from_secs(5));
+    let markdown = render(&settings, &machine, &report);
+    println!("{}", summary(&settings, &report));
+    if settings.write_doc {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/BENCHMARKS.md");
+        std::fs::write(path, markdown)?;
+        println!("wrote {path}");
+    }
+    Ok(())
+}
+
+/// The figures of one run.
+pub(crate) struct Report {
+    pub(crate) ceiling: ClosedLoop,
+    pub(crate) ceiling_cpu: CpuUse,
+    pub(crate) sustained: ClosedLoop,
+    pub(crate) sustained_delivery: Delivered,
+    pub(crate) sustained_cpu: CpuUse,
+    pub(crate) paced: OpenLoop,
+    pub(crate) paced_delivery: Delivered,
+    pub(crate) paced_cpu: CpuUse,
+}
+
+pub(crate) async fn run_all(settings: &Settings, server_runtime: &Handle) -> BenchResult<Report> {
+    let tracker = Arc::new(Tracker::new());
+    let receiver = Receiver::start(Arc::clone(&tracker)).await?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(usize::MAX)
+        .tcp_nodelay(true)
+        .build()?;
+    let mut ids = 0u64;
+    let mut next_ids = |n: usize| {
+        let base = ids;
+        ids += n as u64;
+        base
+    };
+
+    println!(
+        "1/3 loopback ceiling: {} posts to the receiver",
+        settings.events
+    );
+    let direct = Endpoint::new(&client, receiver.url.clone(), None, StatusCode::OK);
+    let cpu = CpuSample::take();
+    let ceiling = closed_loop(&direct, &tracker, next_ids(settings.events), settings).await;
+    let ceiling_cpu = cpu.until(&CpuSample::take());
+
+    println!(
+        "2/3 sustained: {} events, {} connections",
+        settings.events, settings.concurrency
+    );
+    let server = Server::start(server_runtime, &client, &receiver.url).await?;
+    let ingest = server.ingest_endpoint(&client);
+    warm_up(&ingest, &tracker, next_ids(WARM_UP_EVENTS), settings).await?;
+    let cpu = CpuSample::take();
+    let sustained = closed_loop(&ingest, &tracker, next_ids(settings.events), settings).await;
+    let sustained_delivery = tracker
+        .wait(sustained.acked, sustained.last_ack, settings.drain)
+        .await;
+    let sustained_cpu = cpu.until(&CpuSample::take());
+    server.stop().await?;
+
+    let paced_events = (settings.rate * settings.paced_seconds) as usize;
+    println!(
+        "3/3 paced: {} events/s for {} s",
+        settings.rate, settings.paced_seconds
+    );
+    let server = Server::start(server_runtime, &client, &receiver.url).await?;
+    let ingest = server.ingest_endpoint(&client);
+    warm_up(&ingest, &tracker, next_ids(WARM_UP_EVENTS), settings).await?;
+    let cpu = CpuSample::take();
+    let paced = open_loop(&ingest, &tracker, next_ids(paced_events), settings).await;
+    let paced_delivery = tracker
+        .wait(paced.acked, paced.last_scheduled, settings.drain)
+        .await;
+    let paced_cpu = cpu.until(&CpuSample::take());
+    server.stop().await?;
+    receiver.stop();
+    Ok(Report {
+        ceiling,
+        ceiling_cpu,
+        sustained,
+        sustained_delivery,
+        sustained_cpu,
+        paced,
+        paced_delivery,
+        paced_cpu,
+    })
+}
+
+/// Fills connection pools, caches and the engine's client before anything is measured.
+pub(crate) async fn warm_up(
+    ingest: &Endpoint,
+    tracker: &Tracker,
+    base: u64,
+    settings: &Settings,
+) -> BenchResult<()> {
+    let run = closed_loop(
+        ingest,
+        tracker,
+        base,
+        &Settings {
+            events: WARM_UP_EVENTS,
+            ..settings.clone()
+        },
+    )
+    .await;
+    let delivered = tracker.wait(run.acked, run.last_ack, settings.drain).await;
+    if run.errors > 0 || delivered.distinct < WARM_UP_EVENTS {
+        return Err(format!(
+            "warm-up failed: {} ingest errors, {} of {WARM_UP_EVENTS} delivered",
+            run.errors, delivered.distinct
+        )
+        .into());
+    }
+    Ok(())
+}

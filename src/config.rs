@@ -97,6 +97,10 @@ pub struct ServeArgs {
         value_name = "N"
     )]
     pub max_waiting_per_destination: Option<usize>,
+    /// Delete events (with their deliveries and attempts) this many days after they arrived,
+    /// once none of their deliveries is pending; 0 keeps everything [default: 30].
+    #[arg(long, env = "SWITCHBOARD_RETENTION_DAYS", value_name = "DAYS")]
+    pub retention_days: Option<u64>,
     /// TOML file with the same settings (keys are the flag names with `_`).
     #[arg(long, env = "SWITCHBOARD_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -119,6 +123,7 @@ struct FileConfig {
     max_extra_destinations: Option<usize>,
     max_in_flight_per_destination: Option<usize>,
     max_waiting_per_destination: Option<usize>,
+    retention_days: Option<u64>,
 }
 
 /// A setting that cannot be used; the text tells the operator what to fix.
@@ -230,6 +235,8 @@ pub struct Config {
     /// Deliveries queued in memory per destination; the rest of a slow destination's backlog
     /// waits in the store, so it cannot fill the memory that healthy destinations need.
     pub max_waiting_per_destination: usize,
+    /// How long finished events are kept; `None` keeps them forever.
+    pub retention: Option<Duration>,
 }
 
 /// Shortest admin token accepted: shorter ones are guessable.
@@ -255,6 +262,7 @@ impl Config {
             max_extra_destinations: 3,
             max_in_flight_per_destination: 512,
             max_waiting_per_destination: 2000,
+            retention: Some(Duration::from_secs(30 * 86_400)),
         }
     }
 
@@ -324,6 +332,11 @@ impl Config {
                 .max_waiting_per_destination
                 .or(file.max_waiting_per_destination)
                 .unwrap_or(defaults.max_waiting_per_destination),
+            retention: match args.retention_days.or(file.retention_days) {
+                None => defaults.retention,
+                Some(0) => None,
+                Some(days) => Some(Duration::from_secs(days.saturating_mul(86_400))),
+            },
             ..defaults
         };
         config.validate()?;
@@ -397,6 +410,7 @@ mod tests {
         assert_eq!(config.admin_token.secret.expose().len(), 32);
         assert_eq!(config.delivery_timeout, Duration::from_secs(5));
         assert_eq!(config.max_extra_destinations, 3);
+        assert_eq!(config.retention, Some(Duration::from_secs(30 * 86_400)));
     }
 
     #[test]
@@ -405,7 +419,7 @@ mod tests {
         let path = dir.path().join("switchboard.toml");
         std::fs::write(
             &path,
-            "listen = \":9000\"\ndev = true\nretry_base_ms = 10\nmax_extra_destinations = 5\n",
+            "listen = \":9000\"\ndev = true\nretry_base_ms = 10\nmax_extra_destinations = 5\nretention_days = 0\n",
         )
         .unwrap();
         let config = Config::load(ServeArgs {
@@ -418,6 +432,7 @@ mod tests {
         assert!(config.dev);
         assert_eq!(config.retry_base, Duration::from_millis(20));
         assert_eq!(config.max_extra_destinations, 5);
+        assert_eq!(config.retention, None, "0 keeps everything");
     }
 
     #[test]

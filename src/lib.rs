@@ -12,6 +12,7 @@
 //! - [`domain`]: plain types and their rules (`WebhookUrl`, `WebhookHeaders`, multi-webhook
 //!   changes, routing priority); no HTTP, no SQL.
 //! - [`config`]: one typed, validated `Config` from defaults, file, environment and flags.
+//! - [`maintenance`]: retention (old finished events are deleted in the background).
 //! - [`metrics`], [`clock`]: Prometheus counters; wall-clock milliseconds.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -23,6 +24,7 @@ pub mod config;
 pub mod delivery;
 pub mod domain;
 pub mod ingest;
+pub mod maintenance;
 pub mod metrics;
 pub mod store;
 
@@ -73,6 +75,14 @@ pub async fn run(
         Arc::clone(&metrics),
         shutdown.clone(),
     )?;
+    if let Some(retention) = config.retention {
+        let store = Arc::clone(&store);
+        tokio::spawn(maintenance::purge_periodically(
+            store,
+            retention,
+            shutdown.clone(),
+        ));
+    }
     let state = api::AppState {
         ingest: ingest::Ingest::new(Arc::clone(&store), engine.clone(), Arc::clone(&metrics)),
         store,

@@ -203,6 +203,10 @@ pub trait Store: Send + Sync + 'static {
     /// Deliveries matching `filter`, by ascending id, after `filter.after`.
     async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<DeliveryRecord>, StoreError>;
 
+    /// Deletes up to `limit` events received before `before` (ms since the epoch) that have
+    /// no pending delivery, with their deliveries and attempts; returns how many it deleted.
+    async fn purge_finished(&self, before: i64, limit: usize) -> Result<u64, StoreError>;
+
     /// How many deliveries are pending (the queue depth).
     async fn count_by_state(&self, state: DeliveryState) -> Result<u64, StoreError>;
 

@@ -734,3 +734,51 @@ async fn a_saturated_destination_keeps_its_backlog_in_the_store_and_drains_it_la
         );
     }
 }
+
+#[tokio::test]
+async fn retention_deletes_old_finished_events_and_keeps_pending_ones() {
+    let app = spawn_app_with(|config| {
+        fast_delivery(config);
+        config.retention = None;
+    })
+    .await;
+    let number = app.provision().await;
+    let receiver = TestReceiver::start().await;
+    app.set_webhook(&number.api_key, &receiver.url, json!({}))
+        .await;
+    let finished = app
+        .post_event(&number.channel_id, message("wamid.old"))
+        .await;
+    app.wait_for_event(finished, |e| is_in_state(e, "primary", "delivered"))
+        .await;
+    let stuck_number = app.provision().await;
+    let failing = TestReceiver::with_default(Behavior::Status(500)).await;
+    app.set_webhook(&stuck_number.api_key, &failing.url, json!({}))
+        .await;
+    let pending = app
+        .post_event(&stuck_number.channel_id, message("wamid.stuck"))
+        .await;
+    failing.wait_for(1).await;
+
+    let app = app
+        .restart_with(|config| config.retention = Some(Duration::from_millis(1)))
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let response = app
+            .admin(Method::GET, &format!("/admin/events/{finished}"))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == StatusCode::NOT_FOUND {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old event was kept"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let kept = app.event(pending).await;
+    assert!(is_in_state(&kept, "primary", "pending"), "{kept:#}");
+}

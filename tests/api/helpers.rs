@@ -98,7 +98,13 @@ impl TestApp {
 
     /// Stops the server and starts a new one on the same database file.
     pub async fn restart(self) -> TestApp {
-        let (config, data) = (self.config.clone(), Arc::clone(&self.data));
+        self.restart_with(|_| {}).await
+    }
+
+    /// Like [`TestApp::restart`], with settings changed by `adjust`.
+    pub async fn restart_with(self, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let (mut config, data) = (self.config.clone(), Arc::clone(&self.data));
+        adjust(&mut config);
         self.stop().await;
         start(config, data).await
     }

@@ -426,6 +426,32 @@ pub fn deliveries(
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
+/// Deletes finished events older than `before`, with their deliveries and attempts.
+pub fn purge_finished(conn: &Connection, before: i64, limit: usize) -> Result<u64, StoreError> {
+    let ids: Vec<i64> = {
+        let mut select = conn.prepare_cached(
+            "SELECT e.id FROM events e
+             WHERE e.received_at < ?1
+               AND NOT EXISTS (SELECT 1 FROM deliveries d
+                               WHERE d.event_id = e.id AND d.state = 'pending')
+             ORDER BY e.id LIMIT ?2",
+        )?;
+        let rows = select.query_map(params![before, limit as i64], |row| row.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for id in &ids {
+        conn.prepare_cached(
+            "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE event_id = ?1)",
+        )?
+        .execute([id])?;
+        conn.prepare_cached("DELETE FROM deliveries WHERE event_id = ?1")?
+            .execute([id])?;
+        conn.prepare_cached("DELETE FROM events WHERE id = ?1")?
+            .execute([id])?;
+    }
+    Ok(ids.len() as u64)
+}
+
 /// How many deliveries are in `state`.
 pub fn count_by_state(conn: &Connection, state: DeliveryState) -> Result<u64, StoreError> {
     let count: i64 = conn.query_row(

@@ -458,6 +458,12 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn purge_finished(&self, before: i64, limit: usize) -> Result<u64, StoreError> {
+        self.writer
+            .write(move |conn| deliveries::purge_finished(conn, before, limit))
+            .await
+    }
+
     async fn count_by_state(&self, state: DeliveryState) -> Result<u64, StoreError> {
         self.readers
             .read(move |conn| deliveries::count_by_state(conn, state))

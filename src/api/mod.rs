@@ -133,6 +133,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(operations::list_events))
         .routes(routes!(operations::list_deliveries))
         .routes(routes!(operations::retry_delivery))
+        .routes(routes!(operations::retry_deliveries))
         .routes(routes!(meta::verify, meta::receive))
         .routes(routes!(system::metrics))
         .routes(routes!(system::health))

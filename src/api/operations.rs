@@ -6,16 +6,16 @@ use std::collections::HashMap;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{AdminAuth, PathParam, RawBody};
+use super::extract::{AdminAuth, OptionalJsonBody, PathParam, RawBody};
 use super::AppState;
 use crate::clock::{now_ms, rfc3339};
 use crate::domain::{
-    random_alphanumeric, ChannelId, DeliveryId, DeliveryState, EventId, EventKind,
+    random_alphanumeric, ChannelId, DeliveryId, DeliveryState, EventId, EventKind, PartnerId,
 };
 use crate::ingest::admin_payload;
 use crate::metrics::Source;
@@ -389,6 +389,67 @@ pub async fn list_events(
             .collect(),
         next_after,
     }))
+}
+
+/// Body of POST /admin/deliveries/retry: which deliveries to replay.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRetryRequest {
+    /// `failed` (default) or `dropped`.
+    #[serde(default)]
+    state: Option<String>,
+    /// Only this channel's deliveries.
+    #[serde(default)]
+    channel: Option<String>,
+    /// Only this partner's (partner events).
+    #[serde(default)]
+    partner: Option<String>,
+}
+
+/// How many deliveries were re-queued.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkRequeued {
+    requeued: u64,
+}
+
+/// Replay every failed (or dropped) delivery, e.g. after a receiver's outage outlasted the
+/// maximum age; optionally only one channel's or partner's.
+#[utoipa::path(
+    post, path = "/admin/deliveries/retry", tag = "Admin",
+    security(("admin" = [])),
+    request_body = BulkRetryRequest,
+    responses(
+        (status = 202, description = "Queued", body = BulkRequeued),
+        (status = 400, description = "Invalid body", body = ErrorBody),
+        (status = 401, description = "Missing or invalid admin token", body = ErrorBody),
+    )
+)]
+pub async fn retry_deliveries(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    OptionalJsonBody(body): OptionalJsonBody<BulkRetryRequest>,
+) -> Result<(StatusCode, Json<BulkRequeued>), ApiError> {
+    let target = match body.state.as_deref() {
+        None | Some("failed") => DeliveryState::Failed,
+        Some("dropped") => DeliveryState::Dropped,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "Invalid state {other:?}: only failed or dropped deliveries can be retried"
+            )))
+        }
+    };
+    let channel = body.channel.map(ChannelId::from_raw);
+    let partner = body.partner.map(PartnerId::from_raw);
+    let requeued = state
+        .store
+        .retry_deliveries(target, channel, partner, now_ms())
+        .await?;
+    tracing::info!(
+        requeued,
+        state = target.as_str(),
+        "deliveries re-queued by an operator"
+    );
+    Ok((StatusCode::ACCEPTED, Json(BulkRequeued { requeued })))
 }
 
 /// A re-queued delivery.

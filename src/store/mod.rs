@@ -194,6 +194,16 @@ pub trait Store: Send + Sync + 'static {
     /// Puts a failed or dropped delivery back in the queue, due now, with a new age window.
     async fn retry_delivery(&self, id: DeliveryId, now: i64) -> Result<(), StoreError>;
 
+    /// Puts every delivery in `state` (failed or dropped) back in the queue, optionally only
+    /// those of one channel or partner, due now with a new age window; returns how many.
+    async fn retry_deliveries(
+        &self,
+        state: DeliveryState,
+        channel: Option<ChannelId>,
+        partner: Option<PartnerId>,
+        now: i64,
+    ) -> Result<u64, StoreError>;
+
     /// An event with its deliveries and every attempt of each.
     async fn event(&self, id: EventId) -> Result<Option<EventRecord>, StoreError>;
 

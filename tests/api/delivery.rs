@@ -782,3 +782,59 @@ async fn retention_deletes_old_finished_events_and_keeps_pending_ones() {
     let kept = app.event(pending).await;
     assert!(is_in_state(&kept, "primary", "pending"), "{kept:#}");
 }
+
+#[tokio::test]
+async fn failed_deliveries_are_replayed_in_bulk() {
+    let app = spawn_app_with(|config| {
+        fast_delivery(config);
+        config.retry_max_age = Duration::from_millis(300);
+    })
+    .await;
+    let (first, second) = (app.provision().await, app.provision().await);
+    let receiver = TestReceiver::with_default(Behavior::Status(503)).await;
+    app.set_webhook(&first.api_key, &receiver.url, json!({}))
+        .await;
+    app.set_webhook(&second.api_key, &receiver.url, json!({}))
+        .await;
+    let mut events = Vec::new();
+    for (n, number) in [&first, &first, &second].into_iter().enumerate() {
+        events.push(
+            app.post_event(&number.channel_id, message(&format!("wamid.bulk{n}")))
+                .await,
+        );
+    }
+    for event in &events {
+        app.wait_for_event(*event, |e| is_in_state(e, "primary", "failed"))
+            .await;
+    }
+    receiver.set_default(Behavior::Status(200));
+
+    let retry = |body: Value| {
+        let request = app
+            .admin(Method::POST, "/admin/deliveries/retry")
+            .json(&body);
+        async move { crate::helpers::status_and_json(request.send().await.unwrap()).await }
+    };
+    let (status, body) = retry(json!({"channel": first.channel_id})).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::ACCEPTED, json!({"requeued": 2}))
+    );
+    for event in &events[..2] {
+        app.wait_for_event(*event, |e| is_in_state(e, "primary", "delivered"))
+            .await;
+    }
+    assert!(
+        is_in_state(&app.event(events[2]).await, "primary", "failed"),
+        "other channels untouched"
+    );
+    let (status, body) = retry(json!({})).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::ACCEPTED, json!({"requeued": 1}))
+    );
+    app.wait_for_event(events[2], |e| is_in_state(e, "primary", "delivered"))
+        .await;
+    let (status, _) = retry(json!({"state": "pending"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

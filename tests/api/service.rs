@@ -76,6 +76,7 @@ async fn openapi_document_lists_every_endpoint() {
         ("/admin/events", &["get"]),
         ("/admin/deliveries", &["get"]),
         ("/admin/deliveries/{delivery_id}/retry", &["post"]),
+        ("/admin/deliveries/retry", &["post"]),
         ("/webhooks/whatsapp", &["get", "post"]),
         ("/metrics", &["get"]),
         ("/health", &["get"]),

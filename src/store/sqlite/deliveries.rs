@@ -247,14 +247,39 @@ fn insert_attempt(
     Ok(())
 }
 
+/// The columns a replay resets: due now, new age window, lease cleared.
+const REQUEUE: &str = "state = 'pending', next_attempt_at = ?1, leased_until = NULL, \
+     window_start = ?1, window_attempts = attempts, updated_at = ?1";
+
+/// Re-queues every failed (or dropped) delivery, optionally of one channel or partner.
+pub fn retry_deliveries(
+    conn: &Connection,
+    state: DeliveryState,
+    channel: Option<&ChannelId>,
+    partner: Option<&PartnerId>,
+    now: i64,
+) -> Result<u64, StoreError> {
+    let sql = format!(
+        "UPDATE deliveries SET {REQUEUE}
+         WHERE state = ?2 AND (?3 IS NULL OR channel_id = ?3) AND (?4 IS NULL OR partner_id = ?4)"
+    );
+    let changed = conn.execute(
+        &sql,
+        params![
+            now,
+            state.as_str(),
+            channel.map(ChannelId::as_str),
+            partner.map(PartnerId::as_str),
+        ],
+    )?;
+    Ok(changed as u64)
+}
+
 /// Re-queues a failed or dropped delivery with a fresh age window.
 pub fn retry_delivery(conn: &Connection, id: DeliveryId, now: i64) -> Result<(), StoreError> {
-    let changed = conn.execute(
-        "UPDATE deliveries SET state = 'pending', next_attempt_at = ?1, leased_until = NULL,
-                window_start = ?1, window_attempts = attempts, updated_at = ?1
-         WHERE id = ?2 AND state IN ('failed', 'dropped')",
-        params![now, id.0],
-    )?;
+    let sql =
+        format!("UPDATE deliveries SET {REQUEUE} WHERE id = ?2 AND state IN ('failed', 'dropped')");
+    let changed = conn.execute(&sql, params![now, id.0])?;
     if changed == 1 {
         return Ok(());
     }

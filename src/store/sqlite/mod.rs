@@ -440,6 +440,20 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn retry_deliveries(
+        &self,
+        state: DeliveryState,
+        channel: Option<ChannelId>,
+        partner: Option<PartnerId>,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        self.writer
+            .write(move |conn| {
+                deliveries::retry_deliveries(conn, state, channel.as_ref(), partner.as_ref(), now)
+            })
+            .await
+    }
+
     async fn event(&self, id: EventId) -> Result<Option<EventRecord>, StoreError> {
         self.readers
             .read(move |conn| deliveries::event(conn, id))

@@ -15,8 +15,8 @@ use super::messaging::WebhookConfig;
 use super::partner_events::channel_event;
 use super::AppState;
 use crate::domain::{
-    ApiKey, Channel, ChannelId, Partner, PartnerEventType, PartnerId, PhoneNumber, PhoneNumberId,
-    Route, ValidationError, WabaId,
+    random_alphanumeric, ApiKey, Channel, ChannelId, Partner, PartnerEventType, PartnerId,
+    PhoneNumber, PhoneNumberId, Route, ValidationError, WabaId,
 };
 use crate::metrics::Source;
 use crate::store::{ChannelRef, NewChannel};
@@ -329,4 +329,36 @@ pub async fn get_channel(
     };
     let route = state.store.route(&id).await?;
     Ok(Json(ChannelView::of(channel, route)))
+}
+
+/// A new signing secret, shown once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SigningSecret {
+    signing_secret: String,
+}
+
+/// Issue a signing secret: from now on every delivery of the channel carries
+/// `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`.
+#[utoipa::path(
+    post, path = "/admin/channels/{channel_id}/signing_secret", tag = "Admin",
+    security(("admin" = [])),
+    params(("channel_id" = String, Path, description = "The channel's id")),
+    responses(
+        (status = 200, description = "The secret", body = SigningSecret),
+        (status = 401, description = "Missing or invalid admin token", body = ErrorBody),
+        (status = 404, description = "Unknown channel", body = ErrorBody),
+    )
+)]
+pub async fn create_signing_secret(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    PathParam(channel_id): PathParam,
+) -> Result<Json<SigningSecret>, ApiError> {
+    let secret = random_alphanumeric(40);
+    let id = ChannelId::from_raw(channel_id);
+    state.store.set_signing_secret(&id, secret.clone()).await?;
+    tracing::info!(channel = %id, "signing secret issued");
+    Ok(Json(SigningSecret {
+        signing_secret: secret,
+    }))
 }

@@ -8,12 +8,13 @@
 //! (utoipa-axum), so it cannot drift from what is served.
 
 mod admin;
+mod deliveries;
 mod error;
+mod events;
 mod extract;
 mod messaging;
 mod meta;
 mod multi_webhook;
-mod operations;
 mod partner;
 mod partner_events;
 mod system;
@@ -127,13 +128,13 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(partner_events::create_partner_event))
         .routes(routes!(partner_events::create_partner_signing_secret))
         .routes(routes!(partner_events::enable_messaging))
-        .routes(routes!(operations::create_event))
-        .routes(routes!(operations::create_signing_secret))
-        .routes(routes!(operations::get_event))
-        .routes(routes!(operations::list_events))
-        .routes(routes!(operations::list_deliveries))
-        .routes(routes!(operations::retry_delivery))
-        .routes(routes!(operations::retry_deliveries))
+        .routes(routes!(events::create_event))
+        .routes(routes!(admin::create_signing_secret))
+        .routes(routes!(events::get_event))
+        .routes(routes!(events::list_events))
+        .routes(routes!(deliveries::list_deliveries))
+        .routes(routes!(deliveries::retry_delivery))
+        .routes(routes!(deliveries::retry_deliveries))
         .routes(routes!(meta::verify, meta::receive))
         .routes(routes!(system::metrics))
         .routes(routes!(system::health))

@@ -1,8 +1,11 @@
 //! HTTP: the routers of every surface, their extractors, and the one error mapping.
 //!
 //! - `messaging` and `multi_webhook`: the provider-compatible Messaging API (`D360-API-KEY`).
-//! - `admin`: provisioning and operations (admin token).
-//! - `system`: health, readiness, and `/openapi.json`.
+//! - `partner`: the provider-compatible Partner API (partner key, `{"meta"}` errors).
+//! - `meta`: Meta's Cloud API webhook (handshake and signed notifications).
+//! - `admin`, `partner_events`, `events`, `deliveries`: the admin API (admin token):
+//!   provisioning, partner events, inspection and replay.
+//! - `system`: health, readiness, metrics, and `/openapi.json`.
 //!
 //! The OpenAPI document is generated from the same annotations that register the routes
 //! (utoipa-axum), so it cannot drift from what is served.

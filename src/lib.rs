@@ -96,6 +96,12 @@ pub async fn run(
         dev = state.config.dev,
         "switchboard listening"
     );
+    // Answers are small and written whole: send them at once rather than wait for Nagle.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
     let served = axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;

@@ -115,6 +115,12 @@ pub(crate) fn sustained_figures(t: &mut Table, r: &Report) {
         "events acknowledged (202) per second",
         per_s(run.rate()),
     );
+    let each: Vec<String> = r.sustained_rates.iter().map(|rate| per_s(*rate)).collect();
+    t.row(
+        two,
+        "end to end in each run, ascending (the median run is reported)",
+        each.join(", "),
+    );
     t.row(
         two,
         "**events delivered end to end per second**",
@@ -219,6 +225,7 @@ pub(crate) fn render(s: &Settings, m: &Machine, r: &Report) -> String {
         ("BENCH_MAX_SEND_SECONDS", s.max_send.as_secs().to_string()),
         ("BENCH_DRAIN_SECONDS", s.drain.as_secs().to_string()),
         ("BENCH_SERVER_THREADS", s.server_threads.to_string()),
+        ("BENCH_REPEATS", s.repeats.to_string()),
     ];
     for (name, value) in settings {
         let _ = writeln!(doc, "- `{name}={value}`");

@@ -1,4 +1,4 @@
-//! Prometheus metrics of one running service: counters, a latency histogram, and the
+//! Prometheus metrics of one running service: counters by kind, a latency histogram, and the
 //! queue depth read from the store at scrape time.
 //!
 //! Hand-rolled on atomics rather than the `metrics` crate's global recorder, so each service
@@ -8,7 +8,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::domain::AttemptErrorKind;
+use crate::domain::{AttemptErrorKind, EventKind, Target};
 
 /// Where an event came in.
 #[derive(Debug, Clone, Copy)]
@@ -22,7 +22,9 @@ pub enum Source {
 }
 
 const SOURCES: [&str; 3] = ["meta", "admin", "platform"];
-const ATTEMPT_OUTCOMES: [&str; 7] = [
+const KINDS: [&str; 3] = ["whatsapp", "unroutable", "partner"];
+const TARGETS: [&str; 3] = ["primary", "extra", "partner"];
+const OUTCOMES: [&str; 7] = [
     "delivered",
     "http_error",
     "timeout",
@@ -48,6 +50,20 @@ pub enum AttemptOutcome {
     Error(AttemptErrorKind),
 }
 
+impl AttemptOutcome {
+    fn index(self) -> usize {
+        match self {
+            Self::Delivered => 0,
+            Self::HttpError => 1,
+            Self::Error(AttemptErrorKind::Timeout) => 2,
+            Self::Error(AttemptErrorKind::Connect) => 3,
+            Self::Error(AttemptErrorKind::Tls) => 4,
+            Self::Error(AttemptErrorKind::Blocked) => 5,
+            Self::Error(AttemptErrorKind::Io) => 6,
+        }
+    }
+}
+
 /// How a delivery ended, as counted.
 #[derive(Debug, Clone, Copy)]
 pub enum FinalState {
@@ -59,13 +75,28 @@ pub enum FinalState {
     Dropped,
 }
 
+fn kind_index(kind: EventKind) -> usize {
+    match kind {
+        EventKind::Whatsapp => 0,
+        EventKind::Unroutable => 1,
+        EventKind::Partner => 2,
+    }
+}
+
+fn target_index(target: &Target) -> usize {
+    match target {
+        Target::Primary => 0,
+        Target::Extra(_) => 1,
+        Target::Partner => 2,
+    }
+}
+
 /// The service's counters.
 #[derive(Default)]
 pub struct Metrics {
-    events: [AtomicU64; 3],
-    unroutable: AtomicU64,
-    attempts: [AtomicU64; 7],
-    finals: [AtomicU64; 3],
+    events: [[AtomicU64; 3]; 3],
+    attempts: [[AtomicU64; 7]; 3],
+    finals: [[AtomicU64; 3]; 3],
     deferred: AtomicU64,
     latency_buckets: [AtomicU64; 13],
     latency_count: AtomicU64,
@@ -73,30 +104,14 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Counts accepted events.
-    pub fn events_ingested(&self, source: Source, count: usize) {
-        self.events[source as usize].fetch_add(count as u64, Ordering::Relaxed);
+    /// Counts one stored event by door and kind.
+    pub fn event_stored(&self, source: Source, kind: EventKind) {
+        self.events[source as usize][kind_index(kind)].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts events for unknown numbers (kept, not delivered).
-    pub fn events_unroutable(&self, count: usize) {
-        self.unroutable.fetch_add(count as u64, Ordering::Relaxed);
-    }
-
-    /// Counts one attempt and its duration.
-    pub fn attempt(&self, outcome: AttemptOutcome, took: Duration) {
-        let index = match outcome {
-            AttemptOutcome::Delivered => 0,
-            AttemptOutcome::HttpError => 1,
-            AttemptOutcome::Error(kind) => match kind {
-                AttemptErrorKind::Timeout => 2,
-                AttemptErrorKind::Connect => 3,
-                AttemptErrorKind::Tls => 4,
-                AttemptErrorKind::Blocked => 5,
-                AttemptErrorKind::Io => 6,
-            },
-        };
-        self.attempts[index].fetch_add(1, Ordering::Relaxed);
+    /// Counts one attempt, by destination kind and outcome, and its duration.
+    pub fn attempt(&self, target: &Target, outcome: AttemptOutcome, took: Duration) {
+        self.attempts[target_index(target)][outcome.index()].fetch_add(1, Ordering::Relaxed);
         let seconds = took.as_secs_f64();
         for (bucket, bound) in self.latency_buckets.iter().zip(BUCKETS) {
             if seconds <= bound {
@@ -109,8 +124,8 @@ impl Metrics {
     }
 
     /// Counts a delivery reaching a final state.
-    pub fn delivery_finished(&self, state: FinalState) {
-        self.finals[state as usize].fetch_add(1, Ordering::Relaxed);
+    pub fn delivery_finished(&self, target: &Target, state: FinalState) {
+        self.finals[target_index(target)][state as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a delivery sent back to the store because its destination was saturated.
@@ -120,58 +135,35 @@ impl Metrics {
 
     /// The Prometheus text exposition, with `queue_depth` pending deliveries.
     pub fn render(&self, queue_depth: u64) -> String {
-        let mut out = String::with_capacity(4096);
-        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        header(
+        let mut out = String::with_capacity(8192);
+        family(
             &mut out,
             "switchboard_events_ingested_total",
             "counter",
-            "Events accepted, by door.",
+            "Events stored, by door and kind.",
+            ("source", &SOURCES),
+            ("kind", &KINDS),
+            &self.events.each_ref().map(|row| row.as_slice()),
         );
-        for (name, counter) in SOURCES.iter().zip(&self.events) {
-            let _ = writeln!(
-                out,
-                "switchboard_events_ingested_total{{source=\"{name}\"}} {}",
-                load(counter)
-            );
-        }
-        header(
-            &mut out,
-            "switchboard_events_unroutable_total",
-            "counter",
-            "Events for a phone_number_id no channel has.",
-        );
-        let _ = writeln!(
-            out,
-            "switchboard_events_unroutable_total {}",
-            load(&self.unroutable)
-        );
-        header(
+        family(
             &mut out,
             "switchboard_attempts_total",
             "counter",
-            "Delivery attempts, by outcome.",
+            "Delivery attempts, by destination kind and outcome.",
+            ("target", &TARGETS),
+            ("outcome", &OUTCOMES),
+            &self.attempts.each_ref().map(|row| row.as_slice()),
         );
-        for (name, counter) in ATTEMPT_OUTCOMES.iter().zip(&self.attempts) {
-            let _ = writeln!(
-                out,
-                "switchboard_attempts_total{{outcome=\"{name}\"}} {}",
-                load(counter)
-            );
-        }
-        header(
+        family(
             &mut out,
             "switchboard_deliveries_total",
             "counter",
-            "Deliveries that reached a final state.",
+            "Deliveries that reached a final state, by destination kind.",
+            ("target", &TARGETS),
+            ("state", &FINAL_STATES),
+            &self.finals.each_ref().map(|row| row.as_slice()),
         );
-        for (name, counter) in FINAL_STATES.iter().zip(&self.finals) {
-            let _ = writeln!(
-                out,
-                "switchboard_deliveries_total{{state=\"{name}\"}} {}",
-                load(counter)
-            );
-        }
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         header(
             &mut out,
             "switchboard_deliveries_deferred_total",
@@ -190,28 +182,41 @@ impl Metrics {
             "Deliveries pending (due or scheduled).",
         );
         let _ = writeln!(out, "switchboard_queue_depth {queue_depth}");
-        header(
-            &mut out,
-            "switchboard_attempt_duration_seconds",
-            "histogram",
-            "Duration of delivery attempts.",
-        );
+        self.render_latency(&mut out);
+        out
+    }
+
+    fn render_latency(&self, out: &mut String) {
+        let name = "switchboard_attempt_duration_seconds";
+        header(out, name, "histogram", "Duration of delivery attempts.");
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         for (bound, bucket) in BUCKETS.iter().zip(&self.latency_buckets) {
-            let _ = writeln!(
-                out,
-                "switchboard_attempt_duration_seconds_bucket{{le=\"{bound}\"}} {}",
-                load(bucket)
-            );
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {}", load(bucket));
         }
         let count = load(&self.latency_count);
-        let _ = writeln!(
-            out,
-            "switchboard_attempt_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
         let sum = load(&self.latency_sum_micros) as f64 / 1e6;
-        let _ = writeln!(out, "switchboard_attempt_duration_seconds_sum {sum}");
-        let _ = writeln!(out, "switchboard_attempt_duration_seconds_count {count}");
-        out
+        let _ = writeln!(out, "{name}_sum {sum}");
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+/// Writes a counter family with two labels, every combination (zeros included).
+fn family(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    (first, first_values): (&str, &[&str]),
+    (second, second_values): (&str, &[&str]),
+    counters: &[&[AtomicU64]],
+) {
+    header(out, name, kind, help);
+    for (a, row) in first_values.iter().zip(counters) {
+        for (b, counter) in second_values.iter().zip(row.iter()) {
+            let value = counter.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}{{{first}=\"{a}\",{second}=\"{b}\"}} {value}");
+        }
     }
 }
 
@@ -224,22 +229,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_counters_and_a_cumulative_histogram() {
+    fn renders_labelled_counters_and_a_cumulative_histogram() {
         let metrics = Metrics::default();
-        metrics.events_ingested(Source::Admin, 3);
-        metrics.attempt(AttemptOutcome::Delivered, Duration::from_millis(2));
+        for _ in 0..3 {
+            metrics.event_stored(Source::Admin, EventKind::Whatsapp);
+        }
+        metrics.event_stored(Source::Meta, EventKind::Unroutable);
         metrics.attempt(
+            &Target::Primary,
+            AttemptOutcome::Delivered,
+            Duration::from_millis(2),
+        );
+        metrics.attempt(
+            &Target::Partner,
             AttemptOutcome::Error(AttemptErrorKind::Timeout),
             Duration::from_secs(5),
         );
-        metrics.delivery_finished(FinalState::Dropped);
+        metrics.delivery_finished(&Target::Partner, FinalState::Dropped);
         let text = metrics.render(7);
-        assert!(text.contains("switchboard_events_ingested_total{source=\"admin\"} 3"));
-        assert!(text.contains("switchboard_attempts_total{outcome=\"timeout\"} 1"));
-        assert!(text.contains("switchboard_deliveries_total{state=\"dropped\"} 1"));
-        assert!(text.contains("switchboard_queue_depth 7"));
-        assert!(text.contains("switchboard_attempt_duration_seconds_bucket{le=\"0.0025\"} 1"));
-        assert!(text.contains("switchboard_attempt_duration_seconds_bucket{le=\"5\"} 2"));
-        assert!(text.contains("switchboard_attempt_duration_seconds_count 2"));
+        for line in [
+            "switchboard_events_ingested_total{source=\"admin\",kind=\"whatsapp\"} 3",
+            "switchboard_events_ingested_total{source=\"meta\",kind=\"unroutable\"} 1",
+            "switchboard_events_ingested_total{source=\"platform\",kind=\"partner\"} 0",
+            "switchboard_attempts_total{target=\"primary\",outcome=\"delivered\"} 1",
+            "switchboard_attempts_total{target=\"partner\",outcome=\"timeout\"} 1",
+            "switchboard_deliveries_total{target=\"partner\",state=\"dropped\"} 1",
+            "switchboard_queue_depth 7",
+            "switchboard_attempt_duration_seconds_bucket{le=\"0.0025\"} 1",
+            "switchboard_attempt_duration_seconds_bucket{le=\"5\"} 2",
+            "switchboard_attempt_duration_seconds_count 2",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
     }
 }

@@ -204,7 +204,9 @@ pub async fn create_channel(
         .store
         .create_channel(channel.clone(), vec![created])
         .await?;
-    state.metrics.events_ingested(Source::Platform, 1);
+    state
+        .metrics
+        .event_stored(Source::Platform, crate::domain::EventKind::Partner);
     tracing::info!(channel = %channel.id, waba = %channel.waba_id, "channel created");
     Ok((
         StatusCode::CREATED,

@@ -209,7 +209,9 @@ impl Engine {
                 tracing::debug!(%reason, "dropped: no route");
                 self.settle(&job, None, Settlement::Dropped { reason })
                     .await?;
-                self.inner.metrics.delivery_finished(FinalState::Dropped);
+                self.inner
+                    .metrics
+                    .delivery_finished(&job.target, FinalState::Dropped);
                 return Ok(());
             }
             Resolution::Send(target) => target,
@@ -267,15 +269,15 @@ impl Engine {
         let metrics = &self.inner.metrics;
         let error = match result {
             AttemptResult::Answered { status: 200, .. } => {
-                metrics.attempt(AttemptOutcome::Delivered, took);
+                metrics.attempt(&job.target, AttemptOutcome::Delivered, took);
                 return self.delivered(job, attempt).await;
             }
             AttemptResult::Answered { status, .. } => {
-                metrics.attempt(AttemptOutcome::HttpError, took);
+                metrics.attempt(&job.target, AttemptOutcome::HttpError, took);
                 format!("HTTP {status}")
             }
             AttemptResult::Failed { kind, detail } => {
-                metrics.attempt(AttemptOutcome::Error(kind), took);
+                metrics.attempt(&job.target, AttemptOutcome::Error(kind), took);
                 format!("{}: {detail}", kind.as_str())
             }
         };
@@ -306,7 +308,7 @@ impl Engine {
         let gave_up = matches!(settlement, Settlement::GaveUp { .. });
         self.settle(&job, Some(attempt), settlement).await?;
         if gave_up {
-            metrics.delivery_finished(FinalState::Failed);
+            metrics.delivery_finished(&job.target, FinalState::Failed);
         }
         Ok(())
     }
@@ -322,7 +324,9 @@ impl Engine {
             claim_until,
         };
         let created = self.settle(&job, Some(attempt), settlement).await?;
-        self.inner.metrics.delivery_finished(FinalState::Delivered);
+        self.inner
+            .metrics
+            .delivery_finished(&job.target, FinalState::Delivered);
         tracing::debug!(extras = created.len(), "delivered");
         if let Some(reservation) = reservation.as_mut() {
             for (id, target) in created {

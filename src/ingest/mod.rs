@@ -54,10 +54,7 @@ impl Ingest {
     ) -> Result<Vec<SavedEvent>, StoreError> {
         let targets: Vec<Option<Target>> = events.iter().map(first_target).collect();
         let deliverable = targets.iter().flatten().count();
-        let unroutable = events
-            .iter()
-            .filter(|e| e.kind == EventKind::Unroutable)
-            .count();
+        let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
         let mut reservation = self.engine.reserve(deliverable);
         let claim_until = reservation.as_ref().map(|_| self.engine.lease_until());
         let handed: Vec<_> = events
@@ -66,9 +63,10 @@ impl Ingest {
             .map(|(e, target)| (e.channel.clone(), e.partner.clone(), target, e.received_at))
             .collect();
         let saved = self.store.save_events(events, claim_until).await?;
-        tracing::debug!(?source, events = saved.len(), unroutable, "events stored");
-        self.metrics.events_ingested(source, saved.len());
-        self.metrics.events_unroutable(unroutable);
+        tracing::debug!(?source, events = saved.len(), "events stored");
+        for kind in kinds {
+            self.metrics.event_stored(source, kind);
+        }
         if let Some(reservation) = reservation.as_mut() {
             for (event, (channel, partner, target, received_at)) in saved.iter().zip(handed) {
                 let (Some(delivery), Some(target)) = (event.delivery, target) else {

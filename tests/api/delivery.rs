@@ -7,7 +7,9 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{delivery, fast_delivery, is_in_state, spawn_app_with, unique_phone_number};
+use crate::helpers::{
+    delivery, fast_delivery, is_in_state, metric_sum, spawn_app_with, unique_phone_number,
+};
 use crate::receiver::{Behavior, TestReceiver};
 
 fn message(id: &str) -> Value {
@@ -546,8 +548,13 @@ async fn a_slow_destination_does_not_delay_a_healthy_one() {
     }
     fast.wait_for(20).await;
     let slow_answered = app.metrics().await;
-    assert!(
-        slow_answered.contains("switchboard_attempts_total{outcome=\"delivered\"} 20\n"),
+    assert_eq!(
+        metric_sum(
+            &slow_answered,
+            "switchboard_attempts_total",
+            &[("outcome", "delivered")]
+        ),
+        20,
         "the healthy destination got all 20 while the slow one still holds its first answers"
     );
     assert!(
@@ -588,19 +595,48 @@ async fn metrics_count_events_attempts_and_deliveries() {
         tokio::time::sleep(Duration::from_millis(20)).await;
         text = app.metrics().await;
     }
-    for line in [
-        "switchboard_events_ingested_total{source=\"admin\"} 2",
-        "switchboard_attempts_total{outcome=\"delivered\"} 1",
-        "switchboard_attempts_total{outcome=\"http_error\"} 1",
-        "switchboard_deliveries_total{state=\"delivered\"} 1",
-        "switchboard_queue_depth 0",
-        "switchboard_attempt_duration_seconds_count 2",
-    ] {
-        assert!(
-            text.lines().any(|l| l == line),
-            "missing {line:?} in\n{text}"
-        );
-    }
+    let counted = |family: &str, labels: &[(&str, &str)]| metric_sum(&text, family, labels);
+    let events = "switchboard_events_ingested_total";
+    assert_eq!(
+        counted(events, &[("source", "admin"), ("kind", "whatsapp")]),
+        2
+    );
+    assert_eq!(
+        counted(events, &[("source", "platform"), ("kind", "partner")]),
+        2,
+        "channel_created ×2"
+    );
+    let attempts = "switchboard_attempts_total";
+    assert_eq!(
+        counted(attempts, &[("target", "primary"), ("outcome", "delivered")]),
+        1
+    );
+    assert_eq!(
+        counted(
+            attempts,
+            &[("target", "primary"), ("outcome", "http_error")]
+        ),
+        1
+    );
+    let finals = "switchboard_deliveries_total";
+    assert_eq!(
+        counted(finals, &[("target", "primary"), ("state", "delivered")]),
+        1
+    );
+    assert_eq!(
+        counted(finals, &[("target", "primary"), ("state", "dropped")]),
+        1
+    );
+    assert_eq!(
+        counted(finals, &[("target", "partner"), ("state", "dropped")]),
+        2,
+        "no partner URL"
+    );
+    assert_eq!(counted("switchboard_queue_depth", &[]), 0);
+    assert_eq!(
+        counted("switchboard_attempt_duration_seconds_count", &[]),
+        2
+    );
 }
 
 #[tokio::test]

@@ -325,6 +325,27 @@ pub fn is_in_state(event: &Value, target: &str, state: &str) -> bool {
     })
 }
 
+/// The sum of a Prometheus family's samples whose labels include every `(name, value)`.
+pub fn metric_sum(text: &str, family: &str, labels: &[(&str, &str)]) -> u64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let rest = series.strip_prefix(family)?;
+            let labels_of_line = match rest {
+                "" => "",
+                _ => rest.strip_prefix('{')?.strip_suffix('}')?,
+            };
+            let matches = labels.iter().all(|(k, v)| {
+                labels_of_line
+                    .split(',')
+                    .any(|l| l == format!("{k}=\"{v}\""))
+            });
+            matches.then(|| value.parse::<u64>().ok()).flatten()
+        })
+        .sum()
+}
+
 /// A phone number no other test uses.
 pub fn unique_phone_number() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};

@@ -6,6 +6,8 @@
 mod cache;
 mod connection;
 mod deliveries;
+mod events;
+mod provisioning;
 mod rows;
 mod writer;
 
@@ -17,7 +19,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 use self::cache::ConfigCache;
 use self::connection::Readers;
-use self::rows::{find_channel, find_partner, waba_webhook_from_columns, webhook_columns};
+use self::rows::{find_channel, find_partner, webhook_columns};
 use self::writer::Writer;
 use super::{
     ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventFilter, EventRecord,
@@ -26,8 +28,8 @@ use super::{
 };
 use crate::domain::{
     Channel, ChannelId, DeliveryId, DeliveryState, EventId, KeyHash, MultiWebhook,
-    MultiWebhookChange, Partner, PartnerId, PhoneNumber, Route, Target, WabaId, WabaWebhook,
-    Webhook, WebhookHeaders, WebhookUrl,
+    MultiWebhookChange, Partner, PartnerId, Route, Target, WabaId, WabaWebhook, Webhook,
+    WebhookHeaders, WebhookUrl,
 };
 
 /// The SQLite store: a group-committing writer and a pool of readers on one file.
@@ -86,36 +88,7 @@ impl SqliteStore {
 
 pub(crate) use crate::clock::now_ms;
 
-/// Fails with `NotFound` unless a statement changed a row.
-fn require_changed(changed: usize, what: &'static str, id: &str) -> Result<(), StoreError> {
-    if changed == 0 {
-        return Err(StoreError::NotFound {
-            what,
-            id: id.to_owned(),
-        });
-    }
-    Ok(())
-}
-
-/// The stored key hash in `table` equal to `key_hash`, confirmed in constant time.
-///
-/// The index finds the row; the hash (not the key) is what the lookup's timing could leak.
-fn stored_key_hash(
-    conn: &Connection,
-    table: &'static str,
-    key_hash: &KeyHash,
-) -> Result<Option<String>, StoreError> {
-    let sql = format!("SELECT api_key_hash FROM {table} WHERE api_key_hash = ?1");
-    let stored: Option<String> = conn
-        .query_row(&sql, [key_hash.as_str()], |row| row.get(0))
-        .optional()?;
-    Ok(stored.filter(|hash| KeyHash::from_stored(hash.clone()).matches(key_hash)))
-}
-
-/// Whether a row matches `sql` (a `SELECT EXISTS(…)` with one parameter).
-fn exists(conn: &Connection, sql: &str, value: &dyn rusqlite::ToSql) -> Result<bool, StoreError> {
-    Ok(conn.query_row(sql, [value], |row| row.get(0))?)
-}
+use self::provisioning::{require_changed, stored_key_hash};
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -140,30 +113,7 @@ impl Store for SqliteStore {
     async fn create_waba(&self, partner: &PartnerId, waba: WabaId) -> Result<(), StoreError> {
         let partner = partner.clone();
         self.writer
-            .write(move |conn| {
-                if !exists(
-                    conn,
-                    "SELECT EXISTS(SELECT 1 FROM partners WHERE id = ?1)",
-                    &partner.as_str(),
-                )? {
-                    return Err(StoreError::NotFound {
-                        what: "partner",
-                        id: partner.to_string(),
-                    });
-                }
-                if exists(
-                    conn,
-                    "SELECT EXISTS(SELECT 1 FROM wabas WHERE id = ?1)",
-                    &waba.get(),
-                )? {
-                    return Err(StoreError::Conflict(format!("WABA {waba} already exists")));
-                }
-                conn.execute(
-                    "INSERT INTO wabas (id, partner_id, created_at) VALUES (?1, ?2, ?3)",
-                    (waba.get(), partner.as_str(), now_ms()),
-                )?;
-                Ok(())
-            })
+            .write(move |conn| provisioning::create_waba(conn, &partner, waba))
             .await
     }
 
@@ -173,30 +123,7 @@ impl Store for SqliteStore {
         events: Vec<NewEvent>,
     ) -> Result<(), StoreError> {
         self.writer
-            .write(move |conn| {
-                if !exists(conn, "SELECT EXISTS(SELECT 1 FROM wabas WHERE id = ?1)", &channel.waba_id.get())? {
-                    return Err(StoreError::NotFound { what: "WABA", id: channel.waba_id.to_string() });
-                }
-                let number = channel.phone_number.as_str();
-                if exists(conn, "SELECT EXISTS(SELECT 1 FROM channels WHERE phone_number = ?1)", &number)? {
-                    return Err(StoreError::Conflict(format!(
-                        "A channel with phone_number {number} already exists"
-                    )));
-                }
-                let meta_id = channel.phone_number_id.as_str();
-                if exists(conn, "SELECT EXISTS(SELECT 1 FROM channels WHERE phone_number_id = ?1)", &meta_id)? {
-                    return Err(StoreError::Conflict(format!(
-                        "A channel with phone_number_id {meta_id} already exists"
-                    )));
-                }
-                conn.execute(
-                    "INSERT INTO channels (id, waba_id, phone_number, phone_number_id, api_key_hash, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    (channel.id.as_str(), channel.waba_id.get(), number, meta_id, channel.key_hash.as_str(), now_ms()),
-                )?;
-                deliveries::save_events(conn, &events, None)?;
-                Ok(())
-            })
+            .write(move |conn| provisioning::create_channel(conn, &channel, &events))
             .await
     }
 
@@ -255,30 +182,7 @@ impl Store for SqliteStore {
 
     async fn waba_webhook(&self, waba: WabaId) -> Result<WabaWebhookView, StoreError> {
         self.readers
-            .read(move |conn| {
-                let tx = conn.unchecked_transaction()?;
-                let columns = tx
-                    .query_row(
-                        "SELECT webhook_url, webhook_headers, override_all FROM wabas WHERE id = ?1",
-                        [waba.get()],
-                        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-                    )
-                    .optional()?;
-                let Some((url, headers, override_all)) = columns else {
-                    return Err(StoreError::NotFound { what: "WABA", id: waba.to_string() });
-                };
-                let mut statement = tx.prepare(
-                    "SELECT phone_number FROM channels WHERE waba_id = ?1 ORDER BY created_at, rowid",
-                )?;
-                let numbers = statement
-                    .query_map([waba.get()], |row| row.get::<_, String>(0))?
-                    .map(|number| number.map(PhoneNumber::from_stored))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(WabaWebhookView {
-                    webhook: waba_webhook_from_columns(url, headers, override_all)?,
-                    numbers,
-                })
-            })
+            .read(move |conn| provisioning::waba_webhook(conn, waba))
             .await
     }
 
@@ -287,23 +191,12 @@ impl Store for SqliteStore {
         waba: WabaId,
         webhook: Option<WabaWebhook>,
     ) -> Result<(), StoreError> {
-        let (url, headers) = webhook_columns(webhook.as_ref().map(|w| &w.webhook))?;
+        let columns = webhook_columns(webhook.as_ref().map(|w| &w.webhook))?;
         let override_all = webhook.is_some_and(|w| w.override_all);
         self.write_config(move |conn| {
-                let changed = conn.execute(
-                    "UPDATE wabas SET webhook_url = ?1, webhook_headers = ?2, override_all = ?3 WHERE id = ?4",
-                    (url, headers, override_all, waba.get()),
-                )?;
-                require_changed(changed, "WABA", &waba.to_string())?;
-                if override_all {
-                    conn.execute(
-                        "UPDATE channels SET webhook_url = NULL, webhook_headers = NULL WHERE waba_id = ?1",
-                        [waba.get()],
-                    )?;
-                }
-                Ok(())
-            })
-            .await
+            provisioning::set_waba_webhook(conn, waba, columns, override_all)
+        })
+        .await
     }
 
     async fn change_multi_webhook(
@@ -314,25 +207,7 @@ impl Store for SqliteStore {
     ) -> Result<MultiWebhook, StoreError> {
         let id = id.clone();
         self.write_config(move |conn| {
-            let stored: Option<String> = conn
-                .query_row(
-                    "SELECT multi_webhook FROM channels WHERE id = ?1",
-                    [id.as_str()],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            let Some(stored) = stored else {
-                return Err(StoreError::NotFound {
-                    what: "channel",
-                    id: id.to_string(),
-                });
-            };
-            let next = rows::decode_multi_webhook(&stored)?.apply(change, max_destinations)?;
-            conn.execute(
-                "UPDATE channels SET multi_webhook = ?1 WHERE id = ?2",
-                (rows::encode(&next)?, id.as_str()),
-            )?;
-            Ok(next)
+            provisioning::change_multi_webhook(conn, id.as_str(), change, max_destinations)
         })
         .await
     }
@@ -462,7 +337,7 @@ impl Store for SqliteStore {
 
     async fn events(&self, filter: EventFilter) -> Result<Vec<EventSummary>, StoreError> {
         self.readers
-            .read(move |conn| deliveries::events(conn, &filter))
+            .read(move |conn| events::events(conn, &filter))
             .await
     }
 
@@ -474,7 +349,7 @@ impl Store for SqliteStore {
 
     async fn purge_finished(&self, before: i64, limit: usize) -> Result<u64, StoreError> {
         self.writer
-            .write(move |conn| deliveries::purge_finished(conn, before, limit))
+            .write(move |conn| events::purge_finished(conn, before, limit))
             .await
     }
 

@@ -18,12 +18,12 @@ use crate::clock::{now_ms, rfc3339};
 use crate::domain::{ChannelId, EventId, EventKind};
 use crate::ingest::admin_payload;
 use crate::metrics::Source;
-use crate::store::{EventBody, EventFilter, NewEvent};
+use crate::store::{EventBody, EventFilter, EventSummary, NewEvent};
 
 /// An accepted event.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Accepted {
-    event_id: i64,
+    pub(super) event_id: i64,
 }
 
 /// Inject a notification for a channel, as Meta would send it (sandbox and tests).
@@ -57,22 +57,16 @@ pub async fn create_event(
         partner: None,
         received_at: now_ms(),
     };
-    let saved = state.ingest.accept(vec![event], Source::Admin).await?;
-    let event_id = saved.first().map_or(0, |s| s.event.0);
+    let event_id = state.ingest.accept_one(event, Source::Admin).await?.0;
     Ok((StatusCode::ACCEPTED, Json(Accepted { event_id })))
 }
 
 /// An event with its deliveries and every attempt.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventView {
-    id: i64,
-    /// `whatsapp`, `unroutable` or `partner`.
-    kind: String,
-    channel_id: Option<String>,
-    /// For partner events.
-    partner_id: Option<String>,
-    phone_number_id: Option<String>,
-    received_at: String,
+    /// Id, kind, channel or partner, arrival.
+    #[serde(flatten)]
+    event: EventListItem,
     /// The payload delivered, as JSON.
     payload: Value,
     deliveries: Vec<DeliveryView>,
@@ -102,12 +96,7 @@ pub async fn get_event(
         .await?
         .ok_or_else(not_found)?;
     Ok(Json(EventView {
-        id: event.id.0,
-        kind: event.kind.as_str().to_owned(),
-        channel_id: event.channel.map(|c| c.to_string()),
-        partner_id: event.partner.map(|p| p.to_string()),
-        phone_number_id: event.phone_number_id,
-        received_at: rfc3339(event.received_at),
+        event: EventListItem::of(event.summary),
         payload: serde_json::from_slice(&event.payload)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&event.payload).into())),
         deliveries: event
@@ -128,6 +117,19 @@ pub struct EventListItem {
     partner_id: Option<String>,
     phone_number_id: Option<String>,
     received_at: String,
+}
+
+impl EventListItem {
+    fn of(event: EventSummary) -> Self {
+        Self {
+            id: event.id.0,
+            kind: event.kind.as_str().to_owned(),
+            channel_id: event.channel.map(|c| c.to_string()),
+            partner_id: event.partner.map(|p| p.to_string()),
+            phone_number_id: event.phone_number_id,
+            received_at: rfc3339(event.received_at),
+        }
+    }
 }
 
 /// A page of events.
@@ -178,17 +180,7 @@ pub async fn list_events(
     let events = state.store.events(filter).await?;
     let next_after = next_cursor(&events, limit, |e| e.id.0);
     Ok(Json(EventPage {
-        events: events
-            .into_iter()
-            .map(|e| EventListItem {
-                id: e.id.0,
-                kind: e.kind.as_str().to_owned(),
-                channel_id: e.channel.map(|c| c.to_string()),
-                partner_id: e.partner.map(|p| p.to_string()),
-                phone_number_id: e.phone_number_id,
-                received_at: rfc3339(e.received_at),
-            })
-            .collect(),
+        events: events.into_iter().map(EventListItem::of).collect(),
         next_after,
     }))
 }

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
+use super::events::Accepted;
 use super::extract::{AdminAuth, JsonBody, PathParam};
 use super::AppState;
 use crate::clock::now_ms;
@@ -33,12 +34,6 @@ pub(super) fn channel_event(
     partner_event(partner, kind, data, now_ms())
 }
 
-/// An accepted partner event.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PartnerEventAccepted {
-    event_id: i64,
-}
-
 /// Signal that a channel may send template messages: emits `template_messaging_enabled`
 /// to its partner.
 #[utoipa::path(
@@ -46,7 +41,7 @@ pub struct PartnerEventAccepted {
     security(("admin" = [])),
     params(("channel_id" = String, Path, description = "The channel's id")),
     responses(
-        (status = 202, description = "The partner event is stored; delivery started", body = PartnerEventAccepted),
+        (status = 202, description = "The partner event is stored; delivery started", body = Accepted),
         (status = 401, description = "Missing or invalid admin token", body = ErrorBody),
         (status = 404, description = "Unknown channel", body = ErrorBody),
     )
@@ -55,7 +50,7 @@ pub async fn enable_messaging(
     State(state): State<AppState>,
     _: AdminAuth,
     PathParam(channel_id): PathParam,
-) -> Result<(StatusCode, Json<PartnerEventAccepted>), ApiError> {
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let id = ChannelId::from_raw(channel_id);
     let Some(channel) = state.store.channel_ref(&id).await? else {
         return Err(ApiError::NotFound(format!("Channel {id} not found")));
@@ -71,13 +66,9 @@ pub async fn enable_messaging(
         partner,
         PartnerEventType::TEMPLATE_MESSAGING_ENABLED,
     );
-    let saved = state.ingest.accept(vec![event], Source::Platform).await?;
-    let event_id = saved.first().map_or(0, |s| s.event.0);
+    let event_id = state.ingest.accept_one(event, Source::Platform).await?.0;
     tracing::info!(channel = %id, "template messaging enabled");
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(PartnerEventAccepted { event_id }),
-    ))
+    Ok((StatusCode::ACCEPTED, Json(Accepted { event_id })))
 }
 
 /// Body of POST /admin/partners/{id}/events.
@@ -99,7 +90,7 @@ pub struct CreatePartnerEventRequest {
     params(("partner_id" = String, Path, description = "The partner's id")),
     request_body = CreatePartnerEventRequest,
     responses(
-        (status = 202, description = "Stored; delivery started", body = PartnerEventAccepted),
+        (status = 202, description = "Stored; delivery started", body = Accepted),
         (status = 400, description = "Invalid body", body = ErrorBody),
         (status = 401, description = "Missing or invalid admin token", body = ErrorBody),
         (status = 404, description = "Unknown partner", body = ErrorBody),
@@ -110,7 +101,7 @@ pub async fn create_partner_event(
     _: AdminAuth,
     PathParam(partner_id): PathParam,
     JsonBody(body): JsonBody<CreatePartnerEventRequest>,
-) -> Result<(StatusCode, Json<PartnerEventAccepted>), ApiError> {
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let partner = PartnerId::from_raw(partner_id);
     if state.store.partner(&partner).await?.is_none() {
         return Err(ApiError::NotFound(format!("Partner {partner} not found")));
@@ -118,12 +109,8 @@ pub async fn create_partner_event(
     let kind = PartnerEventType::parse(&body.kind)?;
     let data = Value::Object(body.data.unwrap_or_default());
     let event = typed_partner_event(partner, kind, data, now_ms());
-    let saved = state.ingest.accept(vec![event], Source::Admin).await?;
-    let event_id = saved.first().map_or(0, |s| s.event.0);
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(PartnerEventAccepted { event_id }),
-    ))
+    let event_id = state.ingest.accept_one(event, Source::Admin).await?.0;
+    Ok((StatusCode::ACCEPTED, Json(Accepted { event_id })))
 }
 
 /// A partner's new signing secret, shown once.

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::delivery::Engine;
-use crate::domain::{EventKind, PartnerEvent, PartnerEventType, PartnerId, Target, WabaId};
+use crate::domain::{EventId, EventKind, PartnerEvent, PartnerEventType, PartnerId, WabaId};
 use crate::metrics::{Metrics, Source};
 use crate::store::{DueDelivery, EventBody, NewEvent, SavedEvent, Store, StoreError};
 
@@ -52,41 +52,48 @@ impl Ingest {
         events: Vec<NewEvent>,
         source: Source,
     ) -> Result<Vec<SavedEvent>, StoreError> {
-        let targets: Vec<Option<Target>> = events.iter().map(first_target).collect();
-        let deliverable = targets.iter().flatten().count();
-        let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
-        let mut reservation = self.engine.reserve(deliverable);
-        let claim_until = reservation.as_ref().map(|_| self.engine.lease_until());
         let handed: Vec<_> = events
             .iter()
-            .zip(targets)
-            .map(|(e, target)| (e.channel.clone(), e.partner.clone(), target, e.received_at))
+            .map(|e| {
+                let facts = (e.channel.clone(), e.partner.clone(), e.received_at);
+                (e.kind, e.first_target(), facts)
+            })
             .collect();
+        let deliverable = handed
+            .iter()
+            .filter(|(_, target, _)| target.is_some())
+            .count();
+        let mut reservation = self.engine.reserve(deliverable);
+        let claim_until = reservation.as_ref().map(|_| self.engine.lease_until());
         let saved = self.store.save_events(events, claim_until).await?;
         tracing::debug!(?source, events = saved.len(), "events stored");
-        for kind in kinds {
+        for (event, (kind, target, (channel, partner, received_at))) in saved.iter().zip(handed) {
             self.metrics.event_stored(source, kind);
-        }
-        if let Some(reservation) = reservation.as_mut() {
-            for (event, (channel, partner, target, received_at)) in saved.iter().zip(handed) {
-                let (Some(delivery), Some(target)) = (event.delivery, target) else {
-                    continue;
-                };
-                let job = DueDelivery {
-                    id: delivery,
-                    event: event.event,
-                    channel,
-                    partner,
-                    target,
-                    payload: event.payload.clone(),
-                    attempts: 0,
-                    window_start: received_at,
-                    window_attempts: 0,
-                };
-                self.engine.hand_over(job, reservation);
-            }
+            let (Some(reservation), Some(delivery), Some(target)) =
+                (reservation.as_mut(), event.delivery, target)
+            else {
+                continue;
+            };
+            let job = DueDelivery {
+                id: delivery,
+                event: event.event,
+                channel,
+                partner,
+                target,
+                payload: event.payload.clone(),
+                attempts: 0,
+                window_start: received_at,
+                window_attempts: 0,
+            };
+            self.engine.hand_over(job, reservation);
         }
         Ok(saved)
+    }
+
+    /// [`Ingest::accept`] for one event; returns its id.
+    pub async fn accept_one(&self, event: NewEvent, source: Source) -> Result<EventId, StoreError> {
+        let saved = self.accept(vec![event], source).await?;
+        saved.first().map(|s| s.event).ok_or(StoreError::Abandoned)
     }
 
     /// Splits a Meta notification: one event per number, one partner event per template
@@ -144,15 +151,6 @@ impl Ingest {
             return Ok(None);
         };
         Ok(self.store.waba_partner(waba).await?.map(|p| (waba, p)))
-    }
-}
-
-/// The delivery an event gets when stored, if any.
-fn first_target(event: &NewEvent) -> Option<Target> {
-    match (event.kind, &event.channel, &event.partner) {
-        (EventKind::Whatsapp, Some(_), _) => Some(Target::Primary),
-        (EventKind::Partner, _, Some(_)) => Some(Target::Partner),
-        _ => None,
     }
 }
 

@@ -25,6 +25,18 @@ pub struct NewEvent {
     pub received_at: i64,
 }
 
+impl NewEvent {
+    /// The delivery the event gets when stored: primary for a WhatsApp event with a channel,
+    /// partner for a partner event, none otherwise.
+    pub fn first_target(&self) -> Option<Target> {
+        match (self.kind, &self.channel, &self.partner) {
+            (EventKind::Whatsapp, Some(_), _) => Some(Target::Primary),
+            (EventKind::Partner, _, Some(_)) => Some(Target::Partner),
+            _ => None,
+        }
+    }
+}
+
 /// The body of an event: bytes known in advance, or a partner event rendered with its id.
 #[derive(Debug, Clone)]
 pub enum EventBody {
@@ -170,20 +182,10 @@ impl From<crate::domain::Channel> for ChannelRef {
 /// A stored event with its deliveries, for inspection.
 #[derive(Debug, Clone)]
 pub struct EventRecord {
-    /// The event's id.
-    pub id: EventId,
-    /// What it is.
-    pub kind: EventKind,
-    /// The channel, if known.
-    pub channel: Option<ChannelId>,
-    /// The partner, for partner events.
-    pub partner: Option<PartnerId>,
-    /// Meta's phone_number_id, if it came with one.
-    pub phone_number_id: Option<String>,
+    /// Id, kind, channel or partner, arrival.
+    pub summary: EventSummary,
     /// The exact bytes delivered.
     pub payload: Bytes,
-    /// Arrival, ms since the epoch.
-    pub received_at: i64,
     /// Its deliveries, each with its attempts.
     pub deliveries: Vec<(DeliveryRecord, Vec<AttemptRecord>)>,
 }

@@ -585,16 +585,9 @@ async fn metrics_count_events_attempts_and_deliveries() {
     app.wait_for_event(dropped, |e| is_in_state(e, "primary", "dropped"))
         .await;
     // Partner events (channel_created) are delivered by the poller: wait for the queue to empty.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let mut text = app.metrics().await;
-    while !text.lines().any(|l| l == "switchboard_queue_depth 0") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "queue never emptied:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        text = app.metrics().await;
-    }
+    let text = app
+        .wait_for_metrics(|text| text.lines().any(|l| l == "switchboard_queue_depth 0"))
+        .await;
     let counted = |family: &str, labels: &[(&str, &str)]| metric_sum(&text, family, labels);
     let events = "switchboard_events_ingested_total";
     assert_eq!(
@@ -741,18 +734,10 @@ async fn a_saturated_destination_keeps_its_backlog_in_the_store_and_drains_it_la
     }
     receiver.wait_for(2).await;
     // 2 in flight, 3 waiting in memory: the rest went back to the store, unattempted.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !app.metrics().await.lines().any(|l| {
-        l.strip_prefix("switchboard_deliveries_deferred_total ")
-            .and_then(|n| n.parse::<u64>().ok())
-            .is_some_and(|n| n >= 10)
-    }) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the backlog never went to the store"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    app.wait_for_metrics(|text| {
+        metric_sum(text, "switchboard_deliveries_deferred_total", &[]) >= 10
+    })
+    .await;
     assert!(
         receiver.received().len() <= 2,
         "never more than 2 in flight"

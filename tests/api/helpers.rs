@@ -279,6 +279,22 @@ impl TestApp {
         }
     }
 
+    /// Polls `/metrics` until `done` holds (20 s deadline) and returns that scrape.
+    pub async fn wait_for_metrics(&self, done: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let text = self.metrics().await;
+            if done(&text) {
+                return text;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "metrics never got there:\n{text}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Sets the phone-number webhook of the number that owns `api_key`.
     pub async fn set_webhook(&self, api_key: &str, url: &str, headers: Value) {
         let body = json!({"url": url, "headers": headers});

@@ -456,13 +456,9 @@ async fn each_partner_event_kind_reaches_the_partner_webhook_with_its_headers() 
     // The fourth 200 is counted once its outcome is stored: wait for it.
     let finals = "switchboard_deliveries_total";
     let delivered = [("target", "partner"), ("state", "delivered")];
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let mut metrics = app.metrics().await;
-    while metric_sum(&metrics, finals, &delivered) < 4 {
-        assert!(std::time::Instant::now() < deadline, "{metrics}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        metrics = app.metrics().await;
-    }
+    let metrics = app
+        .wait_for_metrics(|text| metric_sum(text, finals, &delivered) >= 4)
+        .await;
     let events = "switchboard_events_ingested_total";
     let stored = |source| metric_sum(&metrics, events, &[("source", source), ("kind", "partner")]);
     assert_eq!(

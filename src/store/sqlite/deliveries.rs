@@ -8,9 +8,10 @@
 use bytes::Bytes;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
+use super::events::{summary_from_row, SUMMARY_COLUMNS};
 use super::now_ms;
 use crate::domain::{
-    AttemptErrorKind, ChannelId, DeliveryId, DeliveryState, EventId, EventKind, PartnerId, Target,
+    AttemptErrorKind, ChannelId, DeliveryId, DeliveryState, EventId, PartnerId, Target,
 };
 use crate::store::{
     AttemptRecord, DeliveryFilter, DeliveryRecord, DueDelivery, EventBody, EventRecord, NewEvent,
@@ -52,12 +53,7 @@ pub fn save_events(
                 rendered
             }
         };
-        let target = match (&event.kind, &event.channel, &event.partner) {
-            (EventKind::Whatsapp, Some(_), _) => Some(Target::Primary),
-            (EventKind::Partner, _, Some(_)) => Some(Target::Partner),
-            _ => None,
-        };
-        let delivery = match target {
+        let delivery = match event.first_target() {
             Some(target) => Some(insert_delivery(
                 conn,
                 id,
@@ -323,24 +319,13 @@ fn delivery_from_row(row: &Row<'_>) -> rusqlite::Result<DeliveryRecord> {
 
 /// An event, its deliveries and their attempts.
 pub fn event(conn: &Connection, id: EventId) -> Result<Option<EventRecord>, StoreError> {
+    let sql = format!("SELECT {SUMMARY_COLUMNS}, payload FROM events WHERE id = ?1");
     let row = conn
-        .query_row(
-            "SELECT kind, channel_id, phone_number_id, payload, received_at, partner_id
-             FROM events WHERE id = ?1",
-            [id.0],
-            |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, Option<String>>(1)?,
-                    row.get::<_, Option<String>>(2)?,
-                    row.get::<_, Vec<u8>>(3)?,
-                    row.get::<_, i64>(4)?,
-                    row.get::<_, Option<String>>(5)?,
-                ))
-            },
-        )
+        .query_row(&sql, [id.0], |row| {
+            Ok((summary_from_row(row)?, row.get::<_, Vec<u8>>(6)?))
+        })
         .optional()?;
-    let Some((kind, channel, phone_number_id, payload, received_at, partner)) = row else {
+    let Some((summary, payload)) = row else {
         return Ok(None);
     };
     let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = ?1 ORDER BY id");
@@ -354,13 +339,8 @@ pub fn event(conn: &Connection, id: EventId) -> Result<Option<EventRecord>, Stor
         with_attempts.push((delivery, attempts));
     }
     Ok(Some(EventRecord {
-        id,
-        kind: EventKind::parse(&kind).unwrap_or(EventKind::Unroutable),
-        channel: channel.map(ChannelId::from_raw),
-        partner: partner.map(PartnerId::from_raw),
-        phone_number_id,
+        summary,
         payload: Bytes::from(payload),
-        received_at,
         deliveries: with_attempts,
     }))
 }

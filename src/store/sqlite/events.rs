@@ -1,9 +1,25 @@
 //! SQL of event lists and retention.
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, Row};
 
 use crate::domain::{ChannelId, EventId, EventKind, PartnerId};
 use crate::store::{EventFilter, EventSummary, StoreError};
+
+/// The columns [`summary_from_row`] reads, in its order.
+pub const SUMMARY_COLUMNS: &str = "id, kind, channel_id, partner_id, phone_number_id, received_at";
+
+/// An event's summary from the first columns of a row selecting [`SUMMARY_COLUMNS`].
+pub fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<EventSummary> {
+    let kind: String = row.get(1)?;
+    Ok(EventSummary {
+        id: EventId(row.get(0)?),
+        kind: EventKind::parse(&kind).unwrap_or(EventKind::Unroutable),
+        channel: row.get::<_, Option<String>>(2)?.map(ChannelId::from_raw),
+        partner: row.get::<_, Option<String>>(3)?.map(PartnerId::from_raw),
+        phone_number_id: row.get(4)?,
+        received_at: row.get(5)?,
+    })
+}
 
 /// Events by ascending id, filtered; unroutable ones through their partial index.
 pub fn events(conn: &Connection, filter: &EventFilter) -> Result<Vec<EventSummary>, StoreError> {
@@ -15,23 +31,12 @@ pub fn events(conn: &Connection, filter: &EventFilter) -> Result<Vec<EventSummar
         None => "1",
     };
     let sql = format!(
-        "SELECT id, kind, channel_id, partner_id, phone_number_id, received_at FROM events
-         WHERE {condition} AND id > ?1 ORDER BY id LIMIT ?2"
+        "SELECT {SUMMARY_COLUMNS} FROM events WHERE {condition} AND id > ?1 ORDER BY id LIMIT ?2"
     );
     let mut statement = conn.prepare_cached(&sql)?;
     let rows = statement.query_map(
         params![filter.after.map_or(0, |id| id.0), filter.limit as i64],
-        |row| {
-            let kind: String = row.get(1)?;
-            Ok(EventSummary {
-                id: EventId(row.get(0)?),
-                kind: EventKind::parse(&kind).unwrap_or(EventKind::Unroutable),
-                channel: row.get::<_, Option<String>>(2)?.map(ChannelId::from_raw),
-                partner: row.get::<_, Option<String>>(3)?.map(PartnerId::from_raw),
-                phone_number_id: row.get(4)?,
-                received_at: row.get(5)?,
-            })
-        },
+        summary_from_row,
     )?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }

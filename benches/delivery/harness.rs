@@ -97,10 +97,10 @@ impl Server {
         field(&channel, "id")
     }
 
-    pub(crate) fn ingest_endpoint(&self, client: &reqwest::Client) -> Endpoint {
+    pub(crate) fn ingest_endpoint(&self) -> BenchResult<Endpoint> {
         let url = format!("{}/admin/channels/{}/events", self.base, self.channel_id);
         let auth = format!("Bearer {ADMIN_TOKEN}");
-        Endpoint::new(client, url, Some(auth), StatusCode::ACCEPTED)
+        Endpoint::new(&url, Some(&auth), StatusCode::ACCEPTED)
     }
 
     pub(crate) async fn stop(self) -> BenchResult<()> {
@@ -239,47 +239,6 @@ impl Tracker {
     }
 }
 
-/// The webhook receiver: answers 200 at once and tells the tracker which id it got.
-pub(crate) struct Receiver {
-    pub(crate) url: String,
-    pub(crate) shutdown: CancellationToken,
-}
-
-impl Receiver {
-    pub(crate) async fn start(tracker: Arc<Tracker>) -> BenchResult<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let address: SocketAddr = listener.local_addr()?;
-        let app = axum::Router::new()
-            .route("/hook", axum::routing::post(hook))
-            .with_state(tracker);
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone().cancelled_owned();
-        tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-            {
-                eprintln!("receiver failed: {error}");
-            }
-        });
-        Ok(Self {
-            url: format!("http://{address}/hook"),
-            shutdown,
-        })
-    }
-
-    pub(crate) fn stop(self) {
-        self.shutdown.cancel();
-    }
-}
-
-pub(crate) async fn hook(State(tracker): State<Arc<Tracker>>, body: Bytes) -> StatusCode {
-    if let Some(id) = wamid(&body) {
-        tracker.record(id);
-    }
-    StatusCode::OK
-}
-
 /// The number in the first `wamid.<n>` of a body (the envelope or the bare value).
 pub(crate) fn wamid(body: &[u8]) -> Option<u64> {
     let start = body.windows(6).position(|w| w == b"wamid.")? + 6;
@@ -303,50 +262,4 @@ pub(crate) fn event_body(id: u64) -> Bytes {
         ),
         id
     ))
-}
-
-// ---------------------------------------------------------------- the load generator
-
-/// Where the load goes and what answer counts as accepted.
-#[derive(Clone)]
-pub(crate) struct Endpoint {
-    pub(crate) client: reqwest::Client,
-    pub(crate) url: String,
-    pub(crate) auth: Option<String>,
-    pub(crate) accepted: StatusCode,
-}
-
-impl Endpoint {
-    pub(crate) fn new(
-        client: &reqwest::Client,
-        url: String,
-        auth: Option<String>,
-        ok: StatusCode,
-    ) -> Self {
-        Self {
-            client: client.clone(),
-            url,
-            auth,
-            accepted: ok,
-        }
-    }
-
-    /// POSTs the body of `id`; whether the answer was the accepted status.
-    pub(crate) async fn post(&self, id: u64) -> bool {
-        let mut request = self
-            .client
-            .post(&self.url)
-            .header("content-type", "application/json")
-            .body(event_body(id));
-        if let Some(auth) = &self.auth {
-            request = request.header("authorization", auth);
-        }
-        match request.send().await {
-            Ok(response) => {
-                let ok = response.status() == self.accepted;
-                ok & response.bytes().await.is_ok()
-            }
-            Err(_) => false,
-        }
-    }
 }

@@ -7,9 +7,10 @@
 //! `docs/BENCHMARKS.md` with the figures and the command that reproduces them.
 //!
 //! Three roles share the process: the server (`switchboard::run`) on its own multi-thread
-//! runtime, so its scheduling is not mixed with the load; the load generator (reqwest,
-//! keep-alive) and the receiver (axum, answers 200 and counts distinct `wamid` ids) on the
-//! bench runtime. Each scenario gets a fresh server and database, warmed up first.
+//! runtime, so its scheduling is not mixed with the load; the load generator and the
+//! receiver (minimal keep-alive HTTP/1.1 in `wire.rs`, like `wrk`, so they take as little of
+//! the shared cores as possible; the receiver answers 200 and counts distinct `wamid` ids)
+//! on the bench runtime. Each scenario gets a fresh server and database, warmed up first.
 //!
 //! `cargo bench --bench delivery` runs it (settings from `BENCH_*` variables, see
 //! [`Settings::from_env`]). Under `cargo test --benches` (no `--bench` flag) it runs a small
@@ -24,7 +25,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 use switchboard::config::{Config, DatabaseUrl};
@@ -37,11 +37,17 @@ mod cpu;
 mod harness;
 mod load;
 mod report;
+mod wire;
 
 use cpu::*;
 use harness::*;
 use load::*;
 use report::*;
+use wire::*;
+
+/// The allocator of the `switchboard` binary, so the server is measured as it ships.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub(crate) type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
@@ -166,7 +172,7 @@ pub(crate) async fn run_all(settings: &Settings, server_runtime: &Handle) -> Ben
         "1/3 loopback ceiling: {} posts to the receiver",
         settings.events
     );
-    let direct = Endpoint::new(&client, receiver.url.clone(), None, StatusCode::OK);
+    let direct = Endpoint::new(&receiver.url, None, StatusCode::OK)?;
     let cpu = CpuSample::take();
     let ceiling = closed_loop(&direct, &tracker, next_ids(settings.events), settings).await;
     let ceiling_cpu = cpu.until(&CpuSample::take());
@@ -178,7 +184,7 @@ pub(crate) async fn run_all(settings: &Settings, server_runtime: &Handle) -> Ben
             settings.repeats, settings.events, settings.concurrency
         );
         let server = Server::start(server_runtime, &client, &receiver.url).await?;
-        let ingest = server.ingest_endpoint(&client);
+        let ingest = server.ingest_endpoint()?;
         warm_up(&ingest, &tracker, next_ids(WARM_UP_EVENTS), settings).await?;
         let cpu = CpuSample::take();
         let run = closed_loop(&ingest, &tracker, next_ids(settings.events), settings).await;
@@ -197,7 +203,7 @@ pub(crate) async fn run_all(settings: &Settings, server_runtime: &Handle) -> Ben
         settings.rate, settings.paced_seconds
     );
     let server = Server::start(server_runtime, &client, &receiver.url).await?;
-    let ingest = server.ingest_endpoint(&client);
+    let ingest = server.ingest_endpoint()?;
     warm_up(&ingest, &tracker, next_ids(WARM_UP_EVENTS), settings).await?;
     let cpu = CpuSample::take();
     let paced = open_loop(&ingest, &tracker, next_ids(paced_events), settings).await;

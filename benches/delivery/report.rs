@@ -266,9 +266,12 @@ pub(crate) fn how_to_read(s: &Settings, r: &Report) -> String {
         "## How to read this\n\n\
          Everything runs on 127.0.0.1 in one process: Switchboard (`switchboard::run`, embedded \
          SQLite in a temporary directory, WAL, `synchronous = FULL`) on its own multi-thread \
-         tokio runtime (threads named `server`); the load generator (reqwest, keep-alive) and the \
-         webhook receiver (axum, answers 200 at once, counts distinct `wamid` ids) on a second \
-         runtime (`bench`). All of them share the machine's {nproc} cores, so every figure \
+         tokio runtime (threads named `server`); the load generator and the webhook receiver on a \
+         second runtime (`bench`). Those two speak minimal keep-alive HTTP/1.1 \
+         (`benches/delivery/wire.rs`: pre-built requests and answers, `httparse` for the heads, \
+         like `wrk`), so that they take as little as possible of the cores the server needs; \
+         the receiver answers 200 at once and counts distinct `wamid` ids. The server itself is \
+         unchanged: axum/hyper in, reqwest out, mimalloc as in the shipped binary. All of them share the machine's {nproc} cores, so every figure \
          includes the cost of generating the load and receiving the webhooks. *CPU busy* is the \
          process's CPU time over the scenario's wall time, split by thread (time the SQLite \
          writer waits for the disk is not CPU time), and what other processes used meanwhile: \

@@ -101,6 +101,11 @@ pub struct ServeArgs {
     /// once none of their deliveries is pending; 0 keeps everything [default: 30].
     #[arg(long, env = "SWITCHBOARD_RETENTION_DAYS", value_name = "DAYS")]
     pub retention_days: Option<u64>,
+    /// Async worker threads (HTTP in and out); 0 means one per core. The SQLite writer has
+    /// its own thread besides. Fewer than cores suits a host shared with other busy
+    /// processes [default: 0].
+    #[arg(long, env = "SWITCHBOARD_WORKER_THREADS", value_name = "N")]
+    pub worker_threads: Option<usize>,
     /// TOML file with the same settings (keys are the flag names with `_`).
     #[arg(long, env = "SWITCHBOARD_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -124,6 +129,7 @@ struct FileConfig {
     max_in_flight_per_destination: Option<usize>,
     max_waiting_per_destination: Option<usize>,
     retention_days: Option<u64>,
+    worker_threads: Option<usize>,
 }
 
 /// A setting that cannot be used; the text tells the operator what to fix.
@@ -237,6 +243,9 @@ pub struct Config {
     pub max_waiting_per_destination: usize,
     /// How long finished events are kept; `None` keeps them forever.
     pub retention: Option<Duration>,
+    /// Async worker threads of the binary's runtime; `None` is one per core. (Only the
+    /// binary reads it: `run` uses whatever runtime it is called on.)
+    pub worker_threads: Option<usize>,
 }
 
 /// Shortest admin token accepted: shorter ones are guessable.
@@ -263,6 +272,7 @@ impl Config {
             max_in_flight_per_destination: 512,
             max_waiting_per_destination: 2000,
             retention: Some(Duration::from_secs(30 * 86_400)),
+            worker_threads: None,
         }
     }
 
@@ -337,6 +347,10 @@ impl Config {
                 Some(0) => None,
                 Some(days) => Some(Duration::from_secs(days.saturating_mul(86_400))),
             },
+            worker_threads: args
+                .worker_threads
+                .or(file.worker_threads)
+                .filter(|&n| n > 0),
             ..defaults
         };
         config.validate()?;
@@ -364,6 +378,11 @@ impl Config {
         if !(1..=10_000).contains(&self.max_in_flight_per_destination) {
             return Err(ConfigError(
                 "--max-in-flight-per-destination must be between 1 and 10000".into(),
+            ));
+        }
+        if self.worker_threads.is_some_and(|n| n > 1024) {
+            return Err(ConfigError(
+                "--worker-threads must be between 0 (one per core) and 1024".into(),
             ));
         }
         if !(1..=100).contains(&self.max_extra_destinations) {
@@ -419,7 +438,7 @@ mod tests {
         let path = dir.path().join("switchboard.toml");
         std::fs::write(
             &path,
-            "listen = \":9000\"\ndev = true\nretry_base_ms = 10\nmax_extra_destinations = 5\nretention_days = 0\n",
+            "listen = \":9000\"\ndev = true\nretry_base_ms = 10\nmax_extra_destinations = 5\nretention_days = 0\nworker_threads = 1\n",
         )
         .unwrap();
         let config = Config::load(ServeArgs {
@@ -433,6 +452,13 @@ mod tests {
         assert_eq!(config.retry_base, Duration::from_millis(20));
         assert_eq!(config.max_extra_destinations, 5);
         assert_eq!(config.retention, None, "0 keeps everything");
+        assert_eq!(config.worker_threads, Some(1));
+        let per_core = Config::load(ServeArgs {
+            worker_threads: Some(0),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(per_core.worker_threads, None, "0 means one per core");
     }
 
     #[test]

@@ -75,8 +75,15 @@ pub(crate) struct Settings {
     /// `BENCH_REPEATS`: runs of the sustained scenario; the median one is reported, since
     /// a small shared machine varies by 20 % from run to run.
     pub(crate) repeats: usize,
-    /// `BENCH_SERVER_THREADS`: worker threads of the server's runtime.
+    /// `BENCH_SERVER_THREADS`: worker threads of the server's runtime (1: the load
+    /// generator and the receiver need the rest of 2 cores; see `compare_threads`).
     pub(crate) server_threads: usize,
+    /// `BENCH_LOAD_THREADS`: worker threads of the load generator and receiver.
+    pub(crate) load_threads: usize,
+    /// `BENCH_COMPARE_THREADS`: the sustained scenario is also run with the server on this
+    /// many worker threads (default: one per core, the binary's default), so the report
+    /// shows what the thread setting is worth; 0 skips it.
+    pub(crate) compare_threads: usize,
     /// `BENCH_WRITE=0` leaves docs/BENCHMARKS.md alone.
     pub(crate) write_doc: bool,
 }
@@ -98,7 +105,9 @@ impl Settings {
             paced_concurrency: env_or("BENCH_PACED_CONCURRENCY", 512)?.max(1),
             max_send: Duration::from_secs(env_or("BENCH_MAX_SEND_SECONDS", 60)?),
             drain: Duration::from_secs(env_or("BENCH_DRAIN_SECONDS", 30)?),
-            server_threads: env_or("BENCH_SERVER_THREADS", cores)?.max(1),
+            server_threads: env_or("BENCH_SERVER_THREADS", 1)?.max(1),
+            load_threads: env_or("BENCH_LOAD_THREADS", 1)?.max(1),
+            compare_threads: env_or("BENCH_COMPARE_THREADS", if smoke { 0 } else { cores })?,
             repeats: env_or("BENCH_REPEATS", if smoke { 1 } else { 3 })?.max(1),
             write_doc: !smoke && env_or("BENCH_WRITE", 1u8)? != 0,
         })
@@ -123,13 +132,39 @@ fn main() -> BenchResult<()> {
         .thread_name("server")
         .enable_all()
         .build()?;
+    let compare_runtime = match settings.compare_threads {
+        0 => None,
+        threads => Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .thread_name("server")
+                .enable_all()
+                .build()?,
+        ),
+    };
     let bench_runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_name("bench")
+        .worker_threads(settings.load_threads)
         .enable_all()
         .build()?;
     let machine = Machine::probe();
-    let report = bench_runtime.block_on(run_all(&settings, server_runtime.handle()))?;
+    // The ceiling is the machine's, so its client and receiver get a thread per core.
+    let ceiling = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("bench")
+        .enable_all()
+        .build()?
+        .block_on(loopback_ceiling(&settings))?;
+    let compare = compare_runtime.as_ref().map(|r| r.handle());
+    let report = bench_runtime.block_on(run_all(
+        &settings,
+        ceiling,
+        server_runtime.handle(),
+        compare,
+    ))?;
     server_runtime.shutdown_timeout(Duration::from_secs(5));
+    if let Some(runtime) = compare_runtime {
+        runtime.shutdown_timeout(Duration::from_secs(5));
+    }
     let markdown = render(&settings, &machine, &report);
     println!("{}", summary(&settings, &report));
     if settings.write_doc {
@@ -149,12 +184,37 @@ pub(crate) struct Report {
     pub(crate) sustained_cpu: CpuUse,
     /// End-to-end rate of every sustained run, ascending (the median one is reported).
     pub(crate) sustained_rates: Vec<f64>,
+    /// End-to-end rate of every sustained run with the server on `compare_threads` worker
+    /// threads, ascending; empty when skipped.
+    pub(crate) compare_rates: Vec<f64>,
+    pub(crate) compare_threads: usize,
     pub(crate) paced: OpenLoop,
     pub(crate) paced_delivery: Delivered,
     pub(crate) paced_cpu: CpuUse,
 }
 
-pub(crate) async fn run_all(settings: &Settings, server_runtime: &Handle) -> BenchResult<Report> {
+/// Scenario 1: the load generator posting straight to the receiver, no server between.
+pub(crate) async fn loopback_ceiling(settings: &Settings) -> BenchResult<(ClosedLoop, CpuUse)> {
+    println!(
+        "1/3 loopback ceiling: {} posts to the receiver",
+        settings.events
+    );
+    let tracker = Arc::new(Tracker::new());
+    let receiver = Receiver::start(Arc::clone(&tracker)).await?;
+    let direct = Endpoint::new(&receiver.url, None, StatusCode::OK)?;
+    let cpu = CpuSample::take();
+    let ceiling = closed_loop(&direct, &tracker, 0, settings).await;
+    let used = cpu.until(&CpuSample::take());
+    receiver.stop();
+    Ok((ceiling, used))
+}
+
+pub(crate) async fn run_all(
+    settings: &Settings,
+    (ceiling, ceiling_cpu): (ClosedLoop, CpuUse),
+    server_runtime: &Handle,
+    compare_runtime: Option<&Handle>,
+) -> BenchResult<Report> {
     let tracker = Arc::new(Tracker::new());
     let receiver = Receiver::start(Arc::clone(&tracker)).await?;
     let client = reqwest::Client::builder()
@@ -168,34 +228,32 @@ pub(crate) async fn run_all(settings: &Settings, server_runtime: &Handle) -> Ben
         base
     };
 
-    println!(
-        "1/3 loopback ceiling: {} posts to the receiver",
-        settings.events
-    );
-    let direct = Endpoint::new(&receiver.url, None, StatusCode::OK)?;
-    let cpu = CpuSample::take();
-    let ceiling = closed_loop(&direct, &tracker, next_ids(settings.events), settings).await;
-    let ceiling_cpu = cpu.until(&CpuSample::take());
-
-    let mut runs = Vec::with_capacity(settings.repeats);
-    for repeat in 1..=settings.repeats {
-        println!(
-            "2/3 sustained ({repeat}/{}): {} events, {} connections",
-            settings.repeats, settings.events, settings.concurrency
-        );
-        let server = Server::start(server_runtime, &client, &receiver.url).await?;
-        let ingest = server.ingest_endpoint()?;
-        warm_up(&ingest, &tracker, next_ids(WARM_UP_EVENTS), settings).await?;
-        let cpu = CpuSample::take();
-        let run = closed_loop(&ingest, &tracker, next_ids(settings.events), settings).await;
-        let delivery = tracker.wait(run.acked, run.last_ack, settings.drain).await;
-        let used = cpu.until(&CpuSample::take());
-        server.stop().await?;
-        runs.push((delivered_rate(&run, &delivery), run, delivery, used));
-    }
-    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut runs = sustained_runs(
+        settings,
+        server_runtime,
+        &client,
+        &receiver,
+        &tracker,
+        &mut next_ids,
+    )
+    .await?;
     let sustained_rates: Vec<f64> = runs.iter().map(|r| r.0).collect();
     let (_, sustained, sustained_delivery, sustained_cpu) = runs.swap_remove(runs.len() / 2);
+    let compare_rates = match compare_runtime {
+        Some(runtime) => sustained_runs(
+            settings,
+            runtime,
+            &client,
+            &receiver,
+            &tracker,
+            &mut next_ids,
+        )
+        .await?
+        .iter()
+        .map(|r| r.0)
+        .collect(),
+        None => Vec::new(),
+    };
 
     let paced_events = (settings.rate * settings.paced_seconds) as usize;
     println!(
@@ -220,10 +278,46 @@ pub(crate) async fn run_all(settings: &Settings, server_runtime: &Handle) -> Ben
         sustained_delivery,
         sustained_cpu,
         sustained_rates,
+        compare_rates,
+        compare_threads: settings.compare_threads,
         paced,
         paced_delivery,
         paced_cpu,
     })
+}
+
+/// One sustained run's end-to-end rate, ingest figures, deliveries and CPU use.
+pub(crate) type SustainedRun = (f64, ClosedLoop, Delivered, CpuUse);
+
+/// The sustained scenario `repeats` times on `runtime`, each on a fresh server; ascending
+/// by end-to-end rate.
+pub(crate) async fn sustained_runs(
+    settings: &Settings,
+    runtime: &Handle,
+    client: &reqwest::Client,
+    receiver: &Receiver,
+    tracker: &Tracker,
+    next_ids: &mut impl FnMut(usize) -> u64,
+) -> BenchResult<Vec<SustainedRun>> {
+    let threads = runtime.metrics().num_workers();
+    let mut runs = Vec::with_capacity(settings.repeats);
+    for repeat in 1..=settings.repeats {
+        println!(
+            "2/3 sustained ({repeat}/{}): {} events, {} connections, {threads} server threads",
+            settings.repeats, settings.events, settings.concurrency
+        );
+        let server = Server::start(runtime, client, &receiver.url).await?;
+        let ingest = server.ingest_endpoint()?;
+        warm_up(&ingest, tracker, next_ids(WARM_UP_EVENTS), settings).await?;
+        let cpu = CpuSample::take();
+        let run = closed_loop(&ingest, tracker, next_ids(settings.events), settings).await;
+        let delivery = tracker.wait(run.acked, run.last_ack, settings.drain).await;
+        let used = cpu.until(&CpuSample::take());
+        server.stop().await?;
+        runs.push((delivered_rate(&run, &delivery), run, delivery, used));
+    }
+    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok(runs)
 }
 
 /// Fills connection pools, caches and the engine's client before anything is measured.

@@ -126,6 +126,18 @@ pub(crate) fn sustained_figures(t: &mut Table, r: &Report) {
         "**events delivered end to end per second**",
         per_s(e2e),
     );
+    if !r.compare_rates.is_empty() {
+        let each: Vec<String> = r.compare_rates.iter().map(|rate| per_s(*rate)).collect();
+        let median = r.compare_rates[r.compare_rates.len() / 2];
+        t.row(
+            two,
+            &format!(
+                "end to end with the server on {} worker threads: median (each run)",
+                r.compare_threads
+            ),
+            format!("{} ({})", per_s(median), each.join(", ")),
+        );
+    }
     let limit = r.ceiling.rate() / 2.0;
     let share = format!("{:.0} % of {}", 100.0 * e2e / limit, per_s(limit));
     t.row(two, "end to end as a share of ceiling ÷ 2", share);
@@ -225,6 +237,8 @@ pub(crate) fn render(s: &Settings, m: &Machine, r: &Report) -> String {
         ("BENCH_MAX_SEND_SECONDS", s.max_send.as_secs().to_string()),
         ("BENCH_DRAIN_SECONDS", s.drain.as_secs().to_string()),
         ("BENCH_SERVER_THREADS", s.server_threads.to_string()),
+        ("BENCH_LOAD_THREADS", s.load_threads.to_string()),
+        ("BENCH_COMPARE_THREADS", s.compare_threads.to_string()),
         ("BENCH_REPEATS", s.repeats.to_string()),
     ];
     for (name, value) in settings {
@@ -262,6 +276,7 @@ pub(crate) fn how_to_read(s: &Settings, r: &Report) -> String {
     let e2e = delivered_rate(&r.sustained, &r.sustained_delivery);
     let p99 = r.paced.latency.p99 as f64 / 1_000.0;
     let verdict = |met: bool| if met { "met" } else { "**not met**" };
+    let (st, lt, ct) = (s.server_threads, s.load_threads, s.compare_threads);
     format!(
         "## How to read this\n\n\
          Everything runs on 127.0.0.1 in one process: Switchboard (`switchboard::run`, embedded \
@@ -271,7 +286,13 @@ pub(crate) fn how_to_read(s: &Settings, r: &Report) -> String {
          (`benches/delivery/wire.rs`: pre-built requests and answers, `httparse` for the heads, \
          like `wrk`), so that they take as little as possible of the cores the server needs; \
          the receiver answers 200 at once and counts distinct `wamid` ids. The server itself is \
-         unchanged: axum/hyper in, reqwest out, mimalloc as in the shipped binary. All of them share the machine's {nproc} cores, so every figure \
+         unchanged: axum/hyper in, reqwest out, mimalloc as in the shipped binary. Threads: the \
+         server runs on {st} async worker thread(s) plus its SQLite writer thread, the load \
+         generator and receiver on {lt}; on a small shared machine fewer threads than cores \
+         measured faster (fewer cross-thread wake-ups), and the sustained scenario is also run \
+         with the server on {ct} worker threads (one per core is the binary's default) so the \
+         difference is on record. The loopback ceiling gets a thread per core. All of them share \
+         the machine's {nproc} cores, so every figure \
          includes the cost of generating the load and receiving the webhooks. *CPU busy* is the \
          process's CPU time over the scenario's wall time, split by thread (time the SQLite \
          writer waits for the disk is not CPU time), and what other processes used meanwhile: \

@@ -51,6 +51,8 @@ async fn serve_logs_its_address_prints_a_generated_token_and_stops_on_sigterm() 
             "--database",
             &database,
             "--dev",
+            "--worker-threads",
+            "1",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -127,6 +129,10 @@ fn bad_settings_are_clear_cli_errors() {
         (
             &["serve", "--config", "/nonexistent/switchboard.toml"],
             "cannot read config file",
+        ),
+        (
+            &["serve", "--worker-threads", "5000"],
+            "--worker-threads must be between 0 (one per core) and 1024",
         ),
         (
             &["serve", "--listen", "not-an-address"],

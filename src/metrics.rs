@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::domain::{AttemptErrorKind, EventKind, Target};
+use crate::store::WriteStats;
 
 /// Where an event came in.
 #[derive(Debug, Clone, Copy)]
@@ -133,8 +134,9 @@ impl Metrics {
         self.deferred.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The Prometheus text exposition, with `queue_depth` pending deliveries.
-    pub fn render(&self, queue_depth: u64) -> String {
+    /// The Prometheus text exposition, with `queue_depth` pending deliveries and the store's
+    /// write counters.
+    pub fn render(&self, queue_depth: u64, writes: WriteStats) -> String {
         let mut out = String::with_capacity(8192);
         family(
             &mut out,
@@ -182,6 +184,7 @@ impl Metrics {
             "Deliveries pending (due or scheduled).",
         );
         let _ = writeln!(out, "switchboard_queue_depth {queue_depth}");
+        render_writes(&mut out, writes);
         self.render_latency(&mut out);
         out
     }
@@ -224,6 +227,32 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
+/// The store's group-commit counters: writes ÷ commits is the batching factor, and the rate
+/// of busy seconds is the writer's utilisation (near 1, the writer is the bottleneck).
+fn render_writes(out: &mut String, writes: WriteStats) {
+    let counters = [
+        (
+            "switchboard_store_commits_total",
+            "Store transactions committed (each carries a group of writes).",
+            writes.commits.to_string(),
+        ),
+        (
+            "switchboard_store_writes_total",
+            "Store writes committed; divided by commits, the group-commit factor.",
+            writes.writes.to_string(),
+        ),
+        (
+            "switchboard_store_writer_busy_seconds_total",
+            "Time the store's writer spent running and committing writes; its rate is the writer's utilisation.",
+            writes.busy_seconds.to_string(),
+        ),
+    ];
+    for (name, help, value) in counters {
+        header(out, name, "counter", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,7 +275,12 @@ mod tests {
             Duration::from_secs(5),
         );
         metrics.delivery_finished(&Target::Partner, FinalState::Dropped);
-        let text = metrics.render(7);
+        let writes = WriteStats {
+            commits: 4,
+            writes: 10,
+            busy_seconds: 0.5,
+        };
+        let text = metrics.render(7, writes);
         for line in [
             "switchboard_events_ingested_total{source=\"admin\",kind=\"whatsapp\"} 3",
             "switchboard_events_ingested_total{source=\"meta\",kind=\"unroutable\"} 1",
@@ -255,6 +289,9 @@ mod tests {
             "switchboard_attempts_total{target=\"partner\",outcome=\"timeout\"} 1",
             "switchboard_deliveries_total{target=\"partner\",state=\"dropped\"} 1",
             "switchboard_queue_depth 7",
+            "switchboard_store_commits_total 4",
+            "switchboard_store_writes_total 10",
+            "switchboard_store_writer_busy_seconds_total 0.5",
             "switchboard_attempt_duration_seconds_bucket{le=\"0.0025\"} 1",
             "switchboard_attempt_duration_seconds_bucket{le=\"5\"} 2",
             "switchboard_attempt_duration_seconds_count 2",

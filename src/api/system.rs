@@ -44,7 +44,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
     let depth = state.store.count_by_state(DeliveryState::Pending).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(depth),
+        state.metrics.render(depth, state.store.write_stats()),
     ))
 }
 

@@ -22,6 +22,7 @@ mod types;
 pub use types::{
     AttemptRecord, ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventBody, EventFilter,
     EventRecord, EventSummary, NewEvent, Outcome, PartnerRecord, Routing, SavedEvent, Settlement,
+    WriteStats,
 };
 
 pub use sqlite::SqliteStore;
@@ -219,6 +220,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many deliveries are pending (the queue depth).
     async fn count_by_state(&self, state: DeliveryState) -> Result<u64, StoreError>;
+
+    /// Counters of the write path since the store opened.
+    fn write_stats(&self) -> WriteStats;
 
     /// The partner that owns a presented Partner API key, if any.
     async fn partner_by_key(&self, key_hash: &KeyHash)

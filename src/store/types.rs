@@ -278,3 +278,16 @@ pub struct EventSummary {
     /// Arrival, ms since the epoch.
     pub received_at: i64,
 }
+
+/// Counters of the store's write path, for `/metrics`: how many transactions committed, how
+/// many writes they carried (writes per commit is the group-commit factor), and how long the
+/// writer was busy (its rate is the writer's utilisation, the first thing to saturate).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct WriteStats {
+    /// Transactions committed.
+    pub commits: u64,
+    /// Writes (jobs) those transactions carried.
+    pub writes: u64,
+    /// Seconds the writer spent running and committing batches.
+    pub busy_seconds: f64,
+}

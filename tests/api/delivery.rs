@@ -630,6 +630,20 @@ async fn metrics_count_events_attempts_and_deliveries() {
         counted("switchboard_attempt_duration_seconds_count", &[]),
         2
     );
+    // Every event and outcome above was a committed write; group commit packs them.
+    let (commits, writes) = (
+        counted("switchboard_store_commits_total", &[]),
+        counted("switchboard_store_writes_total", &[]),
+    );
+    assert!(
+        commits > 0 && writes >= commits,
+        "{commits} commits, {writes} writes"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("switchboard_store_writer_busy_seconds_total ")),
+        "{text}"
+    );
 }
 
 #[tokio::test]

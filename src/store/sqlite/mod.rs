@@ -24,7 +24,7 @@ use self::writer::Writer;
 use super::{
     ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventFilter, EventRecord,
     EventSummary, NewChannel, NewEvent, Outcome, PartnerRecord, Routing, SavedEvent, Store,
-    StoreError, WabaWebhookView,
+    StoreError, WabaWebhookView, WriteStats,
 };
 use crate::domain::{
     Channel, ChannelId, DeliveryId, DeliveryState, EventId, KeyHash, MultiWebhook,
@@ -357,6 +357,10 @@ impl Store for SqliteStore {
         self.readers
             .read(move |conn| deliveries::count_by_state(conn, state))
             .await
+    }
+
+    fn write_stats(&self) -> WriteStats {
+        self.writer.stats()
     }
 
     async fn partner_by_key(

@@ -5,12 +5,14 @@
 //! back alone), commits them all in one transaction, and only then answers each caller. Under
 //! load many acknowledgements share one fsync; when idle, a lone write commits at once.
 
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Instant;
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use crate::store::StoreError;
+use crate::store::{StoreError, WriteStats};
 
 /// How many jobs one transaction takes at most, to bound the latency of the first.
 const MAX_BATCH: usize = 512;
@@ -24,17 +26,38 @@ type Job = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
 #[derive(Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
+    stats: Arc<Counters>,
+}
+
+/// What the writer thread counts (see [`WriteStats`]).
+#[derive(Default)]
+struct Counters {
+    commits: AtomicU64,
+    writes: AtomicU64,
+    busy_micros: AtomicU64,
 }
 
 impl Writer {
     /// Starts the writer thread on `conn`.
     pub fn start(conn: Connection) -> Result<Self, StoreError> {
         let (jobs, queue) = mpsc::channel::<Job>();
+        let stats = Arc::new(Counters::default());
+        let counters = Arc::clone(&stats);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, queue))
+            .spawn(move || run(conn, queue, &counters))
             .map_err(|e| StoreError::Open(format!("cannot start the writer thread: {e}")))?;
-        Ok(Self { jobs })
+        Ok(Self { jobs, stats })
+    }
+
+    /// The write path's counters so far.
+    pub fn stats(&self) -> WriteStats {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        WriteStats {
+            commits: load(&self.stats.commits),
+            writes: load(&self.stats.writes),
+            busy_seconds: load(&self.stats.busy_micros) as f64 / 1e6,
+        }
     }
 
     /// Runs `work` in the next group transaction; returns once that transaction committed.
@@ -61,8 +84,9 @@ impl Writer {
 }
 
 /// The writer thread: batch, run, commit, answer; until every handle is gone.
-fn run(conn: Connection, queue: mpsc::Receiver<Job>) {
+fn run(conn: Connection, queue: mpsc::Receiver<Job>, counters: &Counters) {
     while let Ok(first) = queue.recv() {
+        let started = Instant::now();
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
@@ -70,18 +94,25 @@ fn run(conn: Connection, queue: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        commit_batch(&conn, batch);
+        let writes = batch.len() as u64;
+        if commit_batch(&conn, batch) {
+            counters.commits.fetch_add(1, Ordering::Relaxed);
+            counters.writes.fetch_add(writes, Ordering::Relaxed);
+        }
+        let busy = started.elapsed().as_micros() as u64;
+        counters.busy_micros.fetch_add(busy, Ordering::Relaxed);
     }
 }
 
 /// Runs `batch` in one transaction, each job in its own savepoint, then answers every job.
 ///
 /// A job that cannot run (the transaction or its savepoint did not open) is dropped, which
-/// its caller sees as [`StoreError::Abandoned`]; nothing of it was written.
-fn commit_batch(conn: &Connection, batch: Vec<Job>) {
+/// its caller sees as [`StoreError::Abandoned`]; nothing of it was written. Whether the
+/// transaction committed.
+fn commit_batch(conn: &Connection, batch: Vec<Job>) -> bool {
     if let Err(error) = run_cached(conn, "BEGIN IMMEDIATE") {
         tracing::error!(%error, jobs = batch.len(), "sqlite writer cannot begin a transaction");
-        return;
+        return false;
     }
     let replies: Vec<Reply> = batch
         .into_iter()
@@ -92,9 +123,11 @@ fn commit_batch(conn: &Connection, batch: Vec<Job>) {
         let _ = conn.execute_batch("ROLLBACK");
         error.to_string()
     });
+    let ok = committed.is_ok();
     for reply in replies {
         reply(committed.clone());
     }
+    ok
 }
 
 /// Runs one job so that its failure undoes only its own changes.

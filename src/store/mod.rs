@@ -5,6 +5,9 @@
 //! suite runs against both. Writes that check a rule and then change state (multi-webhook
 //! edits, key rotation) happen in one transaction, so a rejected request changes nothing.
 
+mod cache;
+mod columns;
+mod postgres;
 mod sqlite;
 
 use std::sync::Arc;
@@ -25,6 +28,7 @@ pub use types::{
     WriteStats,
 };
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Why a store operation did not happen.
@@ -260,8 +264,6 @@ pub trait Store: Send + Sync + 'static {
 pub async fn open(url: &DatabaseUrl) -> Result<Arc<dyn Store>, StoreError> {
     match url {
         DatabaseUrl::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path).await?)),
-        DatabaseUrl::Postgres(_) => Err(StoreError::Open(
-            "PostgreSQL is not supported yet; use sqlite://PATH".into(),
-        )),
+        DatabaseUrl::Postgres(url) => Ok(Arc::new(PostgresStore::open(url.expose()).await?)),
     }
 }

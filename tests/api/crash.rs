@@ -69,7 +69,7 @@ fn delivered_ids(receiver: &TestReceiver) -> HashSet<String> {
 #[tokio::test]
 async fn kill_9_mid_stream_loses_no_acknowledged_event() {
     let data = tempfile::tempdir().unwrap();
-    let database = format!("sqlite://{}", data.path().join("crash.db").display());
+    let database = crate::helpers::fresh_database_url(data.path());
     let (mut server, base) = start_server(&database);
     let client = reqwest::Client::new();
     let partner = admin_post(

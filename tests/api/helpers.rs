@@ -31,6 +31,25 @@ pub struct Provisioned {
     pub api_key: String,
 }
 
+/// Which database a test binary runs the suite against (its `main.rs` names it in
+/// `crate::BACKEND`), so one suite checks that both backends behave the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file in the test's temp dir.
+    Sqlite,
+    /// A fresh database in the test run's throwaway PostgreSQL cluster.
+    Postgres,
+}
+
+/// A fresh database of this binary's backend, as a `--database` URL; SQLite files go in
+/// `dir`.
+pub fn fresh_database_url(dir: &std::path::Path) -> String {
+    match crate::BACKEND {
+        Backend::Sqlite => format!("sqlite://{}", dir.join("switchboard.db").display()),
+        Backend::Postgres => crate::postgres::postgres_database(),
+    }
+}
+
 /// Starts a server with the default settings.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
@@ -40,7 +59,7 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     init_test_log();
     let data = Arc::new(tempfile::tempdir().expect("temp dir"));
-    let database = DatabaseUrl::Sqlite(data.path().join("switchboard.db"));
+    let database = DatabaseUrl::parse(&fresh_database_url(data.path())).expect("test database URL");
     let mut config = Config::new(database, ADMIN_TOKEN);
     adjust(&mut config);
     start(config, data).await
@@ -107,6 +126,12 @@ impl TestApp {
         adjust(&mut config);
         self.stop().await;
         start(config, data).await
+    }
+
+    /// A second server on the same database, as another node of a cluster (PostgreSQL).
+    #[allow(dead_code)] // only the PostgreSQL binary (tests/postgres) runs several nodes
+    pub async fn another_node(&self) -> TestApp {
+        start(self.config.clone(), Arc::clone(&self.data)).await
     }
 
     /// Stops the server gracefully and waits until it has.

@@ -1,4 +1,8 @@
 //! Integration tests: the real server on 127.0.0.1 with a real SQLite file, driven over HTTP.
+//! `tests/postgres/main.rs` runs the same modules against PostgreSQL.
+
+/// The database this binary runs the suite against.
+pub const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
 
 mod admin;
 mod bad_input;
@@ -10,6 +14,7 @@ mod meta;
 mod multi_webhook;
 mod partner;
 mod phone_webhook;
+mod postgres;
 mod receiver;
 mod service;
 mod waba_webhook;

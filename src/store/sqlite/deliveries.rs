@@ -13,6 +13,7 @@ use super::now_ms;
 use crate::domain::{
     AttemptErrorKind, ChannelId, DeliveryId, DeliveryState, EventId, PartnerId, Target,
 };
+use crate::store::columns::parse_error_kind;
 use crate::store::{
     AttemptRecord, DeliveryFilter, DeliveryRecord, DueDelivery, EventBody, EventRecord, NewEvent,
     Outcome, SavedEvent, Settlement, StoreError,
@@ -363,18 +364,6 @@ fn attempts_of(conn: &Connection, delivery: DeliveryId) -> Result<Vec<AttemptRec
         })
     })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
-}
-
-fn parse_error_kind(raw: &str) -> Option<AttemptErrorKind> {
-    [
-        AttemptErrorKind::Timeout,
-        AttemptErrorKind::Connect,
-        AttemptErrorKind::Tls,
-        AttemptErrorKind::Blocked,
-        AttemptErrorKind::Io,
-    ]
-    .into_iter()
-    .find(|kind| kind.as_str() == raw)
 }
 
 /// Deliveries by ascending id, filtered.

@@ -3,7 +3,6 @@
 //! One writer thread owns the only writing connection and commits queued writes together
 //! (group commit, see `writer`); reads run on a small pool of connections beside it (WAL).
 
-mod cache;
 mod connection;
 mod deliveries;
 mod events;
@@ -17,10 +16,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension};
 
-use self::cache::ConfigCache;
 use self::connection::Readers;
-use self::rows::{find_channel, find_partner, webhook_columns};
+use self::rows::{find_channel, find_partner};
 use self::writer::Writer;
+use super::cache::ConfigCache;
+use super::columns::{self, require_changed, webhook_columns};
 use super::{
     ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventFilter, EventRecord,
     EventSummary, NewChannel, NewEvent, Outcome, PartnerRecord, Routing, SavedEvent, Store,
@@ -65,7 +65,7 @@ impl SqliteStore {
             .write(move |conn| {
                 let sql = format!("UPDATE partners SET {column} = ?1 WHERE id = ?2");
                 let changed = conn.execute(&sql, (value, id.as_str()))?;
-                require_changed(changed, "partner", id.as_str())?;
+                require_changed(changed as u64, "partner", id.as_str())?;
                 find_partner(conn, "id = ?1", id.as_str())?.ok_or_else(|| StoreError::NotFound {
                     what: "partner",
                     id: id.to_string(),
@@ -88,7 +88,7 @@ impl SqliteStore {
 
 pub(crate) use crate::clock::now_ms;
 
-use self::provisioning::{require_changed, stored_key_hash};
+use self::provisioning::stored_key_hash;
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -139,7 +139,7 @@ impl Store for SqliteStore {
                      WHERE id = ?2",
                 (key_hash.as_str(), id.as_str()),
             )?;
-            require_changed(changed, "channel", id.as_str())
+            require_changed(changed as u64, "channel", id.as_str())
         })
         .await
     }
@@ -175,7 +175,7 @@ impl Store for SqliteStore {
                 "UPDATE channels SET webhook_url = ?1, webhook_headers = ?2 WHERE id = ?3",
                 (url, headers, id.as_str()),
             )?;
-            require_changed(changed, "channel", id.as_str())
+            require_changed(changed as u64, "channel", id.as_str())
         })
         .await
     }
@@ -229,7 +229,7 @@ impl Store for SqliteStore {
                 "UPDATE channels SET signing_secret = ?1 WHERE id = ?2",
                 (secret, id.as_str()),
             )?;
-            require_changed(changed, "channel", id.as_str())
+            require_changed(changed as u64, "channel", id.as_str())
         })
         .await
     }
@@ -399,7 +399,7 @@ impl Store for SqliteStore {
         id: &PartnerId,
         headers: WebhookHeaders,
     ) -> Result<PartnerRecord, StoreError> {
-        let encoded = rows::encode(headers.as_map())?;
+        let encoded = columns::encode(headers.as_map())?;
         self.update_partner(id, "webhook_headers", Some(encoded))
             .await
     }
@@ -416,7 +416,7 @@ impl Store for SqliteStore {
                     "UPDATE partners SET signing_secret = ?1 WHERE id = ?2",
                     (secret, id.as_str()),
                 )?;
-                require_changed(changed, "partner", id.as_str())
+                require_changed(changed as u64, "partner", id.as_str())
             })
             .await
     }

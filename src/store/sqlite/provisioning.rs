@@ -4,21 +4,10 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
-use super::rows::{self, waba_webhook_from_columns};
 use super::{deliveries, now_ms};
 use crate::domain::{KeyHash, MultiWebhook, MultiWebhookChange, PartnerId, PhoneNumber, WabaId};
+use crate::store::columns::{self, require_changed, waba_webhook_from_columns};
 use crate::store::{NewChannel, NewEvent, StoreError, WabaWebhookView};
-
-/// Fails with `NotFound` unless a statement changed a row.
-pub fn require_changed(changed: usize, what: &'static str, id: &str) -> Result<(), StoreError> {
-    if changed == 0 {
-        return Err(StoreError::NotFound {
-            what,
-            id: id.to_owned(),
-        });
-    }
-    Ok(())
-}
 
 /// The stored key hash in `table` equal to `key_hash`, confirmed in constant time.
 ///
@@ -150,7 +139,7 @@ pub fn set_waba_webhook(
         "UPDATE wabas SET webhook_url = ?1, webhook_headers = ?2, override_all = ?3 WHERE id = ?4",
         (url, headers, override_all, waba.get()),
     )?;
-    require_changed(changed, "WABA", &waba.to_string())?;
+    require_changed(changed as u64, "WABA", &waba.to_string())?;
     if override_all {
         conn.execute(
             "UPDATE channels SET webhook_url = NULL, webhook_headers = NULL WHERE waba_id = ?1",
@@ -180,10 +169,10 @@ pub fn change_multi_webhook(
             id: id.to_owned(),
         });
     };
-    let next = rows::decode_multi_webhook(&stored)?.apply(change, max_destinations)?;
+    let next = columns::decode_multi_webhook(&stored)?.apply(change, max_destinations)?;
     conn.execute(
         "UPDATE channels SET multi_webhook = ?1 WHERE id = ?2",
-        (rows::encode(&next)?, id),
+        (columns::encode(&next)?, id),
     )?;
     Ok(next)
 }

@@ -1,16 +1,14 @@
-//! Conversions between SQLite rows and domain types.
-//!
-//! Stored values were validated when they were written, so they are rebuilt with the
-//! domain's `from_stored` constructors; JSON columns hold headers and the multi-webhook.
-
-use std::collections::BTreeMap;
+//! Conversions between SQLite rows and domain types (the column decoders both backends
+//! share are in `store::columns`).
 
 use rusqlite::{Connection, OptionalExtension, Row};
-use serde::Deserialize;
 
 use crate::domain::{
-    Channel, ChannelId, Destination, DestinationName, MultiWebhook, Partner, PartnerId,
-    PhoneNumber, PhoneNumberId, Route, WabaId, WabaWebhook, Webhook, WebhookHeaders, WebhookUrl,
+    Channel, ChannelId, Partner, PartnerId, PhoneNumber, PhoneNumberId, Route, WebhookUrl,
+};
+use crate::store::columns::{
+    decode_headers, decode_multi_webhook, stored_waba_id, waba_webhook_from_columns,
+    webhook_from_columns,
 };
 use crate::store::{PartnerRecord, Routing, StoreError};
 
@@ -98,101 +96,6 @@ pub fn load_routing(conn: &Connection, id: &ChannelId) -> Result<Option<Routing>
         multi_webhook: decode_multi_webhook(&multi)?,
         signing_secret: secret,
     }))
-}
-
-/// A WABA id read back from the store.
-pub fn stored_waba_id(raw: i64) -> Result<WabaId, StoreError> {
-    WabaId::new(raw).map_err(|e| StoreError::Database(e.into()))
-}
-
-/// Rebuilds a webhook from its URL and headers columns; no URL means no webhook.
-pub fn webhook_from_columns(
-    url: Option<String>,
-    headers: Option<String>,
-) -> Result<Option<Webhook>, StoreError> {
-    let Some(url) = url else {
-        return Ok(None);
-    };
-    Ok(Some(Webhook {
-        url: WebhookUrl::from_stored(url),
-        headers: decode_headers(headers.as_deref())?,
-    }))
-}
-
-/// Rebuilds a WABA webhook from its three columns.
-pub fn waba_webhook_from_columns(
-    url: Option<String>,
-    headers: Option<String>,
-    override_all: bool,
-) -> Result<Option<WabaWebhook>, StoreError> {
-    Ok(
-        webhook_from_columns(url, headers)?.map(|webhook| WabaWebhook {
-            webhook,
-            override_all,
-        }),
-    )
-}
-
-/// The URL and headers columns of a webhook (both `NULL` for none).
-pub fn webhook_columns(
-    webhook: Option<&Webhook>,
-) -> Result<(Option<String>, Option<String>), StoreError> {
-    match webhook {
-        None => Ok((None, None)),
-        Some(webhook) => Ok((
-            Some(webhook.url.as_str().to_owned()),
-            Some(encode(webhook.headers.as_map())?),
-        )),
-    }
-}
-
-fn decode_headers(raw: Option<&str>) -> Result<WebhookHeaders, StoreError> {
-    let map: BTreeMap<String, String> = match raw {
-        Some(text) => decode(text)?,
-        None => BTreeMap::new(),
-    };
-    Ok(WebhookHeaders::from_stored(map))
-}
-
-/// The stored shape of a multi-webhook configuration.
-#[derive(Deserialize)]
-struct StoredMultiWebhook {
-    enabled: bool,
-    destinations: Vec<StoredDestination>,
-}
-
-#[derive(Deserialize)]
-struct StoredDestination {
-    name: String,
-    url: String,
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
-}
-
-/// Decodes the `multi_webhook` column.
-pub fn decode_multi_webhook(raw: &str) -> Result<MultiWebhook, StoreError> {
-    let stored: StoredMultiWebhook = decode(raw)?;
-    Ok(MultiWebhook {
-        enabled: stored.enabled,
-        destinations: stored
-            .destinations
-            .into_iter()
-            .map(|d| Destination {
-                name: DestinationName::from_stored(d.name),
-                url: WebhookUrl::from_stored(d.url),
-                headers: WebhookHeaders::from_stored(d.headers),
-            })
-            .collect(),
-    })
-}
-
-/// Encodes a value for a JSON column.
-pub fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Database(e.into()))
-}
-
-fn decode<'a, T: Deserialize<'a>>(raw: &'a str) -> Result<T, StoreError> {
-    serde_json::from_str(raw).map_err(|e| StoreError::Database(e.into()))
 }
 
 /// Reads the one partner matched by `condition` (a SQL condition on `?1`), if any.

@@ -1,9 +1,11 @@
 //! The configuration cache that keeps database reads off the delivery hot path.
 //!
-//! SQLite has one writer, this process, so the cache is exact: every configuration write
-//! goes through `SqliteStore::write_config`, which bumps the generation and empties the
-//! cache after its commit. A reader that loaded a value under an older generation does not
-//! keep it, so a value read before a concurrent write can never outlive that write.
+//! Every configuration write empties the cache after its commit and bumps the generation; a
+//! reader that loaded a value under an older generation does not keep it, so a value read
+//! before a concurrent write can never outlive that write. With SQLite this process is the
+//! only writer, so the cache is exact. With PostgreSQL other nodes write too: their commits
+//! reach this node as notifications that empty the cache the same way (and while the
+//! notification channel is down, the PostgreSQL store bypasses the cache).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,0 +1,512 @@
+//! SQL of events, deliveries and attempts on PostgreSQL. Each function runs inside the
+//! caller's transaction; the rules are the SQLite backend's (see its `deliveries` module),
+//! except claims, which lock with `FOR UPDATE SKIP LOCKED` so several nodes never claim the
+//! same due delivery.
+
+use bytes::Bytes;
+use deadpool_postgres::Transaction;
+use tokio_postgres::Row;
+
+use crate::clock::now_ms;
+use crate::domain::{ChannelId, DeliveryId, DeliveryState, EventId, EventKind, PartnerId, Target};
+use crate::store::columns::parse_error_kind;
+use crate::store::{
+    AttemptRecord, DeliveryFilter, DeliveryRecord, DueDelivery, EventBody, EventFilter,
+    EventRecord, EventSummary, NewEvent, Outcome, SavedEvent, Settlement, StoreError,
+};
+
+/// Inserts events and their first deliveries; renders partner event bodies once their id
+/// is known.
+pub async fn save_events(
+    tx: &Transaction<'_>,
+    events: &[NewEvent],
+    claim_until: Option<i64>,
+) -> Result<Vec<SavedEvent>, StoreError> {
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO events (kind, channel_id, partner_id, phone_number_id, payload, received_at)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .await?;
+    let mut saved = Vec::with_capacity(events.len());
+    for event in events {
+        let known = match &event.body {
+            EventBody::Bytes(bytes) => bytes.clone(),
+            EventBody::Partner(_) => Bytes::new(),
+        };
+        let row = tx
+            .query_one(
+                &insert,
+                &[
+                    &event.kind.as_str(),
+                    &event.channel.as_ref().map(ChannelId::as_str),
+                    &event.partner.as_ref().map(PartnerId::as_str),
+                    &event.phone_number_id,
+                    &known.as_ref(),
+                    &event.received_at,
+                ],
+            )
+            .await?;
+        let id = EventId(row.try_get(0)?);
+        let payload = match &event.body {
+            EventBody::Bytes(_) => known,
+            EventBody::Partner(partner_event) => {
+                let rendered = partner_event.render(id);
+                tx.execute(
+                    "UPDATE events SET payload = $1 WHERE id = $2",
+                    &[&rendered.as_ref(), &id.0],
+                )
+                .await?;
+                rendered
+            }
+        };
+        let delivery = match event.first_target() {
+            Some(target) => {
+                let owners = (event.channel.as_ref(), event.partner.as_ref());
+                let start = event.received_at;
+                Some(insert_delivery(tx, id, owners, &target, start, claim_until).await?)
+            }
+            None => None,
+        };
+        saved.push(SavedEvent {
+            event: id,
+            delivery,
+            payload,
+        });
+    }
+    Ok(saved)
+}
+
+async fn insert_delivery(
+    tx: &Transaction<'_>,
+    event: EventId,
+    (channel, partner): (Option<&ChannelId>, Option<&PartnerId>),
+    target: &Target,
+    window_start: i64,
+    claim_until: Option<i64>,
+) -> Result<DeliveryId, StoreError> {
+    let now = now_ms();
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO deliveries (event_id, channel_id, partner_id, target, state,
+                                     next_attempt_at, leased_until, window_start, updated_at)
+             VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8) RETURNING id",
+        )
+        .await?;
+    let row = tx
+        .query_one(
+            &insert,
+            &[
+                &event.0,
+                &channel.map(ChannelId::as_str),
+                &partner.map(PartnerId::as_str),
+                &target.to_stored(),
+                &claim_until.unwrap_or(now),
+                &claim_until,
+                &window_start,
+                &now,
+            ],
+        )
+        .await?;
+    Ok(DeliveryId(row.try_get(0)?))
+}
+
+/// Leases due deliveries and returns them with their payloads; rows another node holds
+/// locked are skipped, not waited for.
+pub async fn claim_due(
+    tx: &Transaction<'_>,
+    now: i64,
+    limit: usize,
+    lease_until: i64,
+) -> Result<Vec<DueDelivery>, StoreError> {
+    let claim = tx
+        .prepare_cached(
+            "WITH due AS (
+                 SELECT id FROM deliveries
+                 WHERE state = 'pending' AND next_attempt_at <= $1
+                 ORDER BY next_attempt_at LIMIT $2
+                 FOR UPDATE SKIP LOCKED)
+             UPDATE deliveries d SET next_attempt_at = $3, leased_until = $3
+             FROM due, events e
+             WHERE d.id = due.id AND e.id = d.event_id
+             RETURNING d.id, d.event_id, d.channel_id, d.target, d.attempts, d.window_start,
+                       d.window_attempts, e.payload, d.partner_id",
+        )
+        .await?;
+    let rows = tx
+        .query(&claim, &[&now, &(limit as i64), &lease_until])
+        .await?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in rows {
+        if let Some(due) = due_from_row(&row)? {
+            claimed.push(due);
+        }
+    }
+    Ok(claimed)
+}
+
+/// A claimed row; `None` for a target this version cannot read (its lease runs out).
+fn due_from_row(row: &Row) -> Result<Option<DueDelivery>, StoreError> {
+    let target: String = row.try_get(3)?;
+    let Some(target) = Target::from_stored(&target) else {
+        return Ok(None);
+    };
+    let payload: Vec<u8> = row.try_get(7)?;
+    Ok(Some(DueDelivery {
+        id: DeliveryId(row.try_get(0)?),
+        event: EventId(row.try_get(1)?),
+        channel: row
+            .try_get::<_, Option<String>>(2)?
+            .map(ChannelId::from_raw),
+        partner: row
+            .try_get::<_, Option<String>>(8)?
+            .map(PartnerId::from_raw),
+        target,
+        attempts: count(row.try_get(4)?),
+        window_start: row.try_get(5)?,
+        window_attempts: count(row.try_get(6)?),
+        payload: Bytes::from(payload),
+    }))
+}
+
+/// A stored non-negative count as the domain's `u32`.
+fn count(raw: i64) -> u32 {
+    u32::try_from(raw.max(0)).unwrap_or(u32::MAX)
+}
+
+/// Makes every leased delivery due now.
+pub async fn release_leases(tx: &Transaction<'_>) -> Result<u64, StoreError> {
+    Ok(tx
+        .execute(
+            "UPDATE deliveries SET next_attempt_at = $1, leased_until = NULL
+             WHERE state = 'pending' AND leased_until IS NOT NULL",
+            &[&now_ms()],
+        )
+        .await?)
+}
+
+/// Records an attempt and its settlement; returns the extra deliveries created.
+pub async fn settle(
+    tx: &Transaction<'_>,
+    outcome: &Outcome,
+) -> Result<Vec<(DeliveryId, Target)>, StoreError> {
+    let id = outcome.delivery.0;
+    let now = now_ms();
+    let counted = i64::from(outcome.attempt.is_some());
+    if let Some(attempt) = &outcome.attempt {
+        insert_attempt(tx, outcome.delivery, attempt).await?;
+    }
+    let update = tx
+        .prepare_cached(
+            "UPDATE deliveries SET state = $1, attempts = attempts + $2, next_attempt_at = $3,
+                    leased_until = NULL, last_error = $4, updated_at = $5
+             WHERE id = $6",
+        )
+        .await?;
+    let (state, next, error) = match &outcome.settlement {
+        Settlement::Delivered { .. } => (DeliveryState::Delivered, now, None),
+        Settlement::Retry { at, error } => (DeliveryState::Pending, *at, Some(error.as_str())),
+        Settlement::GaveUp { error } => (DeliveryState::Failed, now, Some(error.as_str())),
+        Settlement::Dropped { reason } => (DeliveryState::Dropped, now, Some(reason.as_str())),
+        Settlement::Deferred { at } => {
+            tx.execute(
+                "UPDATE deliveries SET next_attempt_at = $1, leased_until = NULL WHERE id = $2",
+                &[at, &id],
+            )
+            .await?;
+            return Ok(Vec::new());
+        }
+    };
+    tx.execute(
+        &update,
+        &[&state.as_str(), &counted, &next, &error, &now, &id],
+    )
+    .await?;
+    let Settlement::Delivered {
+        extras,
+        claim_until,
+    } = &outcome.settlement
+    else {
+        return Ok(Vec::new());
+    };
+    if extras.is_empty() {
+        return Ok(Vec::new());
+    }
+    let row = tx
+        .query_one(
+            "SELECT event_id, channel_id FROM deliveries WHERE id = $1",
+            &[&id],
+        )
+        .await?;
+    let event = EventId(row.try_get(0)?);
+    let channel = row
+        .try_get::<_, Option<String>>(1)?
+        .map(ChannelId::from_raw);
+    let mut created = Vec::with_capacity(extras.len());
+    for name in extras {
+        let target = Target::Extra(name.clone());
+        let owners = (channel.as_ref(), None);
+        let extra = insert_delivery(tx, event, owners, &target, now, *claim_until).await?;
+        created.push((extra, target));
+    }
+    Ok(created)
+}
+
+async fn insert_attempt(
+    tx: &Transaction<'_>,
+    delivery: DeliveryId,
+    attempt: &AttemptRecord,
+) -> Result<(), StoreError> {
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, url, status,
+                                   error, response_excerpt)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .await?;
+    tx.execute(
+        &insert,
+        &[
+            &delivery.0,
+            &i64::from(attempt.number),
+            &attempt.started_at,
+            &attempt.duration_ms,
+            &attempt.url,
+            &attempt.status.map(i64::from),
+            &attempt.error.map(|kind| kind.as_str()),
+            &attempt.response_excerpt,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The columns a replay resets: due now, new age window, lease cleared.
+const REQUEUE: &str = "state = 'pending', next_attempt_at = $1, leased_until = NULL, \
+     window_start = $1, window_attempts = attempts, updated_at = $1";
+
+/// Re-queues every delivery in `state`, optionally of one channel or partner.
+pub async fn retry_deliveries(
+    tx: &Transaction<'_>,
+    state: DeliveryState,
+    channel: Option<&ChannelId>,
+    partner: Option<&PartnerId>,
+    now: i64,
+) -> Result<u64, StoreError> {
+    let sql = format!(
+        "UPDATE deliveries SET {REQUEUE}
+         WHERE state = $2 AND ($3::text IS NULL OR channel_id = $3)
+           AND ($4::text IS NULL OR partner_id = $4)"
+    );
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [
+        &now,
+        &state.as_str(),
+        &channel.map(ChannelId::as_str),
+        &partner.map(PartnerId::as_str),
+    ];
+    Ok(tx.execute(&sql, &params).await?)
+}
+
+/// Re-queues a failed or dropped delivery with a fresh age window.
+pub async fn retry_delivery(
+    tx: &Transaction<'_>,
+    id: DeliveryId,
+    now: i64,
+) -> Result<(), StoreError> {
+    let sql =
+        format!("UPDATE deliveries SET {REQUEUE} WHERE id = $2 AND state IN ('failed', 'dropped')");
+    if tx.execute(&sql, &[&now, &id.0]).await? == 1 {
+        return Ok(());
+    }
+    let state = tx
+        .query_opt("SELECT state FROM deliveries WHERE id = $1", &[&id.0])
+        .await?;
+    match state {
+        None => Err(StoreError::NotFound {
+            what: "delivery",
+            id: id.to_string(),
+        }),
+        Some(row) => Err(StoreError::Conflict(format!(
+            "Delivery {id} is {}: only failed or dropped deliveries can be retried",
+            row.try_get::<_, String>(0)?
+        ))),
+    }
+}
+
+const DELIVERY_COLUMNS: &str = "id, event_id, channel_id, target, state, attempts, \
+     next_attempt_at, last_error, updated_at, partner_id";
+
+fn delivery_from_row(row: &Row) -> Result<DeliveryRecord, StoreError> {
+    let target: String = row.try_get(3)?;
+    let state: String = row.try_get(4)?;
+    Ok(DeliveryRecord {
+        id: DeliveryId(row.try_get(0)?),
+        event: EventId(row.try_get(1)?),
+        channel: row
+            .try_get::<_, Option<String>>(2)?
+            .map(ChannelId::from_raw),
+        partner: row
+            .try_get::<_, Option<String>>(9)?
+            .map(PartnerId::from_raw),
+        target: Target::from_stored(&target).unwrap_or(Target::Primary),
+        state: DeliveryState::parse(&state).unwrap_or(DeliveryState::Pending),
+        attempts: count(row.try_get(5)?),
+        next_attempt_at: row.try_get(6)?,
+        last_error: row.try_get(7)?,
+        updated_at: row.try_get(8)?,
+    })
+}
+
+/// The columns [`summary_from_row`] reads, in its order.
+const SUMMARY_COLUMNS: &str = "id, kind, channel_id, partner_id, phone_number_id, received_at";
+
+fn summary_from_row(row: &Row) -> Result<EventSummary, StoreError> {
+    let kind: String = row.try_get(1)?;
+    Ok(EventSummary {
+        id: EventId(row.try_get(0)?),
+        kind: EventKind::parse(&kind).unwrap_or(EventKind::Unroutable),
+        channel: row
+            .try_get::<_, Option<String>>(2)?
+            .map(ChannelId::from_raw),
+        partner: row
+            .try_get::<_, Option<String>>(3)?
+            .map(PartnerId::from_raw),
+        phone_number_id: row.try_get(4)?,
+        received_at: row.try_get(5)?,
+    })
+}
+
+/// An event, its deliveries and their attempts.
+pub async fn event(tx: &Transaction<'_>, id: EventId) -> Result<Option<EventRecord>, StoreError> {
+    let sql = format!("SELECT {SUMMARY_COLUMNS}, payload FROM events WHERE id = $1");
+    let Some(row) = tx.query_opt(&sql, &[&id.0]).await? else {
+        return Ok(None);
+    };
+    let summary = summary_from_row(&row)?;
+    let payload: Vec<u8> = row.try_get(6)?;
+    let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = $1 ORDER BY id");
+    let mut deliveries = Vec::new();
+    for row in tx.query(&sql, &[&id.0]).await? {
+        let delivery = delivery_from_row(&row)?;
+        let attempts = attempts_of(tx, delivery.id).await?;
+        deliveries.push((delivery, attempts));
+    }
+    Ok(Some(EventRecord {
+        summary,
+        payload: Bytes::from(payload),
+        deliveries,
+    }))
+}
+
+async fn attempts_of(
+    tx: &Transaction<'_>,
+    delivery: DeliveryId,
+) -> Result<Vec<AttemptRecord>, StoreError> {
+    let rows = tx
+        .query(
+            "SELECT number, started_at, duration_ms, url, status, error, response_excerpt
+             FROM attempts WHERE delivery_id = $1 ORDER BY id",
+            &[&delivery.0],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let error: Option<String> = row.try_get(5)?;
+            let status: Option<i64> = row.try_get(4)?;
+            Ok(AttemptRecord {
+                number: count(row.try_get(0)?),
+                started_at: row.try_get(1)?,
+                duration_ms: row.try_get(2)?,
+                url: row.try_get::<_, Option<String>>(3)?.unwrap_or_default(),
+                status: status.and_then(|s| u16::try_from(s).ok()),
+                error: error.as_deref().and_then(parse_error_kind),
+                response_excerpt: row.try_get(6)?,
+            })
+        })
+        .collect()
+}
+
+/// Deliveries by ascending id, filtered.
+pub async fn deliveries(
+    tx: &Transaction<'_>,
+    filter: &DeliveryFilter,
+) -> Result<Vec<DeliveryRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries
+         WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR channel_id = $2)
+           AND id > $3
+         ORDER BY id LIMIT $4"
+    );
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [
+        &filter.state.map(DeliveryState::as_str),
+        &filter.channel.as_ref().map(ChannelId::as_str),
+        &filter.after.map_or(0, |id| id.0),
+        &(filter.limit as i64),
+    ];
+    let rows = tx.query(&sql, &params).await?;
+    rows.iter().map(delivery_from_row).collect()
+}
+
+/// How many deliveries are in `state`.
+pub async fn count_by_state(tx: &Transaction<'_>, state: DeliveryState) -> Result<u64, StoreError> {
+    let row = tx
+        .query_one(
+            "SELECT COUNT(*) FROM deliveries WHERE state = $1",
+            &[&state.as_str()],
+        )
+        .await?;
+    Ok(row.try_get::<_, i64>(0)?.max(0) as u64)
+}
+
+/// Events by ascending id, filtered.
+pub async fn events(
+    tx: &Transaction<'_>,
+    filter: &EventFilter,
+) -> Result<Vec<EventSummary>, StoreError> {
+    let condition = match filter.kind {
+        // A literal, so the planner can use the partial index `events_unroutable`.
+        Some(EventKind::Unroutable) => "kind = 'unroutable'",
+        Some(EventKind::Whatsapp) => "kind = 'whatsapp'",
+        Some(EventKind::Partner) => "kind = 'partner'",
+        None => "TRUE",
+    };
+    let sql = format!(
+        "SELECT {SUMMARY_COLUMNS} FROM events WHERE {condition} AND id > $1 ORDER BY id LIMIT $2"
+    );
+    let after = filter.after.map_or(0, |id| id.0);
+    let rows = tx.query(&sql, &[&after, &(filter.limit as i64)]).await?;
+    rows.iter().map(summary_from_row).collect()
+}
+
+/// Deletes finished events older than `before`, with their deliveries and attempts.
+pub async fn purge_finished(
+    tx: &Transaction<'_>,
+    before: i64,
+    limit: usize,
+) -> Result<u64, StoreError> {
+    let rows = tx
+        .query(
+            "SELECT e.id FROM events e
+             WHERE e.received_at < $1
+               AND NOT EXISTS (SELECT 1 FROM deliveries d
+                               WHERE d.event_id = e.id AND d.state = 'pending')
+             ORDER BY e.id LIMIT $2",
+            &[&before, &(limit as i64)],
+        )
+        .await?;
+    let ids = rows
+        .iter()
+        .map(|row| row.try_get::<_, i64>(0))
+        .collect::<Result<Vec<_>, _>>()?;
+    tx.execute(
+        "DELETE FROM attempts WHERE delivery_id IN
+             (SELECT id FROM deliveries WHERE event_id = ANY($1))",
+        &[&ids],
+    )
+    .await?;
+    tx.execute("DELETE FROM deliveries WHERE event_id = ANY($1)", &[&ids])
+        .await?;
+    tx.execute("DELETE FROM events WHERE id = ANY($1)", &[&ids])
+        .await?;
+    Ok(ids.len() as u64)
+}

@@ -1,0 +1,502 @@
+//! The PostgreSQL backend, for several Switchboard nodes sharing one database.
+//!
+//! Every operation is one transaction on a pooled connection (PostgreSQL commits concurrent
+//! transactions together on its own). Claims lock with `SKIP LOCKED`, so nodes split the due
+//! work instead of sending it twice. The routing cache stays exact across nodes: every
+//! configuration write sends `NOTIFY switchboard_config` in its transaction, and each node's
+//! listener empties its cache when that arrives; while the listener is down, the cache is
+//! bypassed.
+
+mod deliveries;
+mod listener;
+mod provisioning;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+use self::listener::Listener;
+use self::provisioning::{find_channel, find_partner, stored_key_hash, update_one};
+use super::cache::ConfigCache;
+use super::columns::{self, webhook_columns};
+use super::{
+    ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventFilter, EventRecord,
+    EventSummary, NewChannel, NewEvent, Outcome, PartnerRecord, Routing, SavedEvent, Store,
+    StoreError, WabaWebhookView, WriteStats,
+};
+use crate::domain::{
+    Channel, ChannelId, DeliveryId, DeliveryState, EventId, KeyHash, MultiWebhook,
+    MultiWebhookChange, Partner, PartnerId, Route, Target, WabaId, WabaWebhook, Webhook,
+    WebhookHeaders, WebhookUrl,
+};
+
+/// The migrations, in order; each runs once, in its own transaction.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("0001_init.sql"))];
+
+/// Connections per node: enough for the engine's concurrent settles and the API.
+const POOL_SIZE: usize = 32;
+
+/// The channel configuration writes notify.
+const CONFIG_CHANNEL: &str = "switchboard_config";
+
+/// The PostgreSQL store: a connection pool, the routing cache and its listener.
+pub struct PostgresStore {
+    pool: Pool,
+    cache: Arc<ConfigCache>,
+    listener: Listener,
+    commits: AtomicU64,
+    busy_micros: AtomicU64,
+}
+
+/// Runs `$body` (an async block using `$tx`) in a transaction and commits it; counts it as
+/// a write when `$kind` is `write` or `config`, and after a `config` write notifies every
+/// node and empties this node's cache.
+macro_rules! transact {
+    ($store:expr, $kind:ident, |$tx:ident| $body:expr) => {{
+        let store = &$store;
+        let started = Instant::now();
+        let mut client = store.pool.get().await?;
+        let $tx = client.transaction().await?;
+        let value = $body.await?;
+        transact!(@before_commit $kind, $tx);
+        $tx.commit().await?;
+        transact!(@after_commit $kind, store, started);
+        Ok::<_, StoreError>(value)
+    }};
+    (@before_commit config, $tx:ident) => {
+        $tx.execute(&format!("NOTIFY {CONFIG_CHANNEL}"), &[]).await?;
+    };
+    (@before_commit $other:ident, $tx:ident) => {};
+    (@after_commit read, $store:ident, $started:ident) => {
+        let _ = $started;
+    };
+    (@after_commit write, $store:ident, $started:ident) => {
+        $store.count_write($started);
+    };
+    (@after_commit config, $store:ident, $started:ident) => {
+        $store.count_write($started);
+        $store.cache.invalidate();
+    };
+}
+
+impl PostgresStore {
+    /// Connects to `url`, migrates the schema, and starts the configuration listener.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Open(format!("invalid PostgreSQL URL: {e}")))?;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .build()
+            .map_err(|e| StoreError::Open(format!("cannot build the connection pool: {e}")))?;
+        migrate(&pool).await?;
+        let cache = Arc::new(ConfigCache::default());
+        let listener = Listener::start(config, CONFIG_CHANNEL, Arc::clone(&cache)).await?;
+        Ok(Self {
+            pool,
+            cache,
+            listener,
+            commits: AtomicU64::new(0),
+            busy_micros: AtomicU64::new(0),
+        })
+    }
+
+    fn count_write(&self, started: Instant) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        let busy = started.elapsed().as_micros() as u64;
+        self.busy_micros.fetch_add(busy, Ordering::Relaxed);
+    }
+
+    /// Sets one webhook column of a partner and returns the partner as it is now.
+    async fn update_partner(
+        &self,
+        id: &PartnerId,
+        column: &'static str,
+        value: Option<String>,
+    ) -> Result<PartnerRecord, StoreError> {
+        transact!(self, write, |tx| async {
+            let sql = format!("UPDATE partners SET {column} = $1 WHERE id = $2");
+            update_one(&tx, &sql, &[&value, &id.as_str()], ("partner", id.as_str())).await?;
+            find_partner(&tx, "id = $1", id.as_str())
+                .await?
+                .ok_or_else(|| StoreError::NotFound {
+                    what: "partner",
+                    id: id.to_string(),
+                })
+        })
+    }
+}
+
+/// Applies the migrations this database has not seen, one node at a time (advisory lock).
+async fn migrate(pool: &Pool) -> Result<(), StoreError> {
+    let open = |e: &dyn std::fmt::Display| StoreError::Open(format!("cannot migrate: {e}"));
+    let mut client = pool.get().await.map_err(|e| open(&e))?;
+    let tx = client.transaction().await.map_err(|e| open(&e))?;
+    tx.batch_execute(
+        "SELECT pg_advisory_xact_lock(7301);
+         CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    BIGINT PRIMARY KEY,
+             applied_at BIGINT NOT NULL)",
+    )
+    .await
+    .map_err(|e| open(&e))?;
+    for (version, sql) in MIGRATIONS {
+        let applied = tx
+            .query_opt(
+                "SELECT 1 FROM schema_migrations WHERE version = $1",
+                &[version],
+            )
+            .await
+            .map_err(|e| open(&e))?
+            .is_some();
+        if applied {
+            continue;
+        }
+        tx.batch_execute(sql).await.map_err(|e| open(&e))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+            &[version, &crate::clock::now_ms()],
+        )
+        .await
+        .map_err(|e| open(&e))?;
+        tracing::info!(version, "applied postgres migration");
+    }
+    tx.commit().await.map_err(|e| open(&e))
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+
+    async fn create_partner(&self, partner: Partner, key_hash: KeyHash) -> Result<(), StoreError> {
+        transact!(self, write, |tx| provisioning::create_partner(
+            &tx, &partner, &key_hash
+        ))
+    }
+
+    async fn create_waba(&self, partner: &PartnerId, waba: WabaId) -> Result<(), StoreError> {
+        transact!(self, write, |tx| provisioning::create_waba(
+            &tx, partner, waba
+        ))
+    }
+
+    async fn create_channel(
+        &self,
+        channel: NewChannel,
+        events: Vec<NewEvent>,
+    ) -> Result<(), StoreError> {
+        transact!(self, write, |tx| provisioning::create_channel(
+            &tx, &channel, &events
+        ))
+    }
+
+    async fn replace_channel_key(
+        &self,
+        id: &ChannelId,
+        key_hash: KeyHash,
+    ) -> Result<(), StoreError> {
+        transact!(self, config, |tx| update_one(
+            &tx,
+            "UPDATE channels SET api_key_hash = $1, webhook_url = NULL, webhook_headers = NULL
+             WHERE id = $2",
+            &[&key_hash.as_str(), &id.as_str()],
+            ("channel", id.as_str()),
+        ))
+    }
+
+    async fn channel_by_key(&self, key_hash: &KeyHash) -> Result<Option<Channel>, StoreError> {
+        transact!(self, read, |tx| async {
+            match stored_key_hash(&tx, "channels", key_hash).await? {
+                Some(hash) => find_channel(&tx, "api_key_hash = $1", &hash).await,
+                None => Ok(None),
+            }
+        })
+    }
+
+    async fn channel(&self, id: &ChannelId) -> Result<Option<Channel>, StoreError> {
+        transact!(self, read, |tx| find_channel(&tx, "id = $1", id.as_str()))
+    }
+
+    async fn set_phone_webhook(
+        &self,
+        id: &ChannelId,
+        webhook: Option<Webhook>,
+    ) -> Result<(), StoreError> {
+        let (url, headers) = webhook_columns(webhook.as_ref())?;
+        transact!(self, config, |tx| update_one(
+            &tx,
+            "UPDATE channels SET webhook_url = $1, webhook_headers = $2 WHERE id = $3",
+            &[&url, &headers, &id.as_str()],
+            ("channel", id.as_str()),
+        ))
+    }
+
+    async fn waba_webhook(&self, waba: WabaId) -> Result<WabaWebhookView, StoreError> {
+        transact!(self, read, |tx| async {
+            tx.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .await?;
+            provisioning::waba_webhook(&tx, waba).await
+        })
+    }
+
+    async fn set_waba_webhook(
+        &self,
+        waba: WabaId,
+        webhook: Option<WabaWebhook>,
+    ) -> Result<(), StoreError> {
+        let columns = webhook_columns(webhook.as_ref().map(|w| &w.webhook))?;
+        let override_all = webhook.is_some_and(|w| w.override_all);
+        transact!(self, config, |tx| provisioning::set_waba_webhook(
+            &tx,
+            waba,
+            columns,
+            override_all
+        ))
+    }
+
+    async fn change_multi_webhook(
+        &self,
+        id: &ChannelId,
+        change: MultiWebhookChange,
+        max_destinations: usize,
+    ) -> Result<MultiWebhook, StoreError> {
+        transact!(self, config, |tx| provisioning::change_multi_webhook(
+            &tx,
+            id.as_str(),
+            change,
+            max_destinations
+        ))
+    }
+
+    async fn route(&self, id: &ChannelId) -> Result<Route, StoreError> {
+        match self.routing(id).await? {
+            Some(routing) => Ok(routing.route.clone()),
+            None => Err(StoreError::NotFound {
+                what: "channel",
+                id: id.to_string(),
+            }),
+        }
+    }
+
+    async fn set_signing_secret(&self, id: &ChannelId, secret: String) -> Result<(), StoreError> {
+        transact!(self, config, |tx| update_one(
+            &tx,
+            "UPDATE channels SET signing_secret = $1 WHERE id = $2",
+            &[&secret, &id.as_str()],
+            ("channel", id.as_str()),
+        ))
+    }
+
+    async fn routing(&self, id: &ChannelId) -> Result<Option<Arc<Routing>>, StoreError> {
+        let cached = self.listener.is_listening();
+        if cached {
+            if let Some(hit) = self.cache.routing(id) {
+                return Ok(Some(hit));
+            }
+        }
+        let generation = self.cache.generation();
+        let loaded = transact!(self, read, |tx| provisioning::load_routing(&tx, id))?;
+        Ok(loaded.map(|routing| match cached {
+            true => self.cache.remember_routing(id, routing, generation),
+            false => Arc::new(routing),
+        }))
+    }
+
+    async fn channel_ref(&self, id: &ChannelId) -> Result<Option<ChannelRef>, StoreError> {
+        if let Some(hit) = self.cache.channel_ref_by_id(id) {
+            return Ok(Some(hit));
+        }
+        let found = self.channel(id).await?.map(ChannelRef::from);
+        if let Some(reference) = &found {
+            self.cache.remember_channel_ref_by_id(reference.clone());
+        }
+        Ok(found)
+    }
+
+    async fn channel_by_phone_number_id(
+        &self,
+        phone_number_id: &str,
+    ) -> Result<Option<ChannelRef>, StoreError> {
+        if let Some(hit) = self.cache.channel_ref(phone_number_id) {
+            return Ok(Some(hit));
+        }
+        let found = transact!(self, read, |tx| find_channel(
+            &tx,
+            "phone_number_id = $1",
+            phone_number_id
+        ))?;
+        Ok(found.map(|channel| {
+            let reference = ChannelRef::from(channel);
+            self.cache
+                .remember_channel_ref(phone_number_id, reference.clone());
+            reference
+        }))
+    }
+
+    async fn save_events(
+        &self,
+        events: Vec<NewEvent>,
+        claim_until: Option<i64>,
+    ) -> Result<Vec<SavedEvent>, StoreError> {
+        transact!(self, write, |tx| deliveries::save_events(
+            &tx,
+            &events,
+            claim_until
+        ))
+    }
+
+    async fn claim_due(
+        &self,
+        now: i64,
+        limit: usize,
+        lease_until: i64,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        transact!(self, write, |tx| deliveries::claim_due(
+            &tx,
+            now,
+            limit,
+            lease_until
+        ))
+    }
+
+    async fn release_leases(&self) -> Result<u64, StoreError> {
+        transact!(self, write, |tx| deliveries::release_leases(&tx))
+    }
+
+    async fn settle(&self, outcome: Outcome) -> Result<Vec<(DeliveryId, Target)>, StoreError> {
+        transact!(self, write, |tx| deliveries::settle(&tx, &outcome))
+    }
+
+    async fn retry_delivery(&self, id: DeliveryId, now: i64) -> Result<(), StoreError> {
+        transact!(self, write, |tx| deliveries::retry_delivery(&tx, id, now))
+    }
+
+    async fn retry_deliveries(
+        &self,
+        state: DeliveryState,
+        channel: Option<ChannelId>,
+        partner: Option<PartnerId>,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        transact!(self, write, |tx| deliveries::retry_deliveries(
+            &tx,
+            state,
+            channel.as_ref(),
+            partner.as_ref(),
+            now
+        ))
+    }
+
+    async fn event(&self, id: EventId) -> Result<Option<EventRecord>, StoreError> {
+        transact!(self, read, |tx| deliveries::event(&tx, id))
+    }
+
+    async fn events(&self, filter: EventFilter) -> Result<Vec<EventSummary>, StoreError> {
+        transact!(self, read, |tx| deliveries::events(&tx, &filter))
+    }
+
+    async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<DeliveryRecord>, StoreError> {
+        transact!(self, read, |tx| deliveries::deliveries(&tx, &filter))
+    }
+
+    async fn purge_finished(&self, before: i64, limit: usize) -> Result<u64, StoreError> {
+        transact!(self, write, |tx| deliveries::purge_finished(
+            &tx, before, limit
+        ))
+    }
+
+    async fn count_by_state(&self, state: DeliveryState) -> Result<u64, StoreError> {
+        transact!(self, read, |tx| deliveries::count_by_state(&tx, state))
+    }
+
+    fn write_stats(&self) -> WriteStats {
+        let commits = self.commits.load(Ordering::Relaxed);
+        WriteStats {
+            commits,
+            writes: commits,
+            busy_seconds: self.busy_micros.load(Ordering::Relaxed) as f64 / 1e6,
+        }
+    }
+
+    async fn partner_by_key(
+        &self,
+        key_hash: &KeyHash,
+    ) -> Result<Option<PartnerRecord>, StoreError> {
+        transact!(self, read, |tx| async {
+            match stored_key_hash(&tx, "partners", key_hash).await? {
+                Some(hash) => find_partner(&tx, "api_key_hash = $1", &hash).await,
+                None => Ok(None),
+            }
+        })
+    }
+
+    async fn partner(&self, id: &PartnerId) -> Result<Option<PartnerRecord>, StoreError> {
+        transact!(self, read, |tx| find_partner(&tx, "id = $1", id.as_str()))
+    }
+
+    async fn set_partner_webhook_url(
+        &self,
+        id: &PartnerId,
+        url: Option<WebhookUrl>,
+    ) -> Result<PartnerRecord, StoreError> {
+        let url = url.map(|u| u.as_str().to_owned());
+        self.update_partner(id, "webhook_url", url).await
+    }
+
+    async fn set_partner_webhook_headers(
+        &self,
+        id: &PartnerId,
+        headers: WebhookHeaders,
+    ) -> Result<PartnerRecord, StoreError> {
+        let encoded = columns::encode(headers.as_map())?;
+        self.update_partner(id, "webhook_headers", Some(encoded))
+            .await
+    }
+
+    async fn set_partner_signing_secret(
+        &self,
+        id: &PartnerId,
+        secret: String,
+    ) -> Result<(), StoreError> {
+        transact!(self, write, |tx| update_one(
+            &tx,
+            "UPDATE partners SET signing_secret = $1 WHERE id = $2",
+            &[&secret, &id.as_str()],
+            ("partner", id.as_str()),
+        ))
+    }
+
+    async fn waba_partner(&self, waba: WabaId) -> Result<Option<PartnerId>, StoreError> {
+        transact!(self, read, |tx| provisioning::waba_partner(&tx, waba))
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        if error.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+            return StoreError::Conflict("A record with these values already exists".into());
+        }
+        StoreError::Database(Box::new(error))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        StoreError::Database(Box::new(error))
+    }
+}

@@ -1,0 +1,190 @@
+//! `postgres_database()`: a fresh database in a throwaway PostgreSQL cluster that this test
+//! process starts itself with the installed `initdb`/`pg_ctl` (no docker, no mocks).
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The cluster's superuser; trust authentication, so URLs need no password.
+const SUPERUSER: &str = "switchboard";
+/// Who runs the server when the tests run as root (initdb and postgres refuse root).
+const SERVER_USER: &str = "postgres";
+
+/// One cluster for the whole test process, started on first use.
+struct Cluster {
+    bin: PathBuf,
+    port: u16,
+}
+
+/// Returns the URL of a new, empty database, so that tests can run against a real
+/// PostgreSQL server without sharing state. All databases live in one cluster per test
+/// process, which a watchdog stops and deletes once the process has ended.
+pub fn postgres_database() -> String {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let cluster = CLUSTER.get_or_init(Cluster::start);
+    let id = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = format!("t_{id}_{}", std::process::id());
+    let port = cluster.port.to_string();
+    let args = ["-h", "127.0.0.1", "-p", &port, "-U", SUPERUSER, &name];
+    run(Command::new(cluster.bin.join("createdb")).args(args));
+    format!("postgres://{SUPERUSER}@127.0.0.1:{port}/{name}")
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let bin = postgres_bin_dir();
+        let root = run(Command::new("id").arg("-u")).trim() == "0";
+        let dir = tempfile::Builder::new()
+            .prefix("switchboard-pg-")
+            .tempdir()
+            .expect("temp dir")
+            .keep();
+        if root {
+            run(Command::new("chown").arg(SERVER_USER).arg(&dir));
+        }
+        // As the server's user: directly, or through runuser when we are root.
+        let as_server = |program: &str| {
+            let mut command = if root {
+                let mut command = Command::new("runuser");
+                command
+                    .args(["-u", SERVER_USER, "--"])
+                    .arg(bin.join(program));
+                command
+            } else {
+                Command::new(bin.join(program))
+            };
+            command.current_dir(&dir);
+            command
+        };
+        spawn_watchdog(&dir, &as_server("pg_ctl"));
+
+        let data = dir.join("data");
+        run(as_server("initdb")
+            .args(["-A", "trust", "-E", "UTF8", "--locale=C", "-U", SUPERUSER])
+            .arg("-D")
+            .arg(&data));
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("free port")
+            .port();
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -p {port} -k {} \
+             -c max_connections=200 -c shared_buffers=32MB",
+            data.display()
+        );
+        let log = dir.join("server.log");
+        let mut start = as_server("pg_ctl");
+        start.args(["start", "-W", "-o", &options, "-l"]).arg(&log);
+        run(start.arg("-D").arg(&data).stdin(Stdio::null()));
+
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let ready = || {
+            Command::new(bin.join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
+                .status()
+                .is_ok_and(|status| status.success())
+        };
+        while !ready() {
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+                panic!("PostgreSQL did not start within 30 s; end of its log:\n{tail}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Cluster { bin, port }
+    }
+}
+
+/// The directory of `initdb`, `pg_ctl` and `postgres`: from PATH, else the newest
+/// `/usr/lib/postgresql/*/bin` (Debian installs them there, off PATH).
+fn postgres_bin_dir() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let on_path = std::env::split_paths(&path)
+        .find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
+        .and_then(|dir| dir.join("initdb").canonicalize().ok())
+        .and_then(|initdb| initdb.parent().map(Path::to_path_buf));
+    let newest_installed = || {
+        std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|entry| entry.path().join("bin/initdb").is_file())
+            .max_by_key(|entry| {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                name.split('.')
+                    .map_while(|n| n.parse().ok())
+                    .collect::<Vec<u32>>()
+            })
+            .map(|entry| entry.path().join("bin"))
+    };
+    on_path.or_else(newest_installed).expect(
+        "PostgreSQL not found (no initdb on PATH or in /usr/lib/postgresql/*/bin); \
+         install it, e.g. `apt-get install -y postgresql`",
+    )
+}
+
+/// Stops the cluster (`pg_ctl stop -m immediate`) and deletes `dir` once this process has
+/// ended: statics never drop. Detached from our stdio and process group, so that neither
+/// `cargo test` nor a Ctrl-C waits for or kills it.
+fn spawn_watchdog(dir: &Path, pg_ctl: &Command) {
+    let script = r#"while kill -0 "$1" 2>/dev/null; do sleep 0.5; done
+dir=$2; shift 2
+for attempt in 1 2 3; do  # again if killed amid initdb, which may still be writing
+    "$@" stop -D "$dir/data" -m immediate; rm -rf "$dir" && break; sleep 1
+done"#;
+    let pg_ctl = std::iter::once(pg_ctl.get_program()).chain(pg_ctl.get_args());
+    // Never waited for on purpose: it outlives this process.
+    #[allow(clippy::zombie_processes)]
+    Command::new("sh")
+        .args(["-c", script, "watchdog", &std::process::id().to_string()])
+        .arg(dir)
+        .args(pg_ctl)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("spawn cluster watchdog");
+}
+
+/// Runs `command` to completion and returns its stdout; panics with its stderr on failure.
+fn run(command: &mut Command) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn a_throwaway_cluster_serves_fresh_databases() {
+    let psql = |url: &str, sql: &str| {
+        let bin = postgres_bin_dir().join("psql");
+        run(Command::new(bin).args([url, "-tAc", sql]))
+            .trim()
+            .to_owned()
+    };
+    let (first, second) = (postgres_database(), postgres_database());
+    assert_ne!(first, second);
+    for url in [&first, &second] {
+        assert_eq!(psql(url, "select 1"), "1");
+        let name = url.rsplit('/').next().unwrap();
+        assert_eq!(psql(url, "select current_database()"), name);
+    }
+    psql(&first, "create table marker (id int)");
+    assert_eq!(psql(&first, "select to_regclass('marker') is null"), "f");
+    assert_eq!(psql(&second, "select to_regclass('marker') is null"), "t");
+}

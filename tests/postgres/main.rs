@@ -1,0 +1,35 @@
+//! The integration suite of `tests/api` against PostgreSQL: the same modules, each test on
+//! a fresh database of a throwaway cluster that this test run starts (`postgres.rs`).
+
+/// The database this binary runs the suite against.
+pub const BACKEND: helpers::Backend = helpers::Backend::Postgres;
+
+#[path = "../api/admin.rs"]
+mod admin;
+#[path = "../api/bad_input.rs"]
+mod bad_input;
+#[path = "../api/cli.rs"]
+mod cli;
+#[path = "../api/crash.rs"]
+mod crash;
+#[path = "../api/delivery.rs"]
+mod delivery;
+#[path = "../api/helpers.rs"]
+mod helpers;
+#[path = "../api/meta.rs"]
+mod meta;
+#[path = "../api/multi_webhook.rs"]
+mod multi_webhook;
+mod nodes;
+#[path = "../api/partner.rs"]
+mod partner;
+#[path = "../api/phone_webhook.rs"]
+mod phone_webhook;
+#[path = "../api/postgres.rs"]
+mod postgres;
+#[path = "../api/receiver.rs"]
+mod receiver;
+#[path = "../api/service.rs"]
+mod service;
+#[path = "../api/waba_webhook.rs"]
+mod waba_webhook;

@@ -106,6 +106,11 @@ pub struct ServeArgs {
     /// processes [default: 0].
     #[arg(long, env = "SWITCHBOARD_WORKER_THREADS", value_name = "N")]
     pub worker_threads: Option<usize>,
+    /// This node's name in a PostgreSQL cluster: its leases carry it, and at start a node
+    /// takes back only the leases of its own previous run. Keep it stable across restarts
+    /// and distinct between nodes [default: the host name].
+    #[arg(long, env = "SWITCHBOARD_NODE_ID", value_name = "NAME")]
+    pub node_id: Option<String>,
     /// TOML file with the same settings (keys are the flag names with `_`).
     #[arg(long, env = "SWITCHBOARD_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -130,6 +135,7 @@ struct FileConfig {
     max_waiting_per_destination: Option<usize>,
     retention_days: Option<u64>,
     worker_threads: Option<usize>,
+    node_id: Option<String>,
 }
 
 /// A setting that cannot be used; the text tells the operator what to fix.
@@ -246,6 +252,18 @@ pub struct Config {
     /// Async worker threads of the binary's runtime; `None` is one per core. (Only the
     /// binary reads it: `run` uses whatever runtime it is called on.)
     pub worker_threads: Option<usize>,
+    /// This node's name on a shared database (leases are owned per node).
+    pub node_id: String,
+}
+
+/// The default node id: the host name (as the kernel reports it), else `switchboard`.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "switchboard".into())
 }
 
 /// Shortest admin token accepted: shorter ones are guessable.
@@ -273,6 +291,7 @@ impl Config {
             max_waiting_per_destination: 2000,
             retention: Some(Duration::from_secs(30 * 86_400)),
             worker_threads: None,
+            node_id: host_name(),
         }
     }
 
@@ -351,6 +370,7 @@ impl Config {
                 .worker_threads
                 .or(file.worker_threads)
                 .filter(|&n| n > 0),
+            node_id: args.node_id.or(file.node_id).unwrap_or(defaults.node_id),
             ..defaults
         };
         config.validate()?;
@@ -378,6 +398,15 @@ impl Config {
         if !(1..=10_000).contains(&self.max_in_flight_per_destination) {
             return Err(ConfigError(
                 "--max-in-flight-per-destination must be between 1 and 10000".into(),
+            ));
+        }
+        let node_chars = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
+        if self.node_id.is_empty()
+            || self.node_id.len() > 64
+            || !self.node_id.chars().all(node_chars)
+        {
+            return Err(ConfigError(
+                "--node-id must be 1 to 64 letters, digits, '.', '-' or '_'".into(),
             ));
         }
         if self.worker_threads.is_some_and(|n| n > 1024) {
@@ -438,7 +467,7 @@ mod tests {
         let path = dir.path().join("switchboard.toml");
         std::fs::write(
             &path,
-            "listen = \":9000\"\ndev = true\nretry_base_ms = 10\nmax_extra_destinations = 5\nretention_days = 0\nworker_threads = 1\n",
+            "listen = \":9000\"\ndev = true\nretry_base_ms = 10\nmax_extra_destinations = 5\nretention_days = 0\nworker_threads = 1\nnode_id = \"node-a\"\n",
         )
         .unwrap();
         let config = Config::load(ServeArgs {
@@ -453,6 +482,7 @@ mod tests {
         assert_eq!(config.max_extra_destinations, 5);
         assert_eq!(config.retention, None, "0 keeps everything");
         assert_eq!(config.worker_threads, Some(1));
+        assert_eq!(config.node_id, "node-a");
         let per_core = Config::load(ServeArgs {
             worker_threads: Some(0),
             ..ServeArgs::default()

@@ -60,7 +60,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let store = store::open(&config.database).await?;
+    let store = store::open(&config.database, &config.node_id).await?;
     let released = store.release_leases().await?;
     if released > 0 {
         tracing::info!(

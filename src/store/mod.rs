@@ -188,8 +188,9 @@ pub trait Store: Send + Sync + 'static {
         lease_until: i64,
     ) -> Result<Vec<DueDelivery>, StoreError>;
 
-    /// Releases every lease: a single-node store calls it at start, when no attempt of a
-    /// previous run can still be in flight.
+    /// Releases the leases of this node's previous run (called at start, when none of its
+    /// attempts can still be in flight): with SQLite, every lease; with PostgreSQL, those
+    /// held under this node's id, leaving other running nodes' leases alone.
     async fn release_leases(&self) -> Result<u64, StoreError>;
 
     /// Records an attempt and what follows from it, in one transaction; returns the extra
@@ -260,10 +261,11 @@ pub trait Store: Send + Sync + 'static {
     async fn waba_partner(&self, waba: WabaId) -> Result<Option<PartnerId>, StoreError>;
 }
 
-/// Opens the database named by `url`, creating and migrating it if needed.
-pub async fn open(url: &DatabaseUrl) -> Result<Arc<dyn Store>, StoreError> {
+/// Opens the database named by `url`, creating and migrating it if needed; `node` names
+/// this node's leases on a shared (PostgreSQL) database.
+pub async fn open(url: &DatabaseUrl, node: &str) -> Result<Arc<dyn Store>, StoreError> {
     match url {
         DatabaseUrl::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path).await?)),
-        DatabaseUrl::Postgres(url) => Ok(Arc::new(PostgresStore::open(url.expose()).await?)),
+        DatabaseUrl::Postgres(url) => Ok(Arc::new(PostgresStore::open(url.expose(), node).await?)),
     }
 }

@@ -131,7 +131,11 @@ impl TestApp {
     /// A second server on the same database, as another node of a cluster (PostgreSQL).
     #[allow(dead_code)] // only the PostgreSQL binary (tests/postgres) runs several nodes
     pub async fn another_node(&self) -> TestApp {
-        start(self.config.clone(), Arc::clone(&self.data)).await
+        static NODES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let mut config = self.config.clone();
+        let n = NODES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        config.node_id = format!("{}-node{n}", self.config.node_id);
+        start(config, Arc::clone(&self.data)).await
     }
 
     /// Stops the server gracefully and waits until it has.

@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use crate::helpers::{fast_delivery, is_in_state, spawn_app_with};
-use crate::receiver::TestReceiver;
+use crate::receiver::{Behavior, TestReceiver};
 
 fn message(id: &str) -> serde_json::Value {
     json!({"messages": [{"from": "4917600000000", "id": id, "type": "text", "text": {"body": "hi"}}]})
@@ -77,4 +77,35 @@ async fn nodes_split_a_backlog_and_deliver_each_event_once() {
     assert_eq!(ids.len(), events.len(), "every event arrived");
     assert_eq!(before, ids.len(), "no event was claimed by two nodes");
     drop((second, third));
+}
+
+#[tokio::test]
+async fn a_starting_node_leaves_the_leases_of_running_nodes_alone() {
+    let first = spawn_app_with(fast_delivery).await;
+    let number = first.provision().await;
+    // Attempts that take a while: the first node holds their leases meanwhile...
+    let delay = std::time::Duration::from_millis(400);
+    let receiver = TestReceiver::with_default(Behavior::Delay(delay, 200)).await;
+    first
+        .set_webhook(&number.api_key, &receiver.url, json!({}))
+        .await;
+    let mut events = Vec::new();
+    for i in 0..5 {
+        let id = format!("wamid.l{i}");
+        events.push(first.post_event(&number.channel_id, message(&id)).await);
+    }
+    // ...and a node starting now must not take them back (only its own previous run's).
+    let second = first.another_node().await;
+    for event in &events {
+        first
+            .wait_for_event(*event, |e| is_in_state(e, "primary", "delivered"))
+            .await;
+    }
+    tokio::time::sleep(2 * delay).await;
+    assert_eq!(
+        receiver.received().len(),
+        events.len(),
+        "each event sent once"
+    );
+    drop(second);
 }

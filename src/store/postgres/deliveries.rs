@@ -1,7 +1,7 @@
 //! SQL of events, deliveries and attempts on PostgreSQL. Each function runs inside the
 //! caller's transaction; the rules are the SQLite backend's (see its `deliveries` module),
-//! except claims, which lock with `FOR UPDATE SKIP LOCKED` so several nodes never claim the
-//! same due delivery.
+//! except that claims lock with `FOR UPDATE SKIP LOCKED`, so several nodes never claim the
+//! same due delivery, and that every lease names its node (`leased_by`).
 
 use bytes::Bytes;
 use deadpool_postgres::Transaction;
@@ -15,12 +15,15 @@ use crate::store::{
     EventRecord, EventSummary, NewEvent, Outcome, SavedEvent, Settlement, StoreError,
 };
 
+/// A lease: until when (ms since the epoch), and which node holds it.
+pub type Lease<'a> = (i64, &'a str);
+
 /// Inserts events and their first deliveries; renders partner event bodies once their id
 /// is known.
 pub async fn save_events(
     tx: &Transaction<'_>,
     events: &[NewEvent],
-    claim_until: Option<i64>,
+    claim: Option<Lease<'_>>,
 ) -> Result<Vec<SavedEvent>, StoreError> {
     let insert = tx
         .prepare_cached(
@@ -64,7 +67,7 @@ pub async fn save_events(
             Some(target) => {
                 let owners = (event.channel.as_ref(), event.partner.as_ref());
                 let start = event.received_at;
-                Some(insert_delivery(tx, id, owners, &target, start, claim_until).await?)
+                Some(insert_delivery(tx, id, owners, &target, start, claim).await?)
             }
             None => None,
         };
@@ -83,14 +86,16 @@ async fn insert_delivery(
     (channel, partner): (Option<&ChannelId>, Option<&PartnerId>),
     target: &Target,
     window_start: i64,
-    claim_until: Option<i64>,
+    claim: Option<Lease<'_>>,
 ) -> Result<DeliveryId, StoreError> {
     let now = now_ms();
+    let (claim_until, node) = (claim.map(|c| c.0), claim.map(|c| c.1));
     let insert = tx
         .prepare_cached(
             "INSERT INTO deliveries (event_id, channel_id, partner_id, target, state,
-                                     next_attempt_at, leased_until, window_start, updated_at)
-             VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8) RETURNING id",
+                                     next_attempt_at, leased_until, window_start, updated_at,
+                                     leased_by)
+             VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9) RETURNING id",
         )
         .await?;
     let row = tx
@@ -105,6 +110,7 @@ async fn insert_delivery(
                 &claim_until,
                 &window_start,
                 &now,
+                &node,
             ],
         )
         .await?;
@@ -117,7 +123,7 @@ pub async fn claim_due(
     tx: &Transaction<'_>,
     now: i64,
     limit: usize,
-    lease_until: i64,
+    (lease_until, node): Lease<'_>,
 ) -> Result<Vec<DueDelivery>, StoreError> {
     let claim = tx
         .prepare_cached(
@@ -126,7 +132,7 @@ pub async fn claim_due(
                  WHERE state = 'pending' AND next_attempt_at <= $1
                  ORDER BY next_attempt_at LIMIT $2
                  FOR UPDATE SKIP LOCKED)
-             UPDATE deliveries d SET next_attempt_at = $3, leased_until = $3
+             UPDATE deliveries d SET next_attempt_at = $3, leased_until = $3, leased_by = $4
              FROM due, events e
              WHERE d.id = due.id AND e.id = d.event_id
              RETURNING d.id, d.event_id, d.channel_id, d.target, d.attempts, d.window_start,
@@ -134,7 +140,7 @@ pub async fn claim_due(
         )
         .await?;
     let rows = tx
-        .query(&claim, &[&now, &(limit as i64), &lease_until])
+        .query(&claim, &[&now, &(limit as i64), &lease_until, &node])
         .await?;
     let mut claimed = Vec::with_capacity(rows.len());
     for row in rows {
@@ -174,13 +180,13 @@ fn count(raw: i64) -> u32 {
     u32::try_from(raw.max(0)).unwrap_or(u32::MAX)
 }
 
-/// Makes every leased delivery due now.
-pub async fn release_leases(tx: &Transaction<'_>) -> Result<u64, StoreError> {
+/// Makes the deliveries `node` holds leased due now (its previous run's, at start).
+pub async fn release_leases(tx: &Transaction<'_>, node: &str) -> Result<u64, StoreError> {
     Ok(tx
         .execute(
             "UPDATE deliveries SET next_attempt_at = $1, leased_until = NULL
-             WHERE state = 'pending' AND leased_until IS NOT NULL",
-            &[&now_ms()],
+             WHERE state = 'pending' AND leased_until IS NOT NULL AND leased_by = $2",
+            &[&now_ms(), &node],
         )
         .await?)
 }
@@ -189,6 +195,7 @@ pub async fn release_leases(tx: &Transaction<'_>) -> Result<u64, StoreError> {
 pub async fn settle(
     tx: &Transaction<'_>,
     outcome: &Outcome,
+    node: &str,
 ) -> Result<Vec<(DeliveryId, Target)>, StoreError> {
     let id = outcome.delivery.0;
     let now = now_ms();
@@ -246,7 +253,8 @@ pub async fn settle(
     for name in extras {
         let target = Target::Extra(name.clone());
         let owners = (channel.as_ref(), None);
-        let extra = insert_delivery(tx, event, owners, &target, now, *claim_until).await?;
+        let claim = claim_until.map(|until| (until, node));
+        let extra = insert_delivery(tx, event, owners, &target, now, claim).await?;
         created.push((extra, target));
     }
     Ok(created)

@@ -35,7 +35,10 @@ use crate::domain::{
 };
 
 /// The migrations, in order; each runs once, in its own transaction.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("0001_init.sql")),
+    (2, include_str!("0002_lease_owner.sql")),
+];
 
 /// Connections per node: enough for the engine's concurrent settles and the API.
 const POOL_SIZE: usize = 32;
@@ -46,6 +49,8 @@ const CONFIG_CHANNEL: &str = "switchboard_config";
 /// The PostgreSQL store: a connection pool, the routing cache and its listener.
 pub struct PostgresStore {
     pool: Pool,
+    /// This node's id, written into every lease it takes.
+    node: String,
     cache: Arc<ConfigCache>,
     listener: Listener,
     commits: AtomicU64,
@@ -84,8 +89,9 @@ macro_rules! transact {
 }
 
 impl PostgresStore {
-    /// Connects to `url`, migrates the schema, and starts the configuration listener.
-    pub async fn open(url: &str) -> Result<Self, StoreError> {
+    /// Connects to `url`, migrates the schema, and starts the configuration listener; the
+    /// leases this store takes are `node`'s.
+    pub async fn open(url: &str, node: &str) -> Result<Self, StoreError> {
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Open(format!("invalid PostgreSQL URL: {e}")))?;
@@ -105,6 +111,7 @@ impl PostgresStore {
         let listener = Listener::start(config, CONFIG_CHANNEL, Arc::clone(&cache)).await?;
         Ok(Self {
             pool,
+            node: node.to_owned(),
             cache,
             listener,
             commits: AtomicU64::new(0),
@@ -356,7 +363,7 @@ impl Store for PostgresStore {
         transact!(self, write, |tx| deliveries::save_events(
             &tx,
             &events,
-            claim_until
+            claim_until.map(|until| (until, self.node.as_str()))
         ))
     }
 
@@ -370,16 +377,20 @@ impl Store for PostgresStore {
             &tx,
             now,
             limit,
-            lease_until
+            (lease_until, &self.node)
         ))
     }
 
     async fn release_leases(&self) -> Result<u64, StoreError> {
-        transact!(self, write, |tx| deliveries::release_leases(&tx))
+        transact!(self, write, |tx| deliveries::release_leases(
+            &tx, &self.node
+        ))
     }
 
     async fn settle(&self, outcome: Outcome) -> Result<Vec<(DeliveryId, Target)>, StoreError> {
-        transact!(self, write, |tx| deliveries::settle(&tx, &outcome))
+        transact!(self, write, |tx| deliveries::settle(
+            &tx, &outcome, &self.node
+        ))
     }
 
     async fn retry_delivery(&self, id: DeliveryId, now: i64) -> Result<(), StoreError> {

@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crate::domain::ChannelId;
-use crate::store::{ChannelRef, Routing};
+use crate::domain::{Channel, ChannelId};
+use crate::store::{ChannelRef, Routing, StoreError};
 
 /// Routing per channel, and the fixed facts of a channel by Meta phone_number_id and by id.
 #[derive(Default)]
@@ -82,6 +82,22 @@ impl ConfigCache {
             .read()
             .unwrap_or_else(|p| p.into_inner());
         map.get(id).cloned()
+    }
+
+    /// The fixed facts of a channel from memory, else from `load` (then remembered).
+    pub async fn channel_ref_or_load(
+        &self,
+        id: &ChannelId,
+        load: impl std::future::Future<Output = Result<Option<Channel>, StoreError>>,
+    ) -> Result<Option<ChannelRef>, StoreError> {
+        if let Some(hit) = self.channel_ref_by_id(id) {
+            return Ok(Some(hit));
+        }
+        let found = load.await?.map(ChannelRef::from);
+        if let Some(reference) = &found {
+            self.remember_channel_ref_by_id(reference.clone());
+        }
+        Ok(found)
     }
 
     /// Remembers the fixed facts of a channel.

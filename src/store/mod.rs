@@ -149,7 +149,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<MultiWebhook, StoreError>;
 
     /// Where a notification for the channel goes now.
-    async fn route(&self, id: &ChannelId) -> Result<Route, StoreError>;
+    async fn route(&self, id: &ChannelId) -> Result<Route, StoreError> {
+        match self.routing(id).await? {
+            Some(routing) => Ok(routing.route.clone()),
+            None => Err(StoreError::NotFound {
+                what: "channel",
+                id: id.to_string(),
+            }),
+        }
+    }
 
     /// Sets the secret that signs the channel's deliveries (`X-Hub-Signature-256`).
     async fn set_signing_secret(&self, id: &ChannelId, secret: String) -> Result<(), StoreError>;

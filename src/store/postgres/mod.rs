@@ -30,8 +30,8 @@ use super::{
 };
 use crate::domain::{
     Channel, ChannelId, DeliveryId, DeliveryState, EventId, KeyHash, MultiWebhook,
-    MultiWebhookChange, Partner, PartnerId, Route, Target, WabaId, WabaWebhook, Webhook,
-    WebhookHeaders, WebhookUrl,
+    MultiWebhookChange, Partner, PartnerId, Target, WabaId, WabaWebhook, Webhook, WebhookHeaders,
+    WebhookUrl,
 };
 
 /// The migrations, in order; each runs once, in its own transaction.
@@ -290,16 +290,6 @@ impl Store for PostgresStore {
         ))
     }
 
-    async fn route(&self, id: &ChannelId) -> Result<Route, StoreError> {
-        match self.routing(id).await? {
-            Some(routing) => Ok(routing.route.clone()),
-            None => Err(StoreError::NotFound {
-                what: "channel",
-                id: id.to_string(),
-            }),
-        }
-    }
-
     async fn set_signing_secret(&self, id: &ChannelId, secret: String) -> Result<(), StoreError> {
         transact!(self, config, |tx| update_one(
             &tx,
@@ -325,14 +315,7 @@ impl Store for PostgresStore {
     }
 
     async fn channel_ref(&self, id: &ChannelId) -> Result<Option<ChannelRef>, StoreError> {
-        if let Some(hit) = self.cache.channel_ref_by_id(id) {
-            return Ok(Some(hit));
-        }
-        let found = self.channel(id).await?.map(ChannelRef::from);
-        if let Some(reference) = &found {
-            self.cache.remember_channel_ref_by_id(reference.clone());
-        }
-        Ok(found)
+        self.cache.channel_ref_or_load(id, self.channel(id)).await
     }
 
     async fn channel_by_phone_number_id(

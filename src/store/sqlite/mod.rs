@@ -28,8 +28,8 @@ use super::{
 };
 use crate::domain::{
     Channel, ChannelId, DeliveryId, DeliveryState, EventId, KeyHash, MultiWebhook,
-    MultiWebhookChange, Partner, PartnerId, Route, Target, WabaId, WabaWebhook, Webhook,
-    WebhookHeaders, WebhookUrl,
+    MultiWebhookChange, Partner, PartnerId, Target, WabaId, WabaWebhook, Webhook, WebhookHeaders,
+    WebhookUrl,
 };
 
 /// The SQLite store: a group-committing writer and a pool of readers on one file.
@@ -212,16 +212,6 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn route(&self, id: &ChannelId) -> Result<Route, StoreError> {
-        match self.routing(id).await? {
-            Some(routing) => Ok(routing.route.clone()),
-            None => Err(StoreError::NotFound {
-                what: "channel",
-                id: id.to_string(),
-            }),
-        }
-    }
-
     async fn set_signing_secret(&self, id: &ChannelId, secret: String) -> Result<(), StoreError> {
         let id = id.clone();
         self.write_config(move |conn| {
@@ -248,14 +238,7 @@ impl Store for SqliteStore {
     }
 
     async fn channel_ref(&self, id: &ChannelId) -> Result<Option<ChannelRef>, StoreError> {
-        if let Some(hit) = self.cache.channel_ref_by_id(id) {
-            return Ok(Some(hit));
-        }
-        let found = self.channel(id).await?.map(ChannelRef::from);
-        if let Some(reference) = &found {
-            self.cache.remember_channel_ref_by_id(reference.clone());
-        }
-        Ok(found)
+        self.cache.channel_ref_or_load(id, self.channel(id)).await
     }
 
     async fn channel_by_phone_number_id(

@@ -17,12 +17,14 @@ impl Server {
         runtime: &Handle,
         client: &reqwest::Client,
         hook: &str,
+        db: Db,
     ) -> BenchResult<Self> {
         let data = tempfile::tempdir()?;
-        let mut config = Config::new(
-            DatabaseUrl::Sqlite(data.path().join("switchboard.db")),
-            ADMIN_TOKEN,
-        );
+        let database = match db {
+            Db::Sqlite => DatabaseUrl::Sqlite(data.path().join("switchboard.db")),
+            Db::Postgres => DatabaseUrl::parse(&crate::postgres::postgres_database())?,
+        };
+        let mut config = Config::new(database, ADMIN_TOKEN);
         config.dev = true;
         // Bound here, registered with the server runtime's reactor inside its task.
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;

@@ -35,6 +35,9 @@ use tokio_util::sync::CancellationToken;
 
 mod cpu;
 mod harness;
+/// The throwaway PostgreSQL cluster of the integration tests, for scenario 4.
+#[path = "../../tests/api/postgres.rs"]
+mod postgres;
 mod load;
 mod report;
 mod wire;
@@ -84,6 +87,9 @@ pub(crate) struct Settings {
     /// many worker threads (default: one per core, the binary's default), so the report
     /// shows what the thread setting is worth; 0 skips it.
     pub(crate) compare_threads: usize,
+    /// `BENCH_POSTGRES=0` skips scenario 4 (the sustained scenario on PostgreSQL); it is also
+    /// skipped, and the report says so, when PostgreSQL is not installed.
+    pub(crate) postgres: bool,
     /// `BENCH_WRITE=0` leaves docs/BENCHMARKS.md alone.
     pub(crate) write_doc: bool,
 }
@@ -110,6 +116,7 @@ impl Settings {
             compare_threads: env_or("BENCH_COMPARE_THREADS", if smoke { 0 } else { cores })?,
             repeats: env_or("BENCH_REPEATS", if smoke { 1 } else { 3 })?.max(1),
             write_doc: !smoke && env_or("BENCH_WRITE", 1u8)? != 0,
+            postgres: !smoke && env_or("BENCH_POSTGRES", 1u8)? != 0,
         })
     }
 }
@@ -188,6 +195,9 @@ pub(crate) struct Report {
     /// threads, ascending; empty when skipped.
     pub(crate) compare_rates: Vec<f64>,
     pub(crate) compare_threads: usize,
+    /// Scenario 4: every run on PostgreSQL (ascending) and the median one's CPU use; `None`
+    /// when skipped, with the reason.
+    pub(crate) postgres: Result<(Vec<SustainedRun>, usize), &'static str>,
     pub(crate) paced: OpenLoop,
     pub(crate) paced_delivery: Delivered,
     pub(crate) paced_cpu: CpuUse,
@@ -235,6 +245,7 @@ pub(crate) async fn run_all(
         &receiver,
         &tracker,
         &mut next_ids,
+        Db::Sqlite,
     )
     .await?;
     let sustained_rates: Vec<f64> = runs.iter().map(|r| r.0).collect();
@@ -247,6 +258,7 @@ pub(crate) async fn run_all(
             &receiver,
             &tracker,
             &mut next_ids,
+            Db::Sqlite,
         )
         .await?
         .iter()
@@ -255,12 +267,31 @@ pub(crate) async fn run_all(
         None => Vec::new(),
     };
 
+    let postgres = match (settings.postgres, postgres_installed()) {
+        (false, _) => Err("skipped (BENCH_POSTGRES=0)"),
+        (true, false) => Err("skipped: PostgreSQL is not installed (initdb not found)"),
+        (true, true) => {
+            let runs = sustained_runs(
+                settings,
+                server_runtime,
+                &client,
+                &receiver,
+                &tracker,
+                &mut next_ids,
+                Db::Postgres,
+            )
+            .await?;
+            let median = runs.len() / 2;
+            Ok((runs, median))
+        }
+    };
+
     let paced_events = (settings.rate * settings.paced_seconds) as usize;
     println!(
         "3/3 paced: {} events/s for {} s",
         settings.rate, settings.paced_seconds
     );
-    let server = Server::start(server_runtime, &client, &receiver.url).await?;
+    let server = Server::start(server_runtime, &client, &receiver.url, Db::Sqlite).await?;
     let ingest = server.ingest_endpoint()?;
     warm_up(&ingest, &tracker, next_ids(WARM_UP_EVENTS), settings).await?;
     let cpu = CpuSample::take();
@@ -280,10 +311,33 @@ pub(crate) async fn run_all(
         sustained_rates,
         compare_rates,
         compare_threads: settings.compare_threads,
+        postgres,
         paced,
         paced_delivery,
         paced_cpu,
     })
+}
+
+/// The database a scenario's server runs on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Db {
+    /// A SQLite file in a temporary directory (the default).
+    Sqlite,
+    /// A fresh database in a throwaway PostgreSQL cluster on this machine.
+    Postgres,
+}
+
+/// Whether PostgreSQL's `initdb` is on this machine (scenario 4 needs it).
+pub(crate) fn postgres_installed() -> bool {
+    std::process::Command::new("sh")
+        .args([
+            "-c",
+            "command -v initdb || ls /usr/lib/postgresql/*/bin/initdb",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
 }
 
 /// One sustained run's end-to-end rate, ingest figures, deliveries and CPU use.
@@ -298,15 +352,16 @@ pub(crate) async fn sustained_runs(
     receiver: &Receiver,
     tracker: &Tracker,
     next_ids: &mut impl FnMut(usize) -> u64,
+    db: Db,
 ) -> BenchResult<Vec<SustainedRun>> {
     let threads = runtime.metrics().num_workers();
     let mut runs = Vec::with_capacity(settings.repeats);
     for repeat in 1..=settings.repeats {
         println!(
-            "2/3 sustained ({repeat}/{}): {} events, {} connections, {threads} server threads",
+            "sustained on {db:?} ({repeat}/{}): {} events, {} connections, {threads} server threads",
             settings.repeats, settings.events, settings.concurrency
         );
-        let server = Server::start(runtime, client, &receiver.url).await?;
+        let server = Server::start(runtime, client, &receiver.url, db).await?;
         let ingest = server.ingest_endpoint()?;
         warm_up(&ingest, tracker, next_ids(WARM_UP_EVENTS), settings).await?;
         let cpu = CpuSample::take();

@@ -35,10 +35,10 @@ use tokio_util::sync::CancellationToken;
 
 mod cpu;
 mod harness;
+mod load;
 /// The throwaway PostgreSQL cluster of the integration tests, for scenario 4.
 #[path = "../../tests/api/postgres.rs"]
 mod postgres;
-mod load;
 mod report;
 mod wire;
 

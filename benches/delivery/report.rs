@@ -179,7 +179,11 @@ pub(crate) fn postgres_figures(t: &mut Table, r: &Report) {
         "**events delivered end to end per second** (each run)",
         format!("{} ({})", per_s(*rate), each.join(", ")),
     );
-    t.row(four, "ingest ack latency p50 / p99 / max", run.latency.show());
+    t.row(
+        four,
+        "ingest ack latency p50 / p99 / max",
+        run.latency.show(),
+    );
     t.row(four, "delivered", count(delivered));
     t.row(
         four,

@@ -8,6 +8,7 @@ pub const BACKEND: helpers::Backend = helpers::Backend::Postgres;
 mod admin;
 #[path = "../api/bad_input.rs"]
 mod bad_input;
+mod batch;
 #[path = "../api/cli.rs"]
 mod cli;
 #[path = "../api/crash.rs"]

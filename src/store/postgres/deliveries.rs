@@ -33,6 +33,10 @@ pub async fn save_events(
         .await?;
     let mut saved = Vec::with_capacity(events.len());
     for event in events {
+        if let Some(one) = save_with_delivery(tx, event, claim).await? {
+            saved.push(one);
+            continue;
+        }
         let known = match &event.body {
             EventBody::Bytes(bytes) => bytes.clone(),
             EventBody::Partner(_) => Bytes::new(),
@@ -78,6 +82,56 @@ pub async fn save_events(
         });
     }
     Ok(saved)
+}
+
+/// The common case in one statement (one round trip): an event whose bytes are known, with
+/// its first delivery. `None` for the other cases (partner events, no delivery).
+async fn save_with_delivery(
+    tx: &Transaction<'_>,
+    event: &NewEvent,
+    claim: Option<Lease<'_>>,
+) -> Result<Option<SavedEvent>, StoreError> {
+    let (EventBody::Bytes(payload), Some(target)) = (&event.body, event.first_target()) else {
+        return Ok(None);
+    };
+    let now = now_ms();
+    let (claim_until, node) = (claim.map(|c| c.0), claim.map(|c| c.1));
+    let insert = tx
+        .prepare_cached(
+            "WITH e AS (
+                 INSERT INTO events (kind, channel_id, partner_id, phone_number_id, payload,
+                                     received_at)
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id)
+             INSERT INTO deliveries (event_id, channel_id, partner_id, target, state,
+                                     next_attempt_at, leased_until, window_start, updated_at,
+                                     leased_by)
+             SELECT e.id, $2, $3, $7, 'pending', $8, $9, $6, $10, $11 FROM e
+             RETURNING event_id, id",
+        )
+        .await?;
+    let row = tx
+        .query_one(
+            &insert,
+            &[
+                &event.kind.as_str(),
+                &event.channel.as_ref().map(ChannelId::as_str),
+                &event.partner.as_ref().map(PartnerId::as_str),
+                &event.phone_number_id,
+                &payload.as_ref(),
+                &event.received_at,
+                &target.to_stored(),
+                &claim_until.unwrap_or(now),
+                &claim_until,
+                &now,
+                &node,
+            ],
+        )
+        .await?;
+    Ok(Some(SavedEvent {
+        event: EventId(row.try_get(0)?),
+        delivery: Some(DeliveryId(row.try_get(1)?)),
+        payload: payload.clone(),
+    }))
 }
 
 async fn insert_delivery(
@@ -200,16 +254,11 @@ pub async fn settle(
     let id = outcome.delivery.0;
     let now = now_ms();
     let counted = i64::from(outcome.attempt.is_some());
-    if let Some(attempt) = &outcome.attempt {
-        insert_attempt(tx, outcome.delivery, attempt).await?;
+    if matches!(outcome.settlement, Settlement::Deferred { .. }) {
+        if let Some(attempt) = &outcome.attempt {
+            insert_attempt(tx, outcome.delivery, attempt).await?;
+        }
     }
-    let update = tx
-        .prepare_cached(
-            "UPDATE deliveries SET state = $1, attempts = attempts + $2, next_attempt_at = $3,
-                    leased_until = NULL, last_error = $4, updated_at = $5
-             WHERE id = $6",
-        )
-        .await?;
     let (state, next, error) = match &outcome.settlement {
         Settlement::Delivered { .. } => (DeliveryState::Delivered, now, None),
         Settlement::Retry { at, error } => (DeliveryState::Pending, *at, Some(error.as_str())),
@@ -224,11 +273,7 @@ pub async fn settle(
             return Ok(Vec::new());
         }
     };
-    tx.execute(
-        &update,
-        &[&state.as_str(), &counted, &next, &error, &now, &id],
-    )
-    .await?;
+    update_delivery(tx, outcome, (state, counted, next, error, now)).await?;
     let Settlement::Delivered {
         extras,
         claim_until,
@@ -258,6 +303,60 @@ pub async fn settle(
         created.push((extra, target));
     }
     Ok(created)
+}
+
+/// The new state of a settled delivery: state, attempts to add, next attempt, last error,
+/// and the time of the change.
+type Change<'a> = (DeliveryState, i64, i64, Option<&'a str>, i64);
+
+/// Updates the delivery and records its attempt (if one was made) in one statement.
+async fn update_delivery(
+    tx: &Transaction<'_>,
+    outcome: &Outcome,
+    (state, counted, next, error, now): Change<'_>,
+) -> Result<(), StoreError> {
+    const UPDATE: &str = "UPDATE deliveries SET state = $1, attempts = attempts + $2,
+             next_attempt_at = $3, leased_until = NULL, last_error = $4, updated_at = $5
+         WHERE id = $6";
+    let id = outcome.delivery.0;
+    let Some(attempt) = &outcome.attempt else {
+        let update = tx.prepare_cached(UPDATE).await?;
+        tx.execute(
+            &update,
+            &[&state.as_str(), &counted, &next, &error, &now, &id],
+        )
+        .await?;
+        return Ok(());
+    };
+    let both = tx
+        .prepare_cached(&format!(
+            "WITH a AS (
+                 INSERT INTO attempts (delivery_id, number, started_at, duration_ms, url, status,
+                                       error, response_excerpt)
+                 VALUES ($6, $7, $8, $9, $10, $11, $12, $13))
+             {UPDATE}"
+        ))
+        .await?;
+    tx.execute(
+        &both,
+        &[
+            &state.as_str(),
+            &counted,
+            &next,
+            &error,
+            &now,
+            &id,
+            &i64::from(attempt.number),
+            &attempt.started_at,
+            &attempt.duration_ms,
+            &attempt.url,
+            &attempt.status.map(i64::from),
+            &attempt.error.map(|kind| kind.as_str()),
+            &attempt.response_excerpt,
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 async fn insert_attempt(

@@ -1,12 +1,13 @@
 //! The PostgreSQL backend, for several Switchboard nodes sharing one database.
 //!
-//! Every operation is one transaction on a pooled connection (PostgreSQL commits concurrent
-//! transactions together on its own). Claims lock with `SKIP LOCKED`, so nodes split the due
+//! Every operation is one transaction on a pooled connection, except the hot writes (events
+//! in, attempt outcomes), which are group-committed by `batch`. Claims lock with `SKIP LOCKED`, so nodes split the due
 //! work instead of sending it twice. The routing cache stays exact across nodes: every
 //! configuration write sends `NOTIFY switchboard_config` in its transaction, and each node's
 //! listener empties its cache when that arrives; while the listener is down, the cache is
 //! bypassed.
 
+mod batch;
 mod deliveries;
 mod listener;
 mod provisioning;
@@ -19,6 +20,7 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
+use self::batch::{Batcher, Write, Written};
 use self::listener::Listener;
 use self::provisioning::{find_channel, find_partner, stored_key_hash, update_one};
 use super::cache::ConfigCache;
@@ -53,8 +55,26 @@ pub struct PostgresStore {
     node: String,
     cache: Arc<ConfigCache>,
     listener: Listener,
+    /// Group commit of the hot writes (events in, outcomes of attempts).
+    batcher: Batcher,
+    counters: Arc<Counters>,
+}
+
+/// What `/metrics` reports of the write path.
+#[derive(Default)]
+struct Counters {
     commits: AtomicU64,
+    writes: AtomicU64,
     busy_micros: AtomicU64,
+}
+
+impl Counters {
+    fn committed(&self, writes: usize, started: Instant) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.writes.fetch_add(writes as u64, Ordering::Relaxed);
+        let busy = started.elapsed().as_micros() as u64;
+        self.busy_micros.fetch_add(busy, Ordering::Relaxed);
+    }
 }
 
 /// Runs `$body` (an async block using `$tx`) in a transaction and commits it; counts it as
@@ -109,20 +129,23 @@ impl PostgresStore {
         migrate(&pool).await?;
         let cache = Arc::new(ConfigCache::default());
         let listener = Listener::start(config, CONFIG_CHANNEL, Arc::clone(&cache)).await?;
+        let counters = Arc::new(Counters::default());
+        let on_commit = {
+            let counters = Arc::clone(&counters);
+            Arc::new(move |writes, started| counters.committed(writes, started))
+        };
         Ok(Self {
+            batcher: Batcher::start(pool.clone(), node.to_owned(), on_commit),
             pool,
             node: node.to_owned(),
             cache,
             listener,
-            commits: AtomicU64::new(0),
-            busy_micros: AtomicU64::new(0),
+            counters,
         })
     }
 
     fn count_write(&self, started: Instant) {
-        self.commits.fetch_add(1, Ordering::Relaxed);
-        let busy = started.elapsed().as_micros() as u64;
-        self.busy_micros.fetch_add(busy, Ordering::Relaxed);
+        self.counters.committed(1, started);
     }
 
     /// Sets one webhook column of a partner and returns the partner as it is now.
@@ -343,11 +366,10 @@ impl Store for PostgresStore {
         events: Vec<NewEvent>,
         claim_until: Option<i64>,
     ) -> Result<Vec<SavedEvent>, StoreError> {
-        transact!(self, write, |tx| deliveries::save_events(
-            &tx,
-            &events,
-            claim_until.map(|until| (until, self.node.as_str()))
-        ))
+        match self.batcher.write(Write::Save(events, claim_until)).await? {
+            Written::Saved(saved) => Ok(saved),
+            Written::Settled(_) => Err(StoreError::Abandoned),
+        }
     }
 
     async fn claim_due(
@@ -371,9 +393,10 @@ impl Store for PostgresStore {
     }
 
     async fn settle(&self, outcome: Outcome) -> Result<Vec<(DeliveryId, Target)>, StoreError> {
-        transact!(self, write, |tx| deliveries::settle(
-            &tx, &outcome, &self.node
-        ))
+        match self.batcher.write(Write::Settle(outcome)).await? {
+            Written::Settled(created) => Ok(created),
+            Written::Saved(_) => Err(StoreError::Abandoned),
+        }
     }
 
     async fn retry_delivery(&self, id: DeliveryId, now: i64) -> Result<(), StoreError> {
@@ -419,11 +442,11 @@ impl Store for PostgresStore {
     }
 
     fn write_stats(&self) -> WriteStats {
-        let commits = self.commits.load(Ordering::Relaxed);
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         WriteStats {
-            commits,
-            writes: commits,
-            busy_seconds: self.busy_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            commits: load(&self.counters.commits),
+            writes: load(&self.counters.writes),
+            busy_seconds: load(&self.counters.busy_micros) as f64 / 1e6,
         }
     }
 

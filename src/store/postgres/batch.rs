@@ -1,0 +1,145 @@
+//! Group commit for the hot writes on PostgreSQL: storing events and settling attempts.
+//!
+//! One transaction per event would make every ingest and every settle pay a `BEGIN`, a
+//! `COMMIT` and its WAL flush. Instead, concurrent calls queue here and one task runs all
+//! that is queued in one transaction, then answers each caller after the commit (as the
+//! SQLite writer does). If any write of a batch fails, the batch is rolled back and each of
+//! its writes is run again in its own transaction, so one bad write fails alone.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use deadpool_postgres::Pool;
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use super::deliveries;
+use crate::domain::{DeliveryId, Target};
+use crate::store::{NewEvent, Outcome, SavedEvent, StoreError};
+
+/// Writes one transaction takes at most, to bound the latency of the first.
+const MAX_BATCH: usize = 256;
+
+/// Batches in flight at once, each on its own connection: a batch spends most of its time
+/// waiting for round trips to the server, so a few run side by side.
+const RUNNERS: usize = 4;
+
+/// A hot write.
+#[derive(Clone)]
+pub enum Write {
+    /// `save_events(events, claim_until)`.
+    Save(Vec<NewEvent>, Option<i64>),
+    /// `settle(outcome)`.
+    Settle(Outcome),
+}
+
+/// What a hot write returns.
+pub enum Written {
+    /// The stored events.
+    Saved(Vec<SavedEvent>),
+    /// The extra deliveries a settle created.
+    Settled(Vec<(DeliveryId, Target)>),
+}
+
+type Reply = oneshot::Sender<Result<Written, StoreError>>;
+
+/// Called after each committed batch with its size and when it started.
+pub type OnCommit = Arc<dyn Fn(usize, Instant) + Send + Sync>;
+
+/// The queue of hot writes; its task stops when the last handle is dropped.
+pub struct Batcher {
+    queue: mpsc::UnboundedSender<(Write, Reply)>,
+}
+
+impl Batcher {
+    /// Starts the batching task on `pool`; leases it takes are `node`'s.
+    pub fn start(pool: Pool, node: String, on_commit: OnCommit) -> Self {
+        let (queue, jobs) = mpsc::unbounded_channel();
+        let jobs = Arc::new(Mutex::new(jobs));
+        for _ in 0..RUNNERS {
+            let (pool, node, jobs) = (pool.clone(), node.clone(), Arc::clone(&jobs));
+            tokio::spawn(run(pool, node, jobs, Arc::clone(&on_commit)));
+        }
+        Self { queue }
+    }
+
+    /// Queues `write`; returns once the transaction that ran it committed.
+    pub async fn write(&self, write: Write) -> Result<Written, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send((write, reply))
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Abandoned)?
+    }
+}
+
+/// Takes everything queued (up to [`MAX_BATCH`]) while holding the queue, so runners do
+/// not split a burst into slivers; `None` once every handle is gone.
+async fn next_batch(
+    jobs: &Mutex<mpsc::UnboundedReceiver<(Write, Reply)>>,
+) -> Option<Vec<(Write, Reply)>> {
+    let mut jobs = jobs.lock().await;
+    let first = jobs.recv().await?;
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match jobs.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+async fn run(
+    pool: Pool,
+    node: String,
+    jobs: Arc<Mutex<mpsc::UnboundedReceiver<(Write, Reply)>>>,
+    on_commit: OnCommit,
+) {
+    while let Some(batch) = next_batch(&jobs).await {
+        let started = Instant::now();
+        let writes: Vec<Write> = batch.iter().map(|(write, _)| write.clone()).collect();
+        match in_one_transaction(&pool, &node, &writes).await {
+            Ok(results) => {
+                on_commit(batch.len(), started);
+                for ((_, reply), result) in batch.into_iter().zip(results) {
+                    let _ = reply.send(Ok(result));
+                }
+            }
+            Err(_) => {
+                for (write, reply) in batch {
+                    let alone = in_one_transaction(&pool, &node, std::slice::from_ref(&write))
+                        .await
+                        .map(|mut results| results.remove(0));
+                    if alone.is_ok() {
+                        on_commit(1, started);
+                    }
+                    let _ = reply.send(alone);
+                }
+            }
+        }
+    }
+}
+
+/// Runs `writes` in one transaction; all or nothing.
+async fn in_one_transaction(
+    pool: &Pool,
+    node: &str,
+    writes: &[Write],
+) -> Result<Vec<Written>, StoreError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let mut results = Vec::with_capacity(writes.len());
+    for write in writes {
+        results.push(match write {
+            Write::Save(events, claim_until) => {
+                let claim = claim_until.map(|until| (until, node));
+                Written::Saved(deliveries::save_events(&tx, events, claim).await?)
+            }
+            Write::Settle(outcome) => {
+                Written::Settled(deliveries::settle(&tx, outcome, node).await?)
+            }
+        });
+    }
+    tx.commit().await?;
+    Ok(results)
+}

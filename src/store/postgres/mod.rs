@@ -9,8 +9,10 @@
 
 mod batch;
 mod deliveries;
+mod inspect;
 mod listener;
 mod provisioning;
+mod schema;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -35,12 +37,6 @@ use crate::domain::{
     MultiWebhookChange, Partner, PartnerId, Target, WabaId, WabaWebhook, Webhook, WebhookHeaders,
     WebhookUrl,
 };
-
-/// The migrations, in order; each runs once, in its own transaction.
-const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("0001_init.sql")),
-    (2, include_str!("0002_lease_owner.sql")),
-];
 
 /// Connections per node: enough for the engine's concurrent settles and the API.
 const POOL_SIZE: usize = 32;
@@ -126,7 +122,7 @@ impl PostgresStore {
             .max_size(POOL_SIZE)
             .build()
             .map_err(|e| StoreError::Open(format!("cannot build the connection pool: {e}")))?;
-        migrate(&pool).await?;
+        schema::migrate(&pool).await?;
         let cache = Arc::new(ConfigCache::default());
         let listener = Listener::start(config, CONFIG_CHANNEL, Arc::clone(&cache)).await?;
         let counters = Arc::new(Counters::default());
@@ -166,43 +162,6 @@ impl PostgresStore {
                 })
         })
     }
-}
-
-/// Applies the migrations this database has not seen, one node at a time (advisory lock).
-async fn migrate(pool: &Pool) -> Result<(), StoreError> {
-    let open = |e: &dyn std::fmt::Display| StoreError::Open(format!("cannot migrate: {e}"));
-    let mut client = pool.get().await.map_err(|e| open(&e))?;
-    let tx = client.transaction().await.map_err(|e| open(&e))?;
-    tx.batch_execute(
-        "SELECT pg_advisory_xact_lock(7301);
-         CREATE TABLE IF NOT EXISTS schema_migrations (
-             version    BIGINT PRIMARY KEY,
-             applied_at BIGINT NOT NULL)",
-    )
-    .await
-    .map_err(|e| open(&e))?;
-    for (version, sql) in MIGRATIONS {
-        let applied = tx
-            .query_opt(
-                "SELECT 1 FROM schema_migrations WHERE version = $1",
-                &[version],
-            )
-            .await
-            .map_err(|e| open(&e))?
-            .is_some();
-        if applied {
-            continue;
-        }
-        tx.batch_execute(sql).await.map_err(|e| open(&e))?;
-        tx.execute(
-            "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
-            &[version, &crate::clock::now_ms()],
-        )
-        .await
-        .map_err(|e| open(&e))?;
-        tracing::info!(version, "applied postgres migration");
-    }
-    tx.commit().await.map_err(|e| open(&e))
 }
 
 #[async_trait]
@@ -420,25 +379,25 @@ impl Store for PostgresStore {
     }
 
     async fn event(&self, id: EventId) -> Result<Option<EventRecord>, StoreError> {
-        transact!(self, read, |tx| deliveries::event(&tx, id))
+        transact!(self, read, |tx| inspect::event(&tx, id))
     }
 
     async fn events(&self, filter: EventFilter) -> Result<Vec<EventSummary>, StoreError> {
-        transact!(self, read, |tx| deliveries::events(&tx, &filter))
+        transact!(self, read, |tx| inspect::events(&tx, &filter))
     }
 
     async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<DeliveryRecord>, StoreError> {
-        transact!(self, read, |tx| deliveries::deliveries(&tx, &filter))
+        transact!(self, read, |tx| inspect::deliveries(&tx, &filter))
     }
 
     async fn purge_finished(&self, before: i64, limit: usize) -> Result<u64, StoreError> {
-        transact!(self, write, |tx| deliveries::purge_finished(
+        transact!(self, write, |tx| inspect::purge_finished(
             &tx, before, limit
         ))
     }
 
     async fn count_by_state(&self, state: DeliveryState) -> Result<u64, StoreError> {
-        transact!(self, read, |tx| deliveries::count_by_state(&tx, state))
+        transact!(self, read, |tx| inspect::count_by_state(&tx, state))
     }
 
     fn write_stats(&self) -> WriteStats {

@@ -1,0 +1,192 @@
+//! SQL of the read side on PostgreSQL (an event with its deliveries and attempts, paged
+//! lists, the queue depth) and of retention.
+
+use bytes::Bytes;
+use deadpool_postgres::Transaction;
+use tokio_postgres::Row;
+
+use super::deliveries::count;
+use crate::domain::{ChannelId, DeliveryId, DeliveryState, EventId, EventKind, PartnerId, Target};
+use crate::store::columns::parse_error_kind;
+use crate::store::{
+    AttemptRecord, DeliveryFilter, DeliveryRecord, EventFilter, EventRecord, EventSummary,
+    StoreError,
+};
+
+const DELIVERY_COLUMNS: &str = "id, event_id, channel_id, target, state, attempts, \
+     next_attempt_at, last_error, updated_at, partner_id";
+
+fn delivery_from_row(row: &Row) -> Result<DeliveryRecord, StoreError> {
+    let target: String = row.try_get(3)?;
+    let state: String = row.try_get(4)?;
+    Ok(DeliveryRecord {
+        id: DeliveryId(row.try_get(0)?),
+        event: EventId(row.try_get(1)?),
+        channel: row
+            .try_get::<_, Option<String>>(2)?
+            .map(ChannelId::from_raw),
+        partner: row
+            .try_get::<_, Option<String>>(9)?
+            .map(PartnerId::from_raw),
+        target: Target::from_stored(&target).unwrap_or(Target::Primary),
+        state: DeliveryState::parse(&state).unwrap_or(DeliveryState::Pending),
+        attempts: count(row.try_get(5)?),
+        next_attempt_at: row.try_get(6)?,
+        last_error: row.try_get(7)?,
+        updated_at: row.try_get(8)?,
+    })
+}
+
+/// The columns [`summary_from_row`] reads, in its order.
+const SUMMARY_COLUMNS: &str = "id, kind, channel_id, partner_id, phone_number_id, received_at";
+
+fn summary_from_row(row: &Row) -> Result<EventSummary, StoreError> {
+    let kind: String = row.try_get(1)?;
+    Ok(EventSummary {
+        id: EventId(row.try_get(0)?),
+        kind: EventKind::parse(&kind).unwrap_or(EventKind::Unroutable),
+        channel: row
+            .try_get::<_, Option<String>>(2)?
+            .map(ChannelId::from_raw),
+        partner: row
+            .try_get::<_, Option<String>>(3)?
+            .map(PartnerId::from_raw),
+        phone_number_id: row.try_get(4)?,
+        received_at: row.try_get(5)?,
+    })
+}
+
+/// An event, its deliveries and their attempts.
+pub async fn event(tx: &Transaction<'_>, id: EventId) -> Result<Option<EventRecord>, StoreError> {
+    let sql = format!("SELECT {SUMMARY_COLUMNS}, payload FROM events WHERE id = $1");
+    let Some(row) = tx.query_opt(&sql, &[&id.0]).await? else {
+        return Ok(None);
+    };
+    let summary = summary_from_row(&row)?;
+    let payload: Vec<u8> = row.try_get(6)?;
+    let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = $1 ORDER BY id");
+    let mut deliveries = Vec::new();
+    for row in tx.query(&sql, &[&id.0]).await? {
+        let delivery = delivery_from_row(&row)?;
+        let attempts = attempts_of(tx, delivery.id).await?;
+        deliveries.push((delivery, attempts));
+    }
+    Ok(Some(EventRecord {
+        summary,
+        payload: Bytes::from(payload),
+        deliveries,
+    }))
+}
+
+async fn attempts_of(
+    tx: &Transaction<'_>,
+    delivery: DeliveryId,
+) -> Result<Vec<AttemptRecord>, StoreError> {
+    let rows = tx
+        .query(
+            "SELECT number, started_at, duration_ms, url, status, error, response_excerpt
+             FROM attempts WHERE delivery_id = $1 ORDER BY id",
+            &[&delivery.0],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let error: Option<String> = row.try_get(5)?;
+            let status: Option<i64> = row.try_get(4)?;
+            Ok(AttemptRecord {
+                number: count(row.try_get(0)?),
+                started_at: row.try_get(1)?,
+                duration_ms: row.try_get(2)?,
+                url: row.try_get::<_, Option<String>>(3)?.unwrap_or_default(),
+                status: status.and_then(|s| u16::try_from(s).ok()),
+                error: error.as_deref().and_then(parse_error_kind),
+                response_excerpt: row.try_get(6)?,
+            })
+        })
+        .collect()
+}
+
+/// Deliveries by ascending id, filtered.
+pub async fn deliveries(
+    tx: &Transaction<'_>,
+    filter: &DeliveryFilter,
+) -> Result<Vec<DeliveryRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries
+         WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR channel_id = $2)
+           AND id > $3
+         ORDER BY id LIMIT $4"
+    );
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [
+        &filter.state.map(DeliveryState::as_str),
+        &filter.channel.as_ref().map(ChannelId::as_str),
+        &filter.after.map_or(0, |id| id.0),
+        &(filter.limit as i64),
+    ];
+    let rows = tx.query(&sql, &params).await?;
+    rows.iter().map(delivery_from_row).collect()
+}
+
+/// How many deliveries are in `state`.
+pub async fn count_by_state(tx: &Transaction<'_>, state: DeliveryState) -> Result<u64, StoreError> {
+    let row = tx
+        .query_one(
+            "SELECT COUNT(*) FROM deliveries WHERE state = $1",
+            &[&state.as_str()],
+        )
+        .await?;
+    Ok(row.try_get::<_, i64>(0)?.max(0) as u64)
+}
+
+/// Events by ascending id, filtered.
+pub async fn events(
+    tx: &Transaction<'_>,
+    filter: &EventFilter,
+) -> Result<Vec<EventSummary>, StoreError> {
+    let condition = match filter.kind {
+        // A literal, so the planner can use the partial index `events_unroutable`.
+        Some(EventKind::Unroutable) => "kind = 'unroutable'",
+        Some(EventKind::Whatsapp) => "kind = 'whatsapp'",
+        Some(EventKind::Partner) => "kind = 'partner'",
+        None => "TRUE",
+    };
+    let sql = format!(
+        "SELECT {SUMMARY_COLUMNS} FROM events WHERE {condition} AND id > $1 ORDER BY id LIMIT $2"
+    );
+    let after = filter.after.map_or(0, |id| id.0);
+    let rows = tx.query(&sql, &[&after, &(filter.limit as i64)]).await?;
+    rows.iter().map(summary_from_row).collect()
+}
+
+/// Deletes finished events older than `before`, with their deliveries and attempts.
+pub async fn purge_finished(
+    tx: &Transaction<'_>,
+    before: i64,
+    limit: usize,
+) -> Result<u64, StoreError> {
+    let rows = tx
+        .query(
+            "SELECT e.id FROM events e
+             WHERE e.received_at < $1
+               AND NOT EXISTS (SELECT 1 FROM deliveries d
+                               WHERE d.event_id = e.id AND d.state = 'pending')
+             ORDER BY e.id LIMIT $2",
+            &[&before, &(limit as i64)],
+        )
+        .await?;
+    let ids = rows
+        .iter()
+        .map(|row| row.try_get::<_, i64>(0))
+        .collect::<Result<Vec<_>, _>>()?;
+    tx.execute(
+        "DELETE FROM attempts WHERE delivery_id IN
+             (SELECT id FROM deliveries WHERE event_id = ANY($1))",
+        &[&ids],
+    )
+    .await?;
+    tx.execute("DELETE FROM deliveries WHERE event_id = ANY($1)", &[&ids])
+        .await?;
+    tx.execute("DELETE FROM events WHERE id = ANY($1)", &[&ids])
+        .await?;
+    Ok(ids.len() as u64)
+}

@@ -267,6 +267,23 @@ pub(crate) async fn run_all(
         None => Vec::new(),
     };
 
+    let paced_events = (settings.rate * settings.paced_seconds) as usize;
+    println!(
+        "3/3 paced: {} events/s for {} s",
+        settings.rate, settings.paced_seconds
+    );
+    let server = Server::start(server_runtime, &client, &receiver.url, Db::Sqlite).await?;
+    let ingest = server.ingest_endpoint()?;
+    warm_up(&ingest, &tracker, next_ids(WARM_UP_EVENTS), settings).await?;
+    let cpu = CpuSample::take();
+    let paced = open_loop(&ingest, &tracker, next_ids(paced_events), settings).await;
+    let paced_delivery = tracker
+        .wait(paced.acked, paced.last_scheduled, settings.drain)
+        .await;
+    let paced_cpu = cpu.until(&CpuSample::take());
+    server.stop().await?;
+    // Last: PostgreSQL's writes keep the disk busy after its runs, which would stall the
+    // fsyncs of a SQLite scenario that followed.
     let postgres = match (settings.postgres, postgres_installed()) {
         (false, _) => Err("skipped (BENCH_POSTGRES=0)"),
         (true, false) => Err("skipped: PostgreSQL is not installed (initdb not found)"),
@@ -286,21 +303,6 @@ pub(crate) async fn run_all(
         }
     };
 
-    let paced_events = (settings.rate * settings.paced_seconds) as usize;
-    println!(
-        "3/3 paced: {} events/s for {} s",
-        settings.rate, settings.paced_seconds
-    );
-    let server = Server::start(server_runtime, &client, &receiver.url, Db::Sqlite).await?;
-    let ingest = server.ingest_endpoint()?;
-    warm_up(&ingest, &tracker, next_ids(WARM_UP_EVENTS), settings).await?;
-    let cpu = CpuSample::take();
-    let paced = open_loop(&ingest, &tracker, next_ids(paced_events), settings).await;
-    let paced_delivery = tracker
-        .wait(paced.acked, paced.last_scheduled, settings.drain)
-        .await;
-    let paced_cpu = cpu.until(&CpuSample::take());
-    server.stop().await?;
     receiver.stop();
     Ok(Report {
         ceiling,

@@ -346,7 +346,9 @@ pub(crate) fn how_to_read(s: &Settings, r: &Report) -> String {
          4. **PostgreSQL**: the sustained scenario again, with the server on PostgreSQL instead \
          of SQLite (a fresh database in a throwaway cluster on this machine, started with the \
          installed `initdb`/`pg_ctl`: default settings, `fsync` on, 32 MB shared buffers). \
-         PostgreSQL's own processes share the 2 cores and count as *other processes*. This is the \
+         PostgreSQL's own processes share the 2 cores and count as *other processes*. It runs \
+         last: PostgreSQL's writes keep the disk busy for a while after its runs, which stalls \
+         the fsyncs of a SQLite scenario run next (seen as a paced p99 of 50–90 ms). This is the \
          multi-node backend; the figure shows its cost on one small machine, next to Svix's \
          (which also runs on PostgreSQL).\n\n\
          Targets from the product brief: **≥ 20,000 events/s end to end** on embedded SQLite: \

@@ -253,9 +253,9 @@ pub(crate) fn render(s: &Settings, m: &Machine, r: &Report) -> String {
     let mut doc = format!(
         "# Benchmarks\n\n<!-- Written by `{COMMAND}` (benches/delivery/); rerunning it \
          replaces this whole file. -->\n\nLast run: {}, commit {}.\n\n## Reproduce\n\n\
-         ```sh\n{COMMAND}\n```\n\nAfter the release build the run takes well under a minute \
-         on 2 cores; every phase is bounded in count and time, so it never takes much more than \
-         three. Settings of this run (environment variables of these names override them):\n\n",
+         ```sh\n{COMMAND}\n```\n\nAfter the release build the run takes about two and a \
+         half minutes on 2 cores (one and a half without PostgreSQL, `BENCH_POSTGRES=0`); every \
+         phase is bounded in count and time. Settings of this run (environment variables of these names override them):\n\n",
         m.date, m.commit
     );
     let settings = [
@@ -269,6 +269,7 @@ pub(crate) fn render(s: &Settings, m: &Machine, r: &Report) -> String {
         ("BENCH_SERVER_THREADS", s.server_threads.to_string()),
         ("BENCH_LOAD_THREADS", s.load_threads.to_string()),
         ("BENCH_COMPARE_THREADS", s.compare_threads.to_string()),
+        ("BENCH_POSTGRES", u8::from(s.postgres).to_string()),
         ("BENCH_REPEATS", s.repeats.to_string()),
     ];
     for (name, value) in settings {

@@ -254,6 +254,9 @@ pub struct Config {
     pub worker_threads: Option<usize>,
     /// This node's name on a shared database (leases are owned per node).
     pub node_id: String,
+    /// How long a delivery claimed by this node stays its own without renewal (renewed every
+    /// third of it while held); no flag: tests shorten it.
+    pub delivery_lease: Duration,
 }
 
 /// The default node id: the host name (as the kernel reports it), else `switchboard`.
@@ -292,6 +295,7 @@ impl Config {
             retention: Some(Duration::from_secs(30 * 86_400)),
             worker_threads: None,
             node_id: host_name(),
+            delivery_lease: Duration::from_secs(300),
         }
     }
 

@@ -120,5 +120,6 @@ fn engine_settings(config: &Config) -> delivery::EngineSettings {
     let mut settings = delivery::EngineSettings::new(retry, config.delivery_timeout, config.dev);
     settings.per_destination = config.max_in_flight_per_destination;
     settings.per_destination_waiting = config.max_waiting_per_destination;
+    settings.lease = config.delivery_lease;
     settings
 }

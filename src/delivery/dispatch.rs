@@ -18,6 +18,7 @@ use tracing::Instrument;
 
 use super::attempt::{AttemptResult, Attempter};
 use super::backoff::RetryPolicy;
+use super::lease::Held;
 use super::route::{self, Resolution};
 use crate::domain::{DeliveryTarget, Target};
 use crate::metrics::{AttemptOutcome, FinalState, Metrics};
@@ -73,6 +74,7 @@ struct Inner {
     metrics: Arc<Metrics>,
     capacity: Arc<Semaphore>,
     gates: Mutex<HashMap<String, Arc<Gate>>>,
+    held: Held,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -102,6 +104,7 @@ impl Engine {
                 settings,
                 metrics,
                 gates: Mutex::new(HashMap::new()),
+                held: Held::default(),
                 tracker: TaskTracker::new(),
                 shutdown,
             }),
@@ -111,7 +114,31 @@ impl Engine {
             .inner
             .tracker
             .spawn(async move { poller.poll().await });
+        let renewer = engine.clone();
+        engine
+            .inner
+            .tracker
+            .spawn(async move { renewer.renew_leases().await });
         Ok(engine)
+    }
+
+    /// Every third of a lease, pushes the leases of the deliveries held in memory forward.
+    async fn renew_leases(&self) {
+        let every = self.inner.settings.lease / 3;
+        loop {
+            tokio::select! {
+                () = self.inner.shutdown.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            let held = self.inner.held.snapshot();
+            if held.is_empty() {
+                continue;
+            }
+            let until = self.lease_until();
+            if let Err(error) = self.inner.store.renew_leases(held, until).await {
+                tracing::warn!(%error, "cannot renew the leases of deliveries held in memory");
+            }
+        }
     }
 
     /// Reserves memory for `count` fresh deliveries, if there is room.
@@ -190,11 +217,14 @@ impl Engine {
             target = %job.target.to_stored(),
             attempt = job.attempts + 1,
         );
+        let id = job.id;
+        self.inner.held.hold(id);
         self.inner.tracker.spawn(
             async move {
                 if let Err(error) = engine.run(job).await {
                     tracing::warn!(%error, "delivery outcome not recorded; it will be retried");
                 }
+                engine.inner.held.release(id);
                 drop(permit);
             }
             .instrument(span),

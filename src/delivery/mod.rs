@@ -7,6 +7,7 @@
 mod attempt;
 mod backoff;
 mod dispatch;
+mod lease;
 mod route;
 
 pub use attempt::{is_internal, signature, AttemptResult, Attempter};

@@ -201,6 +201,10 @@ pub trait Store: Send + Sync + 'static {
     /// held under this node's id, leaving other running nodes' leases alone.
     async fn release_leases(&self) -> Result<u64, StoreError>;
 
+    /// Extends the leases of `held` (deliveries this node holds in memory) until `until`;
+    /// a delivery settled meanwhile (no lease any more) is left alone.
+    async fn renew_leases(&self, held: Vec<DeliveryId>, until: i64) -> Result<u64, StoreError>;
+
     /// Records an attempt and what follows from it, in one transaction; returns the extra
     /// deliveries it created (after a 200 of a primary delivery).
     async fn settle(&self, outcome: Outcome) -> Result<Vec<(DeliveryId, Target)>, StoreError>;

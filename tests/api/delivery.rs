@@ -873,3 +873,35 @@ async fn failed_deliveries_are_replayed_in_bulk() {
     let (status, _) = retry(json!({"state": "pending"})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn leases_of_deliveries_held_in_memory_are_renewed() {
+    // A lease far shorter than the receiver's answer: without renewal the poller would claim
+    // the in-flight deliveries again once their leases ran out, and send them twice.
+    let app = spawn_app_with(|config| {
+        fast_delivery(config);
+        config.delivery_timeout = std::time::Duration::from_secs(5);
+        config.delivery_lease = std::time::Duration::from_millis(600);
+    })
+    .await;
+    let number = app.provision().await;
+    let slow = std::time::Duration::from_millis(2_000);
+    let receiver = TestReceiver::with_default(Behavior::Delay(slow, 200)).await;
+    app.set_webhook(&number.api_key, &receiver.url, json!({}))
+        .await;
+    let mut events = Vec::new();
+    for i in 0..3 {
+        let id = format!("wamid.lease{i}");
+        events.push(app.post_event(&number.channel_id, message(&id)).await);
+    }
+    for event in &events {
+        app.wait_for_event(*event, |e| is_in_state(e, "primary", "delivered"))
+            .await;
+    }
+    tokio::time::sleep(slow).await;
+    assert_eq!(
+        receiver.received().len(),
+        events.len(),
+        "each event sent once"
+    );
+}

@@ -351,6 +351,16 @@ impl Store for PostgresStore {
         ))
     }
 
+    async fn renew_leases(&self, held: Vec<DeliveryId>, until: i64) -> Result<u64, StoreError> {
+        let ids: Vec<i64> = held.iter().map(|id| id.0).collect();
+        transact!(self, write, |tx| tx.execute(
+            "UPDATE deliveries SET next_attempt_at = $1, leased_until = $1
+             WHERE id = ANY($2) AND leased_by = $3 AND state = 'pending'
+               AND leased_until IS NOT NULL",
+            &[&until, &ids, &self.node],
+        ))
+    }
+
     async fn settle(&self, outcome: Outcome) -> Result<Vec<(DeliveryId, Target)>, StoreError> {
         match self.batcher.write(Write::Settle(outcome)).await? {
             Written::Settled(created) => Ok(created),

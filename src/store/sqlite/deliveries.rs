@@ -160,6 +160,19 @@ pub fn release_leases(conn: &Connection) -> Result<u64, StoreError> {
     Ok(released as u64)
 }
 
+/// Pushes the leases of `held` forward to `until`; settled ones (no lease) stay settled.
+pub fn renew_leases(conn: &Connection, held: &[DeliveryId], until: i64) -> Result<u64, StoreError> {
+    let mut renew = conn.prepare_cached(
+        "UPDATE deliveries SET next_attempt_at = ?1, leased_until = ?1
+         WHERE id = ?2 AND state = 'pending' AND leased_until IS NOT NULL",
+    )?;
+    let mut renewed = 0;
+    for id in held {
+        renewed += renew.execute(params![until, id.0])? as u64;
+    }
+    Ok(renewed)
+}
+
 /// Records an attempt and its settlement; returns the extra deliveries created.
 pub fn settle(
     conn: &Connection,

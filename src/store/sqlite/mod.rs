@@ -286,6 +286,12 @@ impl Store for SqliteStore {
         self.writer.write(deliveries::release_leases).await
     }
 
+    async fn renew_leases(&self, held: Vec<DeliveryId>, until: i64) -> Result<u64, StoreError> {
+        self.writer
+            .write(move |conn| deliveries::renew_leases(conn, &held, until))
+            .await
+    }
+
     async fn settle(&self, outcome: Outcome) -> Result<Vec<(DeliveryId, Target)>, StoreError> {
         self.writer
             .write(move |conn| deliveries::settle(conn, &outcome))

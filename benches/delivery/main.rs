@@ -284,7 +284,7 @@ pub(crate) async fn run_all(
     server.stop().await?;
     // Last: PostgreSQL's writes keep the disk busy after its runs, which would stall the
     // fsyncs of a SQLite scenario that followed.
-    let postgres = match (settings.postgres, postgres_installed()) {
+    let postgres = match (settings.postgres, postgres::postgres_installed()) {
         (false, _) => Err("skipped (BENCH_POSTGRES=0)"),
         (true, false) => Err("skipped: PostgreSQL is not installed (initdb not found)"),
         (true, true) => {
@@ -327,19 +327,6 @@ pub(crate) enum Db {
     Sqlite,
     /// A fresh database in a throwaway PostgreSQL cluster on this machine.
     Postgres,
-}
-
-/// Whether PostgreSQL's `initdb` is on this machine (scenario 4 needs it).
-pub(crate) fn postgres_installed() -> bool {
-    std::process::Command::new("sh")
-        .args([
-            "-c",
-            "command -v initdb || ls /usr/lib/postgresql/*/bin/initdb",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
 }
 
 /// One sustained run's end-to-end rate, ingest figures, deliveries and CPU use.

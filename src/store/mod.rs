@@ -25,7 +25,7 @@ mod types;
 pub use types::{
     AttemptRecord, ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventBody, EventFilter,
     EventRecord, EventSummary, NewEvent, Outcome, PartnerRecord, Routing, SavedEvent, Settlement,
-    WriteStats,
+    WriteCounters, WriteStats,
 };
 
 pub use postgres::PostgresStore;

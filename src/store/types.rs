@@ -291,3 +291,40 @@ pub struct WriteStats {
     /// Seconds the writer spent running and committing batches.
     pub busy_seconds: f64,
 }
+
+/// The atomics behind [`WriteStats`], shared by each backend's write path.
+#[derive(Debug, Default)]
+pub struct WriteCounters {
+    commits: std::sync::atomic::AtomicU64,
+    writes: std::sync::atomic::AtomicU64,
+    busy_micros: std::sync::atomic::AtomicU64,
+}
+
+impl WriteCounters {
+    /// A transaction carrying `writes` writes committed; it started at `started`.
+    pub fn committed(&self, writes: usize, started: std::time::Instant) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.commits.fetch_add(1, Relaxed);
+        self.writes.fetch_add(writes as u64, Relaxed);
+        self.busy_since(started);
+    }
+
+    /// Time spent on writes since `started` that committed nothing (a failed transaction).
+    pub fn busy_since(&self, started: std::time::Instant) {
+        let busy = started.elapsed().as_micros() as u64;
+        self.busy_micros
+            .fetch_add(busy, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The counts so far.
+    pub fn stats(&self) -> WriteStats {
+        let load = |counter: &std::sync::atomic::AtomicU64| {
+            counter.load(std::sync::atomic::Ordering::Relaxed)
+        };
+        WriteStats {
+            commits: load(&self.commits),
+            writes: load(&self.writes),
+            busy_seconds: load(&self.busy_micros) as f64 / 1e6,
+        }
+    }
+}

@@ -102,9 +102,24 @@ impl Cluster {
     }
 }
 
+/// Whether PostgreSQL's server binaries are on this machine (the bench skips its
+/// PostgreSQL scenario without them).
+#[allow(dead_code)] // used by benches/delivery, which includes this file
+pub fn postgres_installed() -> bool {
+    find_bin_dir().is_some()
+}
+
+/// The directory of `initdb`, `pg_ctl` and `postgres`, or a panic saying to install them.
+fn postgres_bin_dir() -> PathBuf {
+    find_bin_dir().expect(
+        "PostgreSQL not found (no initdb on PATH or in /usr/lib/postgresql/*/bin); \
+         install it, e.g. `apt-get install -y postgresql`",
+    )
+}
+
 /// The directory of `initdb`, `pg_ctl` and `postgres`: from PATH, else the newest
 /// `/usr/lib/postgresql/*/bin` (Debian installs them there, off PATH).
-fn postgres_bin_dir() -> PathBuf {
+fn find_bin_dir() -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let on_path = std::env::split_paths(&path)
         .find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
@@ -124,10 +139,7 @@ fn postgres_bin_dir() -> PathBuf {
             })
             .map(|entry| entry.path().join("bin"))
     };
-    on_path.or_else(newest_installed).expect(
-        "PostgreSQL not found (no initdb on PATH or in /usr/lib/postgresql/*/bin); \
-         install it, e.g. `apt-get install -y postgresql`",
-    )
+    on_path.or_else(newest_installed)
 }
 
 /// Stops the cluster (`pg_ctl stop -m immediate`) and deletes `dir` once this process has

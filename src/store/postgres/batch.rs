@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::deliveries;
 use crate::domain::{DeliveryId, Target};
-use crate::store::{NewEvent, Outcome, SavedEvent, StoreError};
+use crate::store::{NewEvent, Outcome, SavedEvent, StoreError, WriteCounters};
 
 /// Writes one transaction takes at most, to bound the latency of the first.
 const MAX_BATCH: usize = 256;
@@ -42,9 +42,6 @@ pub enum Written {
 
 type Reply = oneshot::Sender<Result<Written, StoreError>>;
 
-/// Called after each committed batch with its size and when it started.
-pub type OnCommit = Arc<dyn Fn(usize, Instant) + Send + Sync>;
-
 /// The queue of hot writes; its task stops when the last handle is dropped.
 pub struct Batcher {
     queue: mpsc::UnboundedSender<(Write, Reply)>,
@@ -52,12 +49,12 @@ pub struct Batcher {
 
 impl Batcher {
     /// Starts the batching task on `pool`; leases it takes are `node`'s.
-    pub fn start(pool: Pool, node: String, on_commit: OnCommit) -> Self {
+    pub fn start(pool: Pool, node: String, counters: Arc<WriteCounters>) -> Self {
         let (queue, jobs) = mpsc::unbounded_channel();
         let jobs = Arc::new(Mutex::new(jobs));
         for _ in 0..RUNNERS {
             let (pool, node, jobs) = (pool.clone(), node.clone(), Arc::clone(&jobs));
-            tokio::spawn(run(pool, node, jobs, Arc::clone(&on_commit)));
+            tokio::spawn(run(pool, node, jobs, Arc::clone(&counters)));
         }
         Self { queue }
     }
@@ -93,14 +90,14 @@ async fn run(
     pool: Pool,
     node: String,
     jobs: Arc<Mutex<mpsc::UnboundedReceiver<(Write, Reply)>>>,
-    on_commit: OnCommit,
+    counters: Arc<WriteCounters>,
 ) {
     while let Some(batch) = next_batch(&jobs).await {
         let started = Instant::now();
         let writes: Vec<Write> = batch.iter().map(|(write, _)| write.clone()).collect();
         match in_one_transaction(&pool, &node, &writes).await {
             Ok(results) => {
-                on_commit(batch.len(), started);
+                counters.committed(batch.len(), started);
                 for ((_, reply), result) in batch.into_iter().zip(results) {
                     let _ = reply.send(Ok(result));
                 }
@@ -111,7 +108,7 @@ async fn run(
                         .await
                         .map(|mut results| results.remove(0));
                     if alone.is_ok() {
-                        on_commit(1, started);
+                        counters.committed(1, started);
                     }
                     let _ = reply.send(alone);
                 }

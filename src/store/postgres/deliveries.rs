@@ -7,6 +7,7 @@ use bytes::Bytes;
 use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 
+use super::Param;
 use crate::clock::now_ms;
 use crate::domain::{ChannelId, DeliveryId, DeliveryState, EventId, PartnerId, Target};
 use crate::store::{
@@ -252,22 +253,16 @@ pub async fn settle(
     let id = outcome.delivery.0;
     let now = now_ms();
     let counted = i64::from(outcome.attempt.is_some());
-    if matches!(outcome.settlement, Settlement::Deferred { .. }) {
-        if let Some(attempt) = &outcome.attempt {
-            insert_attempt(tx, outcome.delivery, attempt).await?;
-        }
-    }
     let (state, next, error) = match &outcome.settlement {
         Settlement::Delivered { .. } => (DeliveryState::Delivered, now, None),
         Settlement::Retry { at, error } => (DeliveryState::Pending, *at, Some(error.as_str())),
         Settlement::GaveUp { error } => (DeliveryState::Failed, now, Some(error.as_str())),
         Settlement::Dropped { reason } => (DeliveryState::Dropped, now, Some(reason.as_str())),
         Settlement::Deferred { at } => {
-            tx.execute(
-                "UPDATE deliveries SET next_attempt_at = $1, leased_until = NULL WHERE id = $2",
-                &[at, &id],
-            )
-            .await?;
+            let update =
+                "UPDATE deliveries SET next_attempt_at = $1, leased_until = NULL WHERE id = $2";
+            let attempt = outcome.attempt.as_ref();
+            update_recording_attempt(tx, update, &[at, &id], attempt).await?;
             return Ok(Vec::new());
         }
     };
@@ -307,82 +302,57 @@ pub async fn settle(
 /// and the time of the change.
 type Change<'a> = (DeliveryState, i64, i64, Option<&'a str>, i64);
 
-/// Updates the delivery and records its attempt (if one was made) in one statement.
+/// Updates the delivery to `change` and records its attempt, if one was made.
 async fn update_delivery(
     tx: &Transaction<'_>,
     outcome: &Outcome,
     (state, counted, next, error, now): Change<'_>,
 ) -> Result<(), StoreError> {
-    const UPDATE: &str = "UPDATE deliveries SET state = $1, attempts = attempts + $2,
+    let update = "UPDATE deliveries SET state = $1, attempts = attempts + $2,
              next_attempt_at = $3, leased_until = NULL, last_error = $4, updated_at = $5
          WHERE id = $6";
-    let id = outcome.delivery.0;
-    let Some(attempt) = &outcome.attempt else {
-        let update = tx.prepare_cached(UPDATE).await?;
-        tx.execute(
-            &update,
-            &[&state.as_str(), &counted, &next, &error, &now, &id],
-        )
-        .await?;
-        return Ok(());
-    };
-    let both = tx
-        .prepare_cached(&format!(
-            "WITH a AS (
-                 INSERT INTO attempts (delivery_id, number, started_at, duration_ms, url, status,
-                                       error, response_excerpt)
-                 VALUES ($6, $7, $8, $9, $10, $11, $12, $13))
-             {UPDATE}"
-        ))
-        .await?;
-    tx.execute(
-        &both,
-        &[
-            &state.as_str(),
-            &counted,
-            &next,
-            &error,
-            &now,
-            &id,
-            &i64::from(attempt.number),
-            &attempt.started_at,
-            &attempt.duration_ms,
-            &attempt.url,
-            &attempt.status.map(i64::from),
-            &attempt.error.map(|kind| kind.as_str()),
-            &attempt.response_excerpt,
-        ],
-    )
-    .await?;
-    Ok(())
+    let state = state.as_str();
+    let params: [&Param<'_>; 6] = [&state, &counted, &next, &error, &now, &outcome.delivery.0];
+    update_recording_attempt(tx, update, &params, outcome.attempt.as_ref()).await
 }
 
-async fn insert_attempt(
+/// Runs `update` (an `UPDATE` of one delivery whose id is its last parameter) and, with an
+/// `attempt`, inserts the attempt in the same statement (one round trip).
+async fn update_recording_attempt(
     tx: &Transaction<'_>,
-    delivery: DeliveryId,
-    attempt: &AttemptRecord,
+    update: &str,
+    params: &[&Param<'_>],
+    attempt: Option<&AttemptRecord>,
 ) -> Result<(), StoreError> {
-    let insert = tx
-        .prepare_cached(
-            "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, url, status,
+    let Some(attempt) = attempt else {
+        let statement = tx.prepare_cached(update).await?;
+        tx.execute(&statement, params).await?;
+        return Ok(());
+    };
+    let (id, first) = (params.len(), params.len() + 1);
+    let values: Vec<String> = (first..first + 7).map(|n| format!("${n}")).collect();
+    let sql = format!(
+        "WITH a AS (
+             INSERT INTO attempts (delivery_id, number, started_at, duration_ms, url, status,
                                    error, response_excerpt)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .await?;
-    tx.execute(
-        &insert,
-        &[
-            &delivery.0,
-            &i64::from(attempt.number),
-            &attempt.started_at,
-            &attempt.duration_ms,
-            &attempt.url,
-            &attempt.status.map(i64::from),
-            &attempt.error.map(|kind| kind.as_str()),
-            &attempt.response_excerpt,
-        ],
-    )
-    .await?;
+             VALUES (${id}, {}))
+         {update}",
+        values.join(", ")
+    );
+    let (number, status) = (i64::from(attempt.number), attempt.status.map(i64::from));
+    let error = attempt.error.map(|kind| kind.as_str());
+    let mut all: Vec<&Param<'_>> = params.to_vec();
+    all.extend([
+        &number as &Param<'_>,
+        &attempt.started_at,
+        &attempt.duration_ms,
+        &attempt.url,
+        &status,
+        &error,
+        &attempt.response_excerpt,
+    ]);
+    let statement = tx.prepare_cached(&sql).await?;
+    tx.execute(&statement, &all).await?;
     Ok(())
 }
 
@@ -403,7 +373,7 @@ pub async fn retry_deliveries(
          WHERE state = $2 AND ($3::text IS NULL OR channel_id = $3)
            AND ($4::text IS NULL OR partner_id = $4)"
     );
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [
+    let params: [&Param<'_>; 4] = [
         &now,
         &state.as_str(),
         &channel.map(ChannelId::as_str),

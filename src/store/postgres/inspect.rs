@@ -6,6 +6,7 @@ use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 
 use super::deliveries::count;
+use super::Param;
 use crate::domain::{ChannelId, DeliveryId, DeliveryState, EventId, EventKind, PartnerId, Target};
 use crate::store::columns::parse_error_kind;
 use crate::store::{
@@ -117,7 +118,7 @@ pub async fn deliveries(
            AND id > $3
          ORDER BY id LIMIT $4"
     );
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [
+    let params: [&Param<'_>; 4] = [
         &filter.state.map(DeliveryState::as_str),
         &filter.channel.as_ref().map(ChannelId::as_str),
         &filter.after.map_or(0, |id| id.0),

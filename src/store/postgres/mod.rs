@@ -14,7 +14,6 @@ mod listener;
 mod provisioning;
 mod schema;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,7 +29,7 @@ use super::columns::{self, webhook_columns};
 use super::{
     ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventFilter, EventRecord,
     EventSummary, NewChannel, NewEvent, Outcome, PartnerRecord, Routing, SavedEvent, Store,
-    StoreError, WabaWebhookView, WriteStats,
+    StoreError, WabaWebhookView, WriteCounters, WriteStats,
 };
 use crate::domain::{
     Channel, ChannelId, DeliveryId, DeliveryState, EventId, KeyHash, MultiWebhook,
@@ -40,6 +39,9 @@ use crate::domain::{
 
 /// Connections per node: enough for the engine's concurrent settles and the API.
 const POOL_SIZE: usize = 32;
+
+/// A statement parameter.
+type Param<'a> = dyn tokio_postgres::types::ToSql + Sync + 'a;
 
 /// The channel configuration writes notify.
 const CONFIG_CHANNEL: &str = "switchboard_config";
@@ -53,24 +55,7 @@ pub struct PostgresStore {
     listener: Listener,
     /// Group commit of the hot writes (events in, outcomes of attempts).
     batcher: Batcher,
-    counters: Arc<Counters>,
-}
-
-/// What `/metrics` reports of the write path.
-#[derive(Default)]
-struct Counters {
-    commits: AtomicU64,
-    writes: AtomicU64,
-    busy_micros: AtomicU64,
-}
-
-impl Counters {
-    fn committed(&self, writes: usize, started: Instant) {
-        self.commits.fetch_add(1, Ordering::Relaxed);
-        self.writes.fetch_add(writes as u64, Ordering::Relaxed);
-        let busy = started.elapsed().as_micros() as u64;
-        self.busy_micros.fetch_add(busy, Ordering::Relaxed);
-    }
+    counters: Arc<WriteCounters>,
 }
 
 /// Runs `$body` (an async block using `$tx`) in a transaction and commits it; counts it as
@@ -125,13 +110,9 @@ impl PostgresStore {
         schema::migrate(&pool).await?;
         let cache = Arc::new(ConfigCache::default());
         let listener = Listener::start(config, CONFIG_CHANNEL, Arc::clone(&cache)).await?;
-        let counters = Arc::new(Counters::default());
-        let on_commit = {
-            let counters = Arc::clone(&counters);
-            Arc::new(move |writes, started| counters.committed(writes, started))
-        };
+        let counters = Arc::new(WriteCounters::default());
         Ok(Self {
-            batcher: Batcher::start(pool.clone(), node.to_owned(), on_commit),
+            batcher: Batcher::start(pool.clone(), node.to_owned(), Arc::clone(&counters)),
             pool,
             node: node.to_owned(),
             cache,
@@ -411,12 +392,7 @@ impl Store for PostgresStore {
     }
 
     fn write_stats(&self) -> WriteStats {
-        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        WriteStats {
-            commits: load(&self.counters.commits),
-            writes: load(&self.counters.writes),
-            busy_seconds: load(&self.counters.busy_micros) as f64 / 1e6,
-        }
+        self.counters.stats()
     }
 
     async fn partner_by_key(

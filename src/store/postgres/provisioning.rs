@@ -5,7 +5,7 @@
 use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 
-use super::deliveries;
+use super::{deliveries, Param};
 use crate::clock::now_ms;
 use crate::domain::{
     Channel, ChannelId, KeyHash, MultiWebhook, MultiWebhookChange, Partner, PartnerId, PhoneNumber,
@@ -18,11 +18,7 @@ use crate::store::columns::{
 use crate::store::{NewChannel, NewEvent, PartnerRecord, Routing, StoreError, WabaWebhookView};
 
 /// Whether `sql` (a `SELECT EXISTS(…)` on `$1`) holds for `value`.
-async fn exists(
-    tx: &Transaction<'_>,
-    sql: &str,
-    value: &(dyn tokio_postgres::types::ToSql + Sync),
-) -> Result<bool, StoreError> {
+async fn exists(tx: &Transaction<'_>, sql: &str, value: &Param<'_>) -> Result<bool, StoreError> {
     Ok(tx.query_one(sql, &[value]).await?.try_get(0)?)
 }
 
@@ -132,7 +128,7 @@ pub async fn create_channel(
 pub async fn update_one(
     tx: &Transaction<'_>,
     sql: &str,
-    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    params: &[&Param<'_>],
     (what, id): (&'static str, &str),
 ) -> Result<(), StoreError> {
     let changed = tx.execute(sql, params).await?;

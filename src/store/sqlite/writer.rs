@@ -5,14 +5,13 @@
 //! back alone), commits them all in one transaction, and only then answers each caller. Under
 //! load many acknowledgements share one fsync; when idle, a lone write commits at once.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use crate::store::{StoreError, WriteStats};
+use crate::store::{StoreError, WriteCounters, WriteStats};
 
 /// How many jobs one transaction takes at most, to bound the latency of the first.
 const MAX_BATCH: usize = 512;
@@ -26,22 +25,14 @@ type Job = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
 #[derive(Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
-    stats: Arc<Counters>,
-}
-
-/// What the writer thread counts (see [`WriteStats`]).
-#[derive(Default)]
-struct Counters {
-    commits: AtomicU64,
-    writes: AtomicU64,
-    busy_micros: AtomicU64,
+    stats: Arc<WriteCounters>,
 }
 
 impl Writer {
     /// Starts the writer thread on `conn`.
     pub fn start(conn: Connection) -> Result<Self, StoreError> {
         let (jobs, queue) = mpsc::channel::<Job>();
-        let stats = Arc::new(Counters::default());
+        let stats = Arc::new(WriteCounters::default());
         let counters = Arc::clone(&stats);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -52,12 +43,7 @@ impl Writer {
 
     /// The write path's counters so far.
     pub fn stats(&self) -> WriteStats {
-        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        WriteStats {
-            commits: load(&self.stats.commits),
-            writes: load(&self.stats.writes),
-            busy_seconds: load(&self.stats.busy_micros) as f64 / 1e6,
-        }
+        self.stats.stats()
     }
 
     /// Runs `work` in the next group transaction; returns once that transaction committed.
@@ -84,7 +70,7 @@ impl Writer {
 }
 
 /// The writer thread: batch, run, commit, answer; until every handle is gone.
-fn run(conn: Connection, queue: mpsc::Receiver<Job>, counters: &Counters) {
+fn run(conn: Connection, queue: mpsc::Receiver<Job>, counters: &WriteCounters) {
     while let Ok(first) = queue.recv() {
         let started = Instant::now();
         let mut batch = vec![first];
@@ -94,13 +80,12 @@ fn run(conn: Connection, queue: mpsc::Receiver<Job>, counters: &Counters) {
                 Err(_) => break,
             }
         }
-        let writes = batch.len() as u64;
+        let writes = batch.len();
         if commit_batch(&conn, batch) {
-            counters.commits.fetch_add(1, Ordering::Relaxed);
-            counters.writes.fetch_add(writes, Ordering::Relaxed);
+            counters.committed(writes, started);
+        } else {
+            counters.busy_since(started);
         }
-        let busy = started.elapsed().as_micros() as u64;
-        counters.busy_micros.fetch_add(busy, Ordering::Relaxed);
     }
 }
 

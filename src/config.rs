@@ -111,6 +111,31 @@ pub struct ServeArgs {
     /// and distinct between nodes [default: the host name].
     #[arg(long, env = "SWITCHBOARD_NODE_ID", value_name = "NAME")]
     pub node_id: Option<String>,
+    /// Time a client has to send a request's head (line and headers), from its first byte,
+    /// in milliseconds [default: 5000].
+    #[arg(long, env = "SWITCHBOARD_HEADER_TIMEOUT_MS", value_name = "MS")]
+    pub header_timeout_ms: Option<u64>,
+    /// Time a client has to send a request's whole body, once its head is read, in
+    /// milliseconds [default: 10000].
+    #[arg(long, env = "SWITCHBOARD_BODY_TIMEOUT_MS", value_name = "MS")]
+    pub body_timeout_ms: Option<u64>,
+    /// A keep-alive connection with no request, or a client that reads no answer, for this
+    /// long is closed, in milliseconds [default: 60000].
+    #[arg(long, env = "SWITCHBOARD_IDLE_TIMEOUT_MS", value_name = "MS")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Open HTTP connections at most; beyond, new connections wait in the listen backlog
+    /// while the open ones keep working [default: 1024].
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Memory for request bodies being read at once, across all connections, in MiB; a
+    /// body that does not fit is answered 503 (Meta retries) [default: 16].
+    #[arg(long, env = "SWITCHBOARD_MAX_BODY_BUFFER_MIB", value_name = "MIB")]
+    pub max_body_buffer_mib: Option<usize>,
+    /// On SIGTERM, how long open requests and delivery attempts may take to finish before
+    /// the service stops anyway, in milliseconds; an unfinished attempt is attempted again
+    /// after the restart [default: 10000].
+    #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_MS", value_name = "MS")]
+    pub shutdown_grace_ms: Option<u64>,
     /// TOML file with the same settings (keys are the flag names with `_`).
     #[arg(long, env = "SWITCHBOARD_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -136,6 +161,12 @@ struct FileConfig {
     retention_days: Option<u64>,
     worker_threads: Option<usize>,
     node_id: Option<String>,
+    header_timeout_ms: Option<u64>,
+    body_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    max_connections: Option<usize>,
+    max_body_buffer_mib: Option<usize>,
+    shutdown_grace_ms: Option<u64>,
 }
 
 /// A setting that cannot be used; the text tells the operator what to fix.
@@ -257,7 +288,43 @@ pub struct Config {
     /// How long a delivery claimed by this node stays its own without renewal (renewed every
     /// third of it while held); no flag: tests shorten it.
     pub delivery_lease: Duration,
+    /// Limits of the HTTP server that keep one client from exhausting it.
+    pub http: HttpLimits,
 }
+
+/// What one client may hold of the HTTP server: without these, half-sent requests and
+/// unfinished bodies hold connections and memory for as long as the client likes.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// A request's head must arrive within this of its first byte.
+    pub header_timeout: Duration,
+    /// A request's body must arrive within this of its head.
+    pub body_timeout: Duration,
+    /// An idle keep-alive connection (or one whose client reads no answer) is closed after
+    /// this.
+    pub idle_timeout: Duration,
+    /// Open connections at most.
+    pub max_connections: usize,
+    /// Bytes of request bodies being read at once, across all connections.
+    pub max_body_buffer: usize,
+    /// How long a graceful stop waits for requests and attempts in flight.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_millis(5_000),
+            body_timeout: Duration::from_millis(10_000),
+            idle_timeout: Duration::from_millis(60_000),
+            max_connections: 1024,
+            max_body_buffer: 16 * MIB,
+            shutdown_grace: Duration::from_millis(10_000),
+        }
+    }
+}
+
+const MIB: usize = 1024 * 1024;
 
 /// The default node id: the host name (as the kernel reports it), else `switchboard`.
 fn host_name() -> String {
@@ -296,6 +363,7 @@ impl Config {
             worker_threads: None,
             node_id: host_name(),
             delivery_lease: Duration::from_secs(300),
+            http: HttpLimits::default(),
         }
     }
 
@@ -375,6 +443,32 @@ impl Config {
                 .or(file.worker_threads)
                 .filter(|&n| n > 0),
             node_id: args.node_id.or(file.node_id).unwrap_or(defaults.node_id),
+            http: HttpLimits {
+                header_timeout: millis(
+                    args.header_timeout_ms.or(file.header_timeout_ms),
+                    defaults.http.header_timeout,
+                ),
+                body_timeout: millis(
+                    args.body_timeout_ms.or(file.body_timeout_ms),
+                    defaults.http.body_timeout,
+                ),
+                idle_timeout: millis(
+                    args.idle_timeout_ms.or(file.idle_timeout_ms),
+                    defaults.http.idle_timeout,
+                ),
+                max_connections: args
+                    .max_connections
+                    .or(file.max_connections)
+                    .unwrap_or(defaults.http.max_connections),
+                max_body_buffer: args
+                    .max_body_buffer_mib
+                    .or(file.max_body_buffer_mib)
+                    .map_or(defaults.http.max_body_buffer, |mib| mib.saturating_mul(MIB)),
+                shutdown_grace: millis(
+                    args.shutdown_grace_ms.or(file.shutdown_grace_ms),
+                    defaults.http.shutdown_grace,
+                ),
+            },
             ..defaults
         };
         config.validate()?;
@@ -418,9 +512,36 @@ impl Config {
                 "--worker-threads must be between 0 (one per core) and 1024".into(),
             ));
         }
+        self.http.validate()?;
         if !(1..=100).contains(&self.max_extra_destinations) {
             return Err(ConfigError(
                 "--max-extra-destinations must be between 1 and 100".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl HttpLimits {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (flag, value) in [
+            ("--header-timeout-ms", self.header_timeout),
+            ("--body-timeout-ms", self.body_timeout),
+            ("--idle-timeout-ms", self.idle_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError(format!("{flag} must be greater than 0")));
+            }
+        }
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            return Err(ConfigError(
+                "--max-connections must be between 1 and 1000000".into(),
+            ));
+        }
+        if self.max_body_buffer < MIB {
+            return Err(ConfigError(
+                "--max-body-buffer-mib must be at least 1 (one request body of the largest size)"
+                    .into(),
             ));
         }
         Ok(())

@@ -88,6 +88,7 @@ pub async fn run(
         store,
         metrics,
         admin_token_hash: KeyHash::of(config.admin_token.secret.expose()),
+        body_budget: Arc::new(tokio::sync::Semaphore::new(config.http.max_body_buffer)),
         config: Arc::new(config),
     };
     tracing::info!(
@@ -96,19 +97,20 @@ pub async fn run(
         dev = state.config.dev,
         "switchboard listening"
     );
-    // Answers are small and written whole: send them at once rather than wait for Nagle.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    });
-    let served = axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
+    let limits = state.config.http.clone();
+    let grace_ends = api::serve(listener, api::router(state), limits, shutdown.clone()).await;
     shutdown.cancel();
-    engine.stopped().await;
+    if tokio::time::timeout_at(grace_ends, engine.stopped())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "delivery attempts still in flight at the end of the shutdown grace period are \
+             abandoned; they are attempted again after the restart"
+        );
+    }
     tracing::info!("switchboard stopped");
-    Ok(served?)
+    Ok(())
 }
 
 fn engine_settings(config: &Config) -> delivery::EngineSettings {

@@ -5,7 +5,6 @@
 //! the reference docs show). Internal failures are logged with their whole source chain and
 //! answered with the provider's opaque 500 text, never with details.
 
-use axum::extract::rejection::BytesRejection;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -74,6 +73,12 @@ pub enum ApiError {
     /// 413: the body is over the limit.
     #[error("Request body is too large: the limit is {0} bytes")]
     PayloadTooLarge(usize),
+    /// 408: the client did not send the body it announced in time.
+    #[error("Request body not received within {} ms", .0.as_millis())]
+    BodyTimeout(std::time::Duration),
+    /// 503: the server is reading as many request bodies as its memory budget allows.
+    #[error("Too many requests are being received at once, please retry later")]
+    Overloaded,
     /// 503: a dependency (the database) is not available right now.
     #[error("Service unavailable, please retry later")]
     Unavailable(#[source] StoreError),
@@ -92,20 +97,10 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) | Self::MultiWebhookDisabled => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// Maps a failure to read the body: over the limit is 413, anything else 400.
-    pub fn from_body_rejection(rejection: BytesRejection, limit: usize) -> Self {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Self::PayloadTooLarge(limit)
-        } else {
-            Self::BadRequest(format!(
-                "Cannot read the request body: {}",
-                rejection.body_text()
-            ))
         }
     }
 }

@@ -4,11 +4,18 @@
 //! wrong types, invalid UTF-8 and oversize bodies all become the provider's
 //! `{"error": "Invalid json: …"}` 400 or a JSON 413, never a plain-text rejection.
 
-use axum::body::Bytes;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH};
 use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use bytes::BytesMut;
+use http_body::Body as _;
+use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::error::ApiError;
 use super::AppState;
@@ -59,11 +66,12 @@ impl FromRequestParts<AppState> for AdminAuth {
 /// A JSON body parsed into `T`; anything unparsable is a 400 "Invalid json: …".
 pub struct JsonBody<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = read_body(request, state).await?;
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
+        let bytes = read_body(&parts.headers, body, state).await?;
         parse_json(&bytes).map(Self)
     }
 }
@@ -71,11 +79,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 /// Like [`JsonBody`], but an empty body means `T::default()` (all fields optional).
 pub struct OptionalJsonBody<T>(pub T);
 
-impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJsonBody<T> {
+impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = read_body(request, state).await?;
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
+        let bytes = read_body(&parts.headers, body, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(T::default()));
         }
@@ -86,18 +95,106 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
 /// The raw body, for handlers that need the exact bytes (signatures, stored payloads).
 pub struct RawBody(pub Bytes);
 
-impl<S: Send + Sync> FromRequest<S> for RawBody {
+impl FromRequest<AppState> for RawBody {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        read_body(request, state).await.map(Self)
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
+        read_body(&parts.headers, body, state).await.map(Self)
     }
 }
 
-async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
-    Bytes::from_request(request, state)
+/// Reads a request body under every limit: at most [`BODY_LIMIT`] bytes (a larger declared
+/// length is refused before reading), within the body timeout, within the server-wide
+/// budget of bytes being read at once (beyond it: 503, which Meta retries), and nested at
+/// most [`MAX_NESTING`] levels deep.
+///
+/// Handlers that authenticate from headers call it after they did, so an unauthenticated
+/// client never makes the server read (or hold) a body.
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    state: &AppState,
+) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > BODY_LIMIT as u64) {
+        return Err(ApiError::PayloadTooLarge(BODY_LIMIT));
+    }
+    let timeout = state.config.http.body_timeout;
+    let bytes = tokio::time::timeout(timeout, collect(body, &state.body_budget))
         .await
-        .map_err(|rejection| ApiError::from_body_rejection(rejection, BODY_LIMIT))
+        .map_err(|_| ApiError::BodyTimeout(timeout))??;
+    check_nesting(&bytes)?;
+    Ok(bytes)
+}
+
+/// Collects the body's frames, taking budget for every byte before keeping it.
+async fn collect(mut body: Body, budget: &Arc<Semaphore>) -> Result<Bytes, ApiError> {
+    let mut kept = BytesMut::new();
+    let mut held: Option<OwnedSemaphorePermit> = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| {
+            ApiError::BadRequest(format!("Cannot read the request body: {error}"))
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if kept.len() + data.len() > BODY_LIMIT {
+            return Err(ApiError::PayloadTooLarge(BODY_LIMIT));
+        }
+        let more = u32::try_from(data.len()).map_err(|_| ApiError::PayloadTooLarge(BODY_LIMIT))?;
+        let Ok(permit) = Arc::clone(budget).try_acquire_many_owned(more) else {
+            return Err(ApiError::Overloaded);
+        };
+        match held.as_mut() {
+            Some(held) => held.merge(permit),
+            None => held = Some(permit),
+        }
+        if kept.is_empty() && body.is_end_stream() {
+            // The usual case, a body in one frame: keep hyper's buffer, no copy.
+            return Ok(data);
+        }
+        kept.extend_from_slice(&data);
+    }
+    Ok(kept.freeze())
+}
+
+/// The deepest nesting of arrays and objects accepted in any body: serde_json's own limit
+/// for the bodies it parses, applied also to the bodies Switchboard stores without parsing
+/// them whole (injected events), so every body obeys one limit.
+pub const MAX_NESTING: usize = 128;
+
+/// Refuses JSON nested deeper than [`MAX_NESTING`], in one pass over the bytes.
+fn check_nesting(bytes: &[u8]) -> Result<(), ApiError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in bytes {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(ApiError::BadRequest(format!(
+                        "Invalid json: nested deeper than {MAX_NESTING} levels"
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -115,5 +212,19 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParam {
             .await
             .map(|Path(value)| Self(value))
             .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesting_is_counted_outside_strings_only() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(check_nesting(deep(MAX_NESTING).as_bytes()).is_ok());
+        assert!(check_nesting(deep(MAX_NESTING + 1).as_bytes()).is_err());
+        let in_string = format!("{{\"a\": \"{}\\\"{}\"}}", "[".repeat(500), "{".repeat(500));
+        assert!(check_nesting(in_string.as_bytes()).is_ok(), "{in_string}");
     }
 }

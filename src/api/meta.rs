@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
@@ -16,7 +17,7 @@ use sha2::Sha256;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::RawBody;
+use super::extract::read_body;
 use super::AppState;
 use crate::domain::KeyHash;
 use crate::metrics::Source;
@@ -61,6 +62,9 @@ pub struct Received {
 }
 
 /// A notification from Meta, signed with `X-Hub-Signature-256`.
+///
+/// The cheap checks (a secret configured, a signature header present) come before the body
+/// is read, so a client without them cannot make the server read or hold a body.
 #[utoipa::path(
     post, path = "/webhooks/whatsapp", tag = "Meta",
     request_body(content = String, description = "Meta's WhatsApp notification envelope", content_type = "application/json"),
@@ -74,7 +78,7 @@ pub struct Received {
 pub async fn receive(
     State(state): State<AppState>,
     headers: HeaderMap,
-    RawBody(body): RawBody,
+    body: Body,
 ) -> Result<Json<Received>, ApiError> {
     let Some(secret) = state.config.meta_app_secret.as_ref() else {
         return Err(ApiError::Forbidden(
@@ -86,6 +90,7 @@ pub async fn receive(
             "Missing X-Hub-Signature-256 header".into(),
         ));
     };
+    let body = read_body(&headers, body, &state).await?;
     if !signature_matches(secret.expose(), signature.as_bytes(), &body) {
         return Err(ApiError::Forbidden("Invalid X-Hub-Signature-256".into()));
     }

@@ -20,11 +20,11 @@ mod meta;
 mod multi_webhook;
 mod partner;
 mod partner_events;
+mod server;
 mod system;
 
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -34,6 +34,7 @@ use utoipa_axum::routes;
 
 pub use error::ApiError;
 pub use extract::BODY_LIMIT;
+pub use server::serve;
 
 use crate::config::Config;
 use crate::domain::KeyHash;
@@ -54,6 +55,9 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Hash of the admin token, compared in constant time.
     pub admin_token_hash: KeyHash,
+    /// Bytes of request bodies that may be read at once, across connections (one permit a
+    /// byte): memory an unfinished body holds is bounded server-wide.
+    pub body_budget: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(OpenApi)]
@@ -158,6 +162,5 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(system::not_found)
         .method_not_allowed_fallback(system::method_not_allowed)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
@@ -12,7 +13,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, PartnerApiError, PartnerErrorBody};
-use super::extract::{PathParam, RawBody};
+use super::extract::{read_body, PathParam};
 use super::AppState;
 use crate::domain::{KeyHash, PartnerId, WebhookHeaders, WebhookUrl};
 use crate::store::PartnerRecord;
@@ -74,7 +75,8 @@ pub struct SetWebhookHeadersIn {
     webhook_headers: BTreeMap<String, String>,
 }
 
-/// The partner that owns the presented key, if it is the partner of the path.
+/// The partner that owns the presented key, if it is the partner of the path; handlers call
+/// it before they read the body, so an unauthenticated client makes the server read nothing.
 async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
@@ -165,10 +167,11 @@ pub async fn set_webhook_url(
     State(state): State<AppState>,
     headers: HeaderMap,
     partner_id: Result<PathParam, ApiError>,
-    body: Result<RawBody, ApiError>,
+    body: Body,
 ) -> Result<Json<PartnerOut>, PartnerApiError> {
     let record = authenticate(&state, &headers, &partner_id?.0).await?;
-    let value = single_field(&body?.0, "webhook_url")?;
+    let body = read_body(&headers, body, &state).await?;
+    let value = single_field(&body, "webhook_url")?;
     let Value::String(raw) = value else {
         return Err(invalid("webhook_url", "Not a valid string.").into());
     };
@@ -223,10 +226,11 @@ pub async fn set_webhook_headers(
     State(state): State<AppState>,
     headers: HeaderMap,
     partner_id: Result<PathParam, ApiError>,
-    body: Result<RawBody, ApiError>,
+    body: Body,
 ) -> Result<Json<PartnerOut>, PartnerApiError> {
     let record = authenticate(&state, &headers, &partner_id?.0).await?;
-    let value = single_field(&body?.0, "webhook_headers")?;
+    let body = read_body(&headers, body, &state).await?;
+    let value = single_field(&body, "webhook_headers")?;
     let Value::Object(map) = value else {
         return Err(invalid("webhook_headers", "Not a valid mapping type.").into());
     };

@@ -196,3 +196,32 @@ async fn a_graceful_stop_finishes_the_attempt_in_flight() {
         json!([])
     );
 }
+
+#[tokio::test]
+async fn a_stop_abandons_an_attempt_that_outlasts_the_grace_period_and_it_is_made_again() {
+    let app = spawn_app_with(|config| {
+        fast_delivery(config);
+        config.delivery_timeout = Duration::from_secs(30);
+        config.http.shutdown_grace = Duration::from_millis(300);
+    })
+    .await;
+    let number = app.provision().await;
+    let receiver = TestReceiver::with_default(Behavior::Delay(Duration::from_secs(60), 200)).await;
+    app.set_webhook(&number.api_key, &receiver.url, json!({}))
+        .await;
+    let event_id = app
+        .post_event(&number.channel_id, json!({"messages": [{"id": "wamid.s"}]}))
+        .await;
+    receiver.wait_for(1).await;
+
+    // The attempt would take a minute: the stop does not wait for it.
+    receiver.set_default(Behavior::Status(200));
+    let app = tokio::time::timeout(Duration::from_secs(10), app.restart())
+        .await
+        .expect("the stop outlasted its grace period");
+    let event = app
+        .wait_for_event(event_id, |e| is_in_state(e, "primary", "delivered"))
+        .await;
+    assert_eq!(delivery(&event, "primary")["attempts"], 1, "{event:#}");
+    assert_eq!(receiver.received().len(), 2, "made again after the restart");
+}

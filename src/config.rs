@@ -97,6 +97,10 @@ pub struct ServeArgs {
         value_name = "N"
     )]
     pub max_waiting_per_destination: Option<usize>,
+    /// Memory for deliveries waiting or in flight in the engine, in MiB (payload bytes plus a
+    /// small fixed share each); the rest of the queue waits in the store [default: 64].
+    #[arg(long, env = "SWITCHBOARD_MAX_QUEUE_MEMORY_MIB", value_name = "MIB")]
+    pub max_queue_memory_mib: Option<usize>,
     /// Delete events (with their deliveries and attempts) this many days after they arrived,
     /// once none of their deliveries is pending; 0 keeps everything [default: 30].
     #[arg(long, env = "SWITCHBOARD_RETENTION_DAYS", value_name = "DAYS")]
@@ -158,6 +162,7 @@ struct FileConfig {
     max_extra_destinations: Option<usize>,
     max_in_flight_per_destination: Option<usize>,
     max_waiting_per_destination: Option<usize>,
+    max_queue_memory_mib: Option<usize>,
     retention_days: Option<u64>,
     worker_threads: Option<usize>,
     node_id: Option<String>,
@@ -278,6 +283,9 @@ pub struct Config {
     /// Deliveries queued in memory per destination; the rest of a slow destination's backlog
     /// waits in the store, so it cannot fill the memory that healthy destinations need.
     pub max_waiting_per_destination: usize,
+    /// Bytes the engine's in-memory queue may take (deliveries waiting or in flight); the
+    /// rest wait in the store.
+    pub max_queue_memory: usize,
     /// How long finished events are kept; `None` keeps them forever.
     pub retention: Option<Duration>,
     /// Async worker threads of the binary's runtime; `None` is one per core. (Only the
@@ -359,6 +367,7 @@ impl Config {
             max_extra_destinations: 3,
             max_in_flight_per_destination: 512,
             max_waiting_per_destination: 2000,
+            max_queue_memory: 64 * MIB,
             retention: Some(Duration::from_secs(30 * 86_400)),
             worker_threads: None,
             node_id: host_name(),
@@ -433,6 +442,10 @@ impl Config {
                 .max_waiting_per_destination
                 .or(file.max_waiting_per_destination)
                 .unwrap_or(defaults.max_waiting_per_destination),
+            max_queue_memory: args
+                .max_queue_memory_mib
+                .or(file.max_queue_memory_mib)
+                .map_or(defaults.max_queue_memory, |mib| mib.saturating_mul(MIB)),
             retention: match args.retention_days.or(file.retention_days) {
                 None => defaults.retention,
                 Some(0) => None,
@@ -513,6 +526,11 @@ impl Config {
             ));
         }
         self.http.validate()?;
+        if !(2 * MIB..=4095 * MIB).contains(&self.max_queue_memory) {
+            return Err(ConfigError(
+                "--max-queue-memory-mib must be between 2 and 4095".into(),
+            ));
+        }
         if !(1..=100).contains(&self.max_extra_destinations) {
             return Err(ConfigError(
                 "--max-extra-destinations must be between 1 and 100".into(),

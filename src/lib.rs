@@ -123,5 +123,6 @@ fn engine_settings(config: &Config) -> delivery::EngineSettings {
     settings.per_destination = config.max_in_flight_per_destination;
     settings.per_destination_waiting = config.max_waiting_per_destination;
     settings.lease = config.delivery_lease;
+    settings.memory = config.max_queue_memory;
     settings
 }

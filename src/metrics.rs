@@ -5,7 +5,7 @@
 //! instance (and each test's server in one process) counts on its own.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::domain::{AttemptErrorKind, EventKind, Target};
@@ -99,6 +99,8 @@ pub struct Metrics {
     attempts: [[AtomicU64; 7]; 3],
     finals: [[AtomicU64; 3]; 3],
     deferred: AtomicU64,
+    held_deliveries: AtomicI64,
+    held_bytes: AtomicI64,
     latency_buckets: [AtomicU64; 13],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -132,6 +134,14 @@ impl Metrics {
     /// Counts a delivery sent back to the store because its destination was saturated.
     pub fn delivery_deferred(&self) {
         self.deferred.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A delivery entered (`+1`, its memory cost) or left (`-1`, minus it) the engine's
+    /// memory: the gauges show how much of `--max-queue-memory-mib` is in use.
+    pub fn held_in_memory(&self, deliveries: i64, bytes: i64) {
+        self.held_deliveries
+            .fetch_add(deliveries, Ordering::Relaxed);
+        self.held_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition, with `queue_depth` pending deliveries and the store's
@@ -184,6 +194,21 @@ impl Metrics {
             "Deliveries pending (due or scheduled).",
         );
         let _ = writeln!(out, "switchboard_queue_depth {queue_depth}");
+        for (name, help, gauge) in [
+            (
+                "switchboard_engine_deliveries_in_memory",
+                "Deliveries the engine holds in memory (waiting for a slot or in flight).",
+                &self.held_deliveries,
+            ),
+            (
+                "switchboard_engine_memory_bytes",
+                "Bytes of --max-queue-memory-mib those deliveries take (payload plus a fixed share).",
+                &self.held_bytes,
+            ),
+        ] {
+            header(&mut out, name, "gauge", help);
+            let _ = writeln!(out, "{name} {}", gauge.load(Ordering::Relaxed));
+        }
         render_writes(&mut out, writes);
         self.render_latency(&mut out);
         out

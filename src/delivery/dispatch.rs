@@ -7,7 +7,7 @@
 //! in-memory capacity, a restart's backlog) waits in the store until `dispatch_once`
 //! claims it. Memory is bounded by `capacity` permits, one per delivery held in memory.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ use super::attempt::{AttemptResult, Attempter};
 use super::backoff::RetryPolicy;
 use super::lease::Held;
 use super::route::{self, Resolution};
-use crate::domain::{DeliveryTarget, Target};
+use crate::domain::{DeliveryId, DeliveryTarget, Target};
 use crate::metrics::{AttemptOutcome, FinalState, Metrics};
 use crate::store::{AttemptRecord, DueDelivery, Outcome, Settlement, Store, StoreError};
 
@@ -35,6 +35,9 @@ pub struct EngineSettings {
     pub allow_internal: bool,
     /// Deliveries held in memory at most.
     pub capacity: usize,
+    /// Bytes of the engine's memory budget: what the deliveries held in memory may take
+    /// ([`crate::store::memory_cost`] each); the rest wait in the store.
+    pub memory: usize,
     /// Concurrent attempts per destination (scheme, host and port).
     pub per_destination: usize,
     /// Deliveries waiting in memory per destination before the rest wait in the store.
@@ -53,6 +56,7 @@ impl EngineSettings {
             timeout,
             allow_internal,
             capacity: 20_000,
+            memory: 64 * 1024 * 1024,
             per_destination: 512,
             per_destination_waiting: 2_000,
             poll_interval: Duration::from_millis(50),
@@ -73,20 +77,71 @@ struct Inner {
     settings: EngineSettings,
     metrics: Arc<Metrics>,
     capacity: Arc<Semaphore>,
+    /// One permit a byte of [`EngineSettings::memory`].
+    memory: Arc<Semaphore>,
     gates: Mutex<HashMap<String, Arc<Gate>>>,
     held: Held,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 }
 
-/// Per-destination concurrency: `slots` in flight, `waiting` queued in memory.
+/// Per-destination concurrency: `slots` in flight, `waiting` queued in memory, and the ids
+/// of the deliveries `parked` in the store while it was full, to wake when it has room.
 struct Gate {
     slots: Semaphore,
     waiting: std::sync::atomic::AtomicUsize,
+    parked: Mutex<VecDeque<DeliveryId>>,
+    /// A wake-up write is under way: one at a time per destination.
+    waking: std::sync::atomic::AtomicBool,
 }
 
-/// Memory reserved for deliveries about to be handed over; split one per delivery.
-pub struct Reservation(OwnedSemaphorePermit);
+/// A delivery parked behind a saturated destination is due again after this at the latest,
+/// even if no wake-up comes (another node's saturation, a restart, a full parking list).
+const PARKED_AT_MOST: Duration = Duration::from_secs(60);
+
+/// Parked ids remembered per destination (8 bytes each); beyond, a delivery waits out
+/// [`PARKED_AT_MOST`].
+const MAX_PARKED: usize = 100_000;
+
+/// Memory reserved for deliveries about to be handed over: a count and bytes, split per
+/// delivery as each is handed over.
+pub struct Reservation {
+    count: OwnedSemaphorePermit,
+    bytes: Option<OwnedSemaphorePermit>,
+}
+
+/// What one delivery held in memory owns of the engine's limits, counted in the metrics
+/// while it lives; dropped when the delivery leaves memory.
+struct MemoryShare {
+    _count: OwnedSemaphorePermit,
+    bytes: Option<OwnedSemaphorePermit>,
+    metrics: Arc<Metrics>,
+}
+
+impl MemoryShare {
+    fn new(
+        count: OwnedSemaphorePermit,
+        bytes: Option<OwnedSemaphorePermit>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        metrics.held_in_memory(1, Self::size(&bytes));
+        Self {
+            _count: count,
+            bytes,
+            metrics,
+        }
+    }
+
+    fn size(bytes: &Option<OwnedSemaphorePermit>) -> i64 {
+        bytes.as_ref().map_or(0, |p| p.num_permits() as i64)
+    }
+}
+
+impl Drop for MemoryShare {
+    fn drop(&mut self) {
+        self.metrics.held_in_memory(-1, -Self::size(&self.bytes));
+    }
+}
 
 impl Engine {
     /// Starts the engine and its poller; it stops when `shutdown` is cancelled.
@@ -100,6 +155,7 @@ impl Engine {
             inner: Arc::new(Inner {
                 attempter: Attempter::new(settings.timeout, settings.allow_internal)?,
                 capacity: Arc::new(Semaphore::new(settings.capacity)),
+                memory: Arc::new(Semaphore::new(settings.memory)),
                 store,
                 settings,
                 metrics,
@@ -141,16 +197,26 @@ impl Engine {
         }
     }
 
-    /// Reserves memory for `count` fresh deliveries, if there is room.
-    pub fn reserve(&self, count: usize) -> Option<Reservation> {
+    /// Reserves memory for `count` fresh deliveries of `bytes` in all (their
+    /// [`crate::store::memory_cost`]), if there is room for both.
+    pub fn reserve(&self, count: usize, bytes: usize) -> Option<Reservation> {
         let count = u32::try_from(count).ok()?;
+        let bytes = u32::try_from(bytes).ok()?;
         if count == 0 || self.inner.shutdown.is_cancelled() {
             return None;
         }
-        let permit = Arc::clone(&self.inner.capacity)
+        let count = Arc::clone(&self.inner.capacity)
             .try_acquire_many_owned(count)
             .ok()?;
-        Some(Reservation(permit))
+        let bytes = match bytes {
+            0 => None,
+            bytes => Some(
+                Arc::clone(&self.inner.memory)
+                    .try_acquire_many_owned(bytes)
+                    .ok()?,
+            ),
+        };
+        Some(Reservation { count, bytes })
     }
 
     /// Until when a delivery claimed now belongs to this node (ms since the epoch).
@@ -158,12 +224,63 @@ impl Engine {
         crate::clock::now_ms() + self.inner.settings.lease.as_millis() as i64
     }
 
-    /// Runs `job` now, holding one permit of `reservation`.
+    /// Runs `job` now, holding its share of `reservation` (its count, and its memory cost
+    /// in bytes, topped up from the budget if the reservation was an estimate too small).
+    ///
+    /// A job that does not fit after all is put back in the store, due now, for the poller
+    /// to claim when there is room.
     pub fn hand_over(&self, job: DueDelivery, reservation: &mut Reservation) {
-        match reservation.0.split(1) {
-            Some(permit) => self.spawn(job, permit),
-            None => tracing::error!(delivery = %job.id, "hand-over without a reserved permit"),
+        let Some(count) = reservation.count.split(1) else {
+            tracing::error!(delivery = %job.id, "hand-over without a reserved permit");
+            return self.put_back(job);
+        };
+        match self.take_bytes(reservation, job.memory_cost()) {
+            Some(bytes) => {
+                let share = MemoryShare::new(count, bytes, Arc::clone(&self.inner.metrics));
+                self.spawn(job, share)
+            }
+            None => self.put_back(job),
         }
+    }
+
+    /// `cost` bytes out of `reservation`, or as much as it has plus the rest from the budget.
+    fn take_bytes(
+        &self,
+        reservation: &mut Reservation,
+        cost: usize,
+    ) -> Option<Option<OwnedSemaphorePermit>> {
+        let cost = u32::try_from(cost).ok()?;
+        if cost == 0 {
+            return Some(None);
+        }
+        let reserved = reservation.bytes.as_ref().map_or(0, |p| p.num_permits());
+        let from_reservation = (cost as usize).min(reserved) as u32;
+        let mut taken = match from_reservation {
+            0 => None,
+            n => reservation.bytes.as_mut().and_then(|p| p.split(n as usize)),
+        };
+        let missing = cost - from_reservation;
+        if missing > 0 {
+            let extra = Arc::clone(&self.inner.memory)
+                .try_acquire_many_owned(missing)
+                .ok()?;
+            match taken.as_mut() {
+                Some(taken) => taken.merge(extra),
+                None => taken = Some(extra),
+            }
+        }
+        Some(taken)
+    }
+
+    /// Gives a leased job back to the store, due now (a job this node cannot hold).
+    fn put_back(&self, job: DueDelivery) {
+        let engine = self.clone();
+        self.inner.tracker.spawn(async move {
+            let at = crate::clock::now_ms();
+            if let Err(error) = engine.settle(&job, None, Settlement::Deferred { at }).await {
+                tracing::warn!(delivery = %job.id, %error, "cannot put a delivery back; its lease will run out");
+            }
+        });
     }
 
     /// Claims the deliveries that are due and starts them; returns how many it started.
@@ -171,14 +288,18 @@ impl Engine {
     /// The poller calls it on a timer; tests may call it to drive the engine.
     pub async fn dispatch_once(&self) -> Result<usize, StoreError> {
         let free = self.inner.capacity.available_permits().min(1024);
-        let Some(mut reservation) = self.reserve(free) else {
+        let free_bytes = self.inner.memory.available_permits().min(u32::MAX as usize);
+        if free_bytes < crate::store::memory_cost(0) {
+            return Ok(0);
+        }
+        let Some(mut reservation) = self.reserve(free, free_bytes) else {
             return Ok(0);
         };
         let now = crate::clock::now_ms();
         let jobs = self
             .inner
             .store
-            .claim_due(now, free, self.lease_until())
+            .claim_due(now, free, free_bytes, self.lease_until())
             .await?;
         let started = jobs.len();
         for job in jobs {
@@ -208,7 +329,7 @@ impl Engine {
         }
     }
 
-    fn spawn(&self, job: DueDelivery, permit: OwnedSemaphorePermit) {
+    fn spawn(&self, job: DueDelivery, permit: MemoryShare) {
         let engine = self.clone();
         let span = tracing::debug_span!(
             "delivery",
@@ -249,10 +370,7 @@ impl Engine {
         let gate = self.gate(&target);
         let Some(slot) = self.enter(&gate).await else {
             if !self.inner.shutdown.is_cancelled() {
-                let at = crate::clock::now_ms() + 1_000 + fastrand::i64(0..1_000);
-                tracing::debug!("destination saturated; deferred to the store");
-                self.inner.metrics.delivery_deferred();
-                self.settle(&job, None, Settlement::Deferred { at }).await?;
+                self.park(&gate, &job).await?;
             }
             return Ok(());
         };
@@ -265,6 +383,7 @@ impl Engine {
             .await;
         let took = clock.elapsed();
         drop(slot);
+        self.wake_parked(&gate);
         let attempt = AttemptRecord {
             number: job.attempts + 1,
             started_at,
@@ -347,7 +466,7 @@ impl Engine {
     /// them from memory when there is room.
     async fn delivered(&self, job: DueDelivery, attempt: AttemptRecord) -> Result<(), StoreError> {
         let extras = route::extras_after_primary(self.inner.store.as_ref(), &job).await?;
-        let mut reservation = self.reserve(extras.len());
+        let mut reservation = self.reserve(extras.len(), extras.len() * job.memory_cost());
         let claim_until = reservation.as_ref().map(|_| self.lease_until());
         let settlement = Settlement::Delivered {
             extras,
@@ -390,6 +509,49 @@ impl Engine {
             .await
     }
 
+    /// The destination is full: the delivery leaves memory for the store, due again when the
+    /// destination has room (see [`Engine::wake_parked`]) or after [`PARKED_AT_MOST`], so a
+    /// waiting backlog costs one write per delivery, not one every second or two.
+    async fn park(&self, gate: &Gate, job: &DueDelivery) -> Result<(), StoreError> {
+        let at = crate::clock::now_ms() + PARKED_AT_MOST.as_millis() as i64;
+        tracing::debug!("destination saturated; parked in the store");
+        self.inner.metrics.delivery_deferred();
+        self.settle(job, None, Settlement::Deferred { at }).await?;
+        let mut parked = gate.parked.lock().unwrap_or_else(|p| p.into_inner());
+        if parked.len() < MAX_PARKED {
+            parked.push_back(job.id);
+        }
+        Ok(())
+    }
+
+    /// After an attempt freed a slot: when at most half of the destination's waiting room is
+    /// taken, makes as many parked deliveries due as fit in the rest (oldest parked first).
+    fn wake_parked(&self, gate: &Arc<Gate>) {
+        use std::sync::atomic::Ordering;
+        let limit = self.inner.settings.per_destination_waiting;
+        let waiting = gate.waiting.load(Ordering::Acquire);
+        if waiting > limit / 2 || gate.waking.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let woken: Vec<DeliveryId> = {
+            let mut parked = gate.parked.lock().unwrap_or_else(|p| p.into_inner());
+            let room = limit.saturating_sub(waiting).max(1).min(parked.len());
+            parked.drain(..room).collect()
+        };
+        if woken.is_empty() {
+            gate.waking.store(false, Ordering::Release);
+            return;
+        }
+        let (engine, gate) = (self.clone(), Arc::clone(gate));
+        self.inner.tracker.spawn(async move {
+            let now = crate::clock::now_ms();
+            if let Err(error) = engine.inner.store.wake_deliveries(woken, now).await {
+                tracing::warn!(%error, "cannot wake parked deliveries; they come due later");
+            }
+            gate.waking.store(false, Ordering::Release);
+        });
+    }
+
     fn gate(&self, target: &DeliveryTarget) -> Arc<Gate> {
         let key = destination_key(target.webhook.url.as_str());
         let mut gates = self.inner.gates.lock().unwrap_or_else(|p| p.into_inner());
@@ -397,6 +559,8 @@ impl Engine {
             Arc::new(Gate {
                 slots: Semaphore::new(self.inner.settings.per_destination),
                 waiting: std::sync::atomic::AtomicUsize::new(0),
+                parked: Mutex::new(VecDeque::new()),
+                waking: std::sync::atomic::AtomicBool::new(false),
             })
         }))
     }

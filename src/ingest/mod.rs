@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::delivery::Engine;
 use crate::domain::{EventId, EventKind, PartnerEvent, PartnerEventType, PartnerId, WabaId};
 use crate::metrics::{Metrics, Source};
-use crate::store::{DueDelivery, EventBody, NewEvent, SavedEvent, Store, StoreError};
+use crate::store::{memory_cost, DueDelivery, EventBody, NewEvent, SavedEvent, Store, StoreError};
 
 mod envelope;
 
@@ -63,7 +63,13 @@ impl Ingest {
             .iter()
             .filter(|(_, target, _)| target.is_some())
             .count();
-        let mut reservation = self.engine.reserve(deliverable);
+        let bytes = events
+            .iter()
+            .zip(&handed)
+            .filter(|(_, (_, target, _))| target.is_some())
+            .map(|(event, _)| memory_cost(event.body.estimated_len()))
+            .sum();
+        let mut reservation = self.engine.reserve(deliverable, bytes);
         let claim_until = reservation.as_ref().map(|_| self.engine.lease_until());
         let saved = self.store.save_events(events, claim_until).await?;
         tracing::debug!(?source, events = saved.len(), "events stored");

@@ -22,6 +22,7 @@ use crate::domain::{
 };
 
 mod types;
+pub use types::{memory_cost, DELIVERY_MEMORY_OVERHEAD};
 pub use types::{
     AttemptRecord, ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventBody, EventFilter,
     EventRecord, EventSummary, NewEvent, Outcome, PartnerRecord, Routing, SavedEvent, Settlement,
@@ -188,11 +189,14 @@ pub trait Store: Send + Sync + 'static {
         claim_until: Option<i64>,
     ) -> Result<Vec<SavedEvent>, StoreError>;
 
-    /// Leases up to `limit` deliveries due at `now` until `lease_until`, oldest due first.
+    /// Leases up to `limit` deliveries due at `now` until `lease_until`, oldest due first,
+    /// and no more than fit in `max_bytes` of the engine's memory budget ([`memory_cost`]
+    /// each, summed in claim order).
     async fn claim_due(
         &self,
         now: i64,
         limit: usize,
+        max_bytes: usize,
         lease_until: i64,
     ) -> Result<Vec<DueDelivery>, StoreError>;
 
@@ -204,6 +208,11 @@ pub trait Store: Send + Sync + 'static {
     /// Extends the leases of `held` (deliveries this node holds in memory) until `until`;
     /// a delivery settled meanwhile (no lease any more) is left alone.
     async fn renew_leases(&self, held: Vec<DeliveryId>, until: i64) -> Result<u64, StoreError>;
+
+    /// Makes the `parked` deliveries due at `now`, those still pending and not leased (the
+    /// engine parked them behind a saturated destination that has room again); returns how
+    /// many it woke.
+    async fn wake_deliveries(&self, parked: Vec<DeliveryId>, now: i64) -> Result<u64, StoreError>;
 
     /// Records an attempt and what follows from it, in one transaction; returns the extra
     /// deliveries it created (after a 200 of a primary delivery).

@@ -46,6 +46,18 @@ pub enum EventBody {
     Partner(PartnerEvent),
 }
 
+impl EventBody {
+    /// The delivered body's length, known for bytes and estimated for a partner event (its
+    /// data as compact JSON plus the envelope around it), to reserve engine memory before
+    /// the body is rendered.
+    pub fn estimated_len(&self) -> usize {
+        match self {
+            Self::Bytes(bytes) => bytes.len(),
+            Self::Partner(event) => event.data.to_string().len() + 256,
+        }
+    }
+}
+
 /// A stored event, its delivery if it has one, and the bytes that delivery sends.
 #[derive(Debug, Clone)]
 pub struct SavedEvent {
@@ -78,6 +90,23 @@ pub struct DueDelivery {
     pub window_start: i64,
     /// Attempts made before the window started: backoff counts only the ones after.
     pub window_attempts: u32,
+}
+
+/// What the engine charges a delivery it holds in memory besides its payload: the rest of
+/// its `DueDelivery`, its task and its place in a destination's queue, rounded up.
+pub const DELIVERY_MEMORY_OVERHEAD: usize = 512;
+
+/// The bytes of the engine's memory budget that a delivery with a payload of `payload_len`
+/// bytes takes while it is held (the store cuts claims by the same measure).
+pub fn memory_cost(payload_len: usize) -> usize {
+    payload_len + DELIVERY_MEMORY_OVERHEAD
+}
+
+impl DueDelivery {
+    /// This delivery's share of the engine's memory budget.
+    pub fn memory_cost(&self) -> usize {
+        memory_cost(self.payload.len())
+    }
 }
 
 /// One attempt as recorded for inspection.

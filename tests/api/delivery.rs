@@ -905,3 +905,79 @@ async fn leases_of_deliveries_held_in_memory_are_renewed() {
         "each event sent once"
     );
 }
+
+#[tokio::test]
+async fn the_in_memory_queue_is_bounded_in_bytes_and_the_rest_waits_in_the_store() {
+    // Room for three deliveries of about 10 kB each (payload plus a fixed share).
+    const BUDGET: u64 = 35_000;
+    let app = spawn_app_with(|config| {
+        fast_delivery(config);
+        config.delivery_timeout = Duration::from_secs(5);
+        config.max_queue_memory = BUDGET as usize;
+    })
+    .await;
+    let number = app.provision().await;
+    let receiver = TestReceiver::with_default(Behavior::Delay(Duration::from_secs(3), 200)).await;
+    app.set_webhook(&number.api_key, &receiver.url, json!({}))
+        .await;
+    let text = "é".repeat(5_000);
+    let mut events = Vec::new();
+    for n in 0..8 {
+        let value = json!({"messages": [{"id": format!("wamid.m{n}"), "text": {"body": text}}]});
+        events.push(app.post_event(&number.channel_id, value).await);
+    }
+    receiver.wait_for(3).await;
+    let metrics = app.metrics().await;
+    let held = metric_sum(&metrics, "switchboard_engine_memory_bytes", &[]);
+    assert!((30_000..=BUDGET).contains(&held), "{held} bytes held");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        receiver.received().len(),
+        3,
+        "only what fits the budget is in memory; the rest waits in the store"
+    );
+
+    receiver.set_default(Behavior::Status(200));
+    for event in events {
+        app.wait_for_event(event, |e| is_in_state(e, "primary", "delivered"))
+            .await;
+    }
+    app.wait_for_metrics(|text| metric_sum(text, "switchboard_engine_memory_bytes", &[]) == 0)
+        .await;
+}
+
+#[tokio::test]
+async fn a_backlog_behind_a_full_destination_is_parked_once_and_woken_when_there_is_room() {
+    let app = spawn_app_with(|config| {
+        fast_delivery(config);
+        config.delivery_timeout = Duration::from_secs(5);
+        config.max_in_flight_per_destination = 2;
+        config.max_waiting_per_destination = 3;
+    })
+    .await;
+    let number = app.provision().await;
+    let receiver =
+        TestReceiver::with_default(Behavior::Delay(Duration::from_millis(400), 200)).await;
+    app.set_webhook(&number.api_key, &receiver.url, json!({}))
+        .await;
+    let mut events = Vec::new();
+    for n in 0..48 {
+        events.push(
+            app.post_event(&number.channel_id, message(&format!("wamid.p{n}")))
+                .await,
+        );
+    }
+    for event in events {
+        app.wait_for_event(event, |e| is_in_state(e, "primary", "delivered"))
+            .await;
+    }
+    // 43 did not fit (2 in flight, 3 waiting) and were parked; each is woken when there is
+    // room, instead of coming back every second or two for the ~10 s the backlog takes.
+    let deferred = metric_sum(
+        &app.metrics().await,
+        "switchboard_deliveries_deferred_total",
+        &[],
+    );
+    assert!((43..=72).contains(&deferred), "{deferred} deferrals");
+    assert_eq!(receiver.received().len(), 48, "each sent once");
+}

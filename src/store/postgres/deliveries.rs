@@ -12,6 +12,7 @@ use crate::clock::now_ms;
 use crate::domain::{ChannelId, DeliveryId, DeliveryState, EventId, PartnerId, Target};
 use crate::store::{
     AttemptRecord, DueDelivery, EventBody, NewEvent, Outcome, SavedEvent, Settlement, StoreError,
+    DELIVERY_MEMORY_OVERHEAD,
 };
 
 /// A lease: until when (ms since the epoch), and which node holds it.
@@ -171,29 +172,48 @@ async fn insert_delivery(
 }
 
 /// Leases due deliveries and returns them with their payloads; rows another node holds
-/// locked are skipped, not waited for.
+/// locked are skipped, not waited for. The running sum of the rows' memory cost (payload
+/// plus [`DELIVERY_MEMORY_OVERHEAD`], as `memory_cost`) cuts the claim at `max_bytes`.
 pub async fn claim_due(
     tx: &Transaction<'_>,
     now: i64,
-    limit: usize,
+    (limit, max_bytes): (usize, usize),
     (lease_until, node): Lease<'_>,
 ) -> Result<Vec<DueDelivery>, StoreError> {
     let claim = tx
         .prepare_cached(
             "WITH due AS (
-                 SELECT id FROM deliveries
-                 WHERE state = 'pending' AND next_attempt_at <= $1
-                 ORDER BY next_attempt_at LIMIT $2
-                 FOR UPDATE SKIP LOCKED)
+                 SELECT d.id, d.next_attempt_at, octet_length(e.payload) AS size
+                 FROM deliveries d JOIN events e ON e.id = d.event_id
+                 WHERE d.state = 'pending' AND d.next_attempt_at <= $1
+                 ORDER BY d.next_attempt_at LIMIT $2
+                 FOR UPDATE OF d SKIP LOCKED),
+             fitting AS (
+                 SELECT id FROM (
+                     SELECT id, sum(size::bigint + $6::bigint) OVER (ORDER BY next_attempt_at, id) AS running
+                     FROM due) sized
+                 WHERE running <= $5::bigint)
              UPDATE deliveries d SET next_attempt_at = $3, leased_until = $3, leased_by = $4
-             FROM due, events e
-             WHERE d.id = due.id AND e.id = d.event_id
+             FROM fitting, events e
+             WHERE d.id = fitting.id AND e.id = d.event_id
              RETURNING d.id, d.event_id, d.channel_id, d.target, d.attempts, d.window_start,
                        d.window_attempts, e.payload, d.partner_id",
         )
         .await?;
+    let max_bytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
+    let overhead = DELIVERY_MEMORY_OVERHEAD as i64;
     let rows = tx
-        .query(&claim, &[&now, &(limit as i64), &lease_until, &node])
+        .query(
+            &claim,
+            &[
+                &now,
+                &(limit as i64),
+                &lease_until,
+                &node,
+                &max_bytes,
+                &overhead,
+            ],
+        )
         .await?;
     let mut claimed = Vec::with_capacity(rows.len());
     for row in rows {

@@ -316,12 +316,13 @@ impl Store for PostgresStore {
         &self,
         now: i64,
         limit: usize,
+        max_bytes: usize,
         lease_until: i64,
     ) -> Result<Vec<DueDelivery>, StoreError> {
         transact!(self, write, |tx| deliveries::claim_due(
             &tx,
             now,
-            limit,
+            (limit, max_bytes),
             (lease_until, &self.node)
         ))
     }
@@ -339,6 +340,16 @@ impl Store for PostgresStore {
              WHERE id = ANY($2) AND leased_by = $3 AND state = 'pending'
                AND leased_until IS NOT NULL",
             &[&until, &ids, &self.node],
+        ))
+    }
+
+    async fn wake_deliveries(&self, parked: Vec<DeliveryId>, now: i64) -> Result<u64, StoreError> {
+        let ids: Vec<i64> = parked.iter().map(|id| id.0).collect();
+        transact!(self, write, |tx| tx.execute(
+            "UPDATE deliveries SET next_attempt_at = $1
+             WHERE id = ANY($2) AND state = 'pending' AND leased_until IS NULL
+               AND next_attempt_at > $1",
+            &[&now, &ids],
         ))
     }
 

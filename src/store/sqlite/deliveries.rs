@@ -105,7 +105,7 @@ fn insert_delivery(
 pub fn claim_due(
     conn: &Connection,
     now: i64,
-    limit: usize,
+    (limit, max_bytes): (usize, usize),
     lease_until: i64,
 ) -> Result<Vec<DueDelivery>, StoreError> {
     let due = {
@@ -123,7 +123,12 @@ pub fn claim_due(
         "UPDATE deliveries SET next_attempt_at = ?1, leased_until = ?1 WHERE id = ?2",
     )?;
     let mut claimed = Vec::with_capacity(due.len());
+    let mut bytes = 0;
     for delivery in due.into_iter().flatten() {
+        bytes += delivery.memory_cost();
+        if bytes > max_bytes {
+            break;
+        }
         lease.execute(params![lease_until, delivery.id.0])?;
         claimed.push(delivery);
     }
@@ -171,6 +176,23 @@ pub fn renew_leases(conn: &Connection, held: &[DeliveryId], until: i64) -> Resul
         renewed += renew.execute(params![until, id.0])? as u64;
     }
     Ok(renewed)
+}
+
+/// Makes parked deliveries due now (see `Store::wake_deliveries`).
+pub fn wake_deliveries(
+    conn: &Connection,
+    parked: &[DeliveryId],
+    now: i64,
+) -> Result<u64, StoreError> {
+    let mut wake = conn.prepare_cached(
+        "UPDATE deliveries SET next_attempt_at = ?1
+         WHERE id = ?2 AND state = 'pending' AND leased_until IS NULL AND next_attempt_at > ?1",
+    )?;
+    let mut woken = 0;
+    for id in parked {
+        woken += wake.execute(params![now, id.0])? as u64;
+    }
+    Ok(woken)
 }
 
 /// Records an attempt and its settlement; returns the extra deliveries created.

@@ -275,10 +275,11 @@ impl Store for SqliteStore {
         &self,
         now: i64,
         limit: usize,
+        max_bytes: usize,
         lease_until: i64,
     ) -> Result<Vec<DueDelivery>, StoreError> {
         self.writer
-            .write(move |conn| deliveries::claim_due(conn, now, limit, lease_until))
+            .write(move |conn| deliveries::claim_due(conn, now, (limit, max_bytes), lease_until))
             .await
     }
 
@@ -289,6 +290,12 @@ impl Store for SqliteStore {
     async fn renew_leases(&self, held: Vec<DeliveryId>, until: i64) -> Result<u64, StoreError> {
         self.writer
             .write(move |conn| deliveries::renew_leases(conn, &held, until))
+            .await
+    }
+
+    async fn wake_deliveries(&self, parked: Vec<DeliveryId>, now: i64) -> Result<u64, StoreError> {
+        self.writer
+            .write(move |conn| deliveries::wake_deliveries(conn, &parked, now))
             .await
     }
 

@@ -5,6 +5,10 @@
 //! multicast or otherwise internal addresses are refused. Names are checked by a DNS
 //! resolver that filters the addresses it returns (so the check applies to the address
 //! actually connected to); IP literals, which skip DNS, are checked before sending.
+//!
+//! Headers: each name is sent once. The configured headers come first; Switchboard's
+//! defaults (`Content-Type`, and the client's `User-Agent` and `Accept`) fill only the names
+//! they leave out; the signature, when the destination signs, replaces any configured one.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -14,6 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use sha2::Sha256;
 
 use crate::domain::{AttemptErrorKind, DeliveryTarget};
@@ -23,6 +28,9 @@ const EXCERPT_BYTES: usize = 512;
 
 /// Parsed destination URLs kept at most; the memo is emptied when it is full.
 const MAX_PARSED_URLS: usize = 10_000;
+
+/// The header that carries the body's HMAC, as WhatsApp receivers expect it.
+const SIGNATURE: HeaderName = HeaderName::from_static("x-hub-signature-256");
 
 /// What one attempt got.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,18 +122,11 @@ impl Attempter {
                 };
             }
         }
-        let mut request = self
-            .client
-            .post(reqwest::Url::clone(&url))
-            .header(reqwest::header::CONTENT_TYPE, "application/json");
-        for (name, value) in target.webhook.headers.iter() {
-            request = request.header(name, value);
-        }
-        if let Some(secret) = &target.signing_secret {
-            request = request.header("X-Hub-Signature-256", signature(secret, &payload));
-        }
+        let mut request = reqwest::Request::new(reqwest::Method::POST, reqwest::Url::clone(&url));
+        *request.headers_mut() = delivery_headers(target, &payload);
+        *request.body_mut() = Some(payload.into());
         let exchange = async {
-            let mut response = request.body(payload).send().await?;
+            let mut response = self.client.execute(request).await?;
             let status = response.status().as_u16();
             let mut excerpt = Vec::new();
             while excerpt.len() < EXCERPT_BYTES {
@@ -149,6 +150,22 @@ impl Attempter {
             },
         }
     }
+}
+
+/// The headers of one delivery, each name once: the configured ones, `Content-Type` unless
+/// configured, and the signature in place of any configured one when the target signs.
+/// (The client adds its `User-Agent` and `Accept` only where the request has none.)
+fn delivery_headers(target: &DeliveryTarget, payload: &[u8]) -> HeaderMap {
+    let mut headers = target.webhook.headers.ready_to_send().clone();
+    headers
+        .entry(CONTENT_TYPE)
+        .or_insert(HeaderValue::from_static("application/json"));
+    if let Some(secret) = &target.signing_secret {
+        let value = HeaderValue::try_from(signature(secret, payload))
+            .unwrap_or_else(|_| unreachable!("a signature is visible ASCII"));
+        headers.insert(SIGNATURE, value);
+    }
+    headers
 }
 
 /// `sha256=<hex HMAC-SHA256 of the body>`, the header WhatsApp receivers verify.
@@ -279,6 +296,50 @@ mod tests {
         ] {
             assert!(!is_internal(ip.parse().unwrap()), "{ip}");
         }
+    }
+
+    use crate::domain::{Webhook, WebhookHeaders, WebhookUrl};
+
+    fn target(headers: &[(&str, &str)], secret: Option<&str>) -> DeliveryTarget {
+        let raw = headers
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        DeliveryTarget {
+            webhook: Webhook {
+                url: WebhookUrl::from_stored("https://example.com/hook".into()),
+                headers: WebhookHeaders::parse(raw).unwrap(),
+            },
+            signing_secret: secret.map(str::to_owned),
+        }
+    }
+
+    fn values<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a str> {
+        let all = headers.get_all(name).iter();
+        all.map(|value| value.to_str().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_configured_header_replaces_the_default_of_its_name() {
+        let configured = target(&[("Content-Type", "text/plain"), ("X-A", "1")], None);
+        let headers = delivery_headers(&configured, b"{}");
+        assert_eq!(values(&headers, "content-type"), ["text/plain"]);
+        assert_eq!(values(&headers, "x-a"), ["1"]);
+        let plain = delivery_headers(&target(&[], None), b"{}");
+        assert_eq!(values(&plain, "content-type"), ["application/json"]);
+        assert_eq!(plain.len(), 1);
+    }
+
+    #[test]
+    fn the_signature_is_switchboards_own_when_signing() {
+        let forged = [("X-Hub-Signature-256", "sha256=forged")];
+        let signed = delivery_headers(&target(&forged, Some("secret")), b"hello");
+        assert_eq!(
+            values(&signed, "x-hub-signature-256"),
+            [signature("secret", b"hello").as_str()]
+        );
+        let unsigned = delivery_headers(&target(&forged, None), b"hello");
+        assert_eq!(values(&unsigned, "x-hub-signature-256"), ["sha256=forged"]);
     }
 
     #[test]

@@ -15,6 +15,8 @@ mod cli;
 mod crash;
 #[path = "../api/delivery.rs"]
 mod delivery;
+#[path = "../api/headers.rs"]
+mod headers;
 #[path = "../api/helpers.rs"]
 mod helpers;
 #[path = "../api/meta.rs"]

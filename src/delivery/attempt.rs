@@ -1,27 +1,29 @@
 //! One HTTP try: POST the payload with the configured headers (and signature), within the
 //! hard timeout, and classify what came back.
 //!
-//! Safety: unless `--dev`, destinations that resolve to loopback, private, link-local,
-//! multicast or otherwise internal addresses are refused. Names are checked by a DNS
+//! Safety: destinations that resolve to internal addresses (`AddressPolicy`: everything but
+//! global unicast, plus loopback under `--dev`) are refused. Names are checked by a DNS
 //! resolver that filters the addresses it returns (so the check applies to the address
-//! actually connected to); IP literals, which skip DNS, are checked before sending.
+//! actually connected to); IP literals, which skip DNS, are checked before sending. No proxy
+//! is ever used, whatever the environment says: a proxy would resolve the name itself, out
+//! of the guard's reach.
 //!
 //! Headers: each name is sent once. The configured headers come first; Switchboard's
 //! defaults (`Content-Type`, and the client's `User-Agent` and `Accept`) fill only the names
 //! they leave out; the signature, when the destination signs, replaces any configured one.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use sha2::Sha256;
 
-use crate::domain::{AttemptErrorKind, DeliveryTarget};
+use super::dns::{DnsPool, GuardedResolver, LookupError, MAX_LOOKUP_TIME};
+use crate::domain::{AddressPolicy, AttemptErrorKind, DeliveryTarget};
 
 /// How many bytes of an answer are kept for inspection.
 const EXCERPT_BYTES: usize = 512;
@@ -31,6 +33,17 @@ const MAX_PARSED_URLS: usize = 10_000;
 
 /// The header that carries the body's HMAC, as WhatsApp receivers expect it.
 const SIGNATURE: HeaderName = HeaderName::from_static("x-hub-signature-256");
+
+/// Why the delivery client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The HTTP client (TLS roots).
+    #[error("cannot build the delivery HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The DNS threads could not be started.
+    #[error("cannot start the DNS threads of deliveries: {0}")]
+    DnsThreads(#[from] std::io::Error),
+}
 
 /// What one attempt got.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,32 +69,28 @@ pub enum AttemptResult {
 pub struct Attempter {
     client: reqwest::Client,
     timeout: Duration,
-    allow_internal: bool,
+    policy: AddressPolicy,
     parsed: Arc<RwLock<HashMap<String, Arc<reqwest::Url>>>>,
 }
 
-/// Error of the guarded resolver: the name resolves only to refused addresses.
-#[derive(Debug, thiserror::Error)]
-#[error("{0} resolves only to internal addresses, which deliveries may not reach")]
-struct BlockedAddress(String);
-
 impl Attempter {
-    /// A client with the hard `timeout`; `allow_internal` (from `--dev`) lifts the address
-    /// guard.
-    pub fn new(timeout: Duration, allow_internal: bool) -> Result<Self, reqwest::Error> {
-        let mut builder = reqwest::Client::builder()
+    /// A client with the hard `timeout` that reaches only the addresses `policy` allows,
+    /// resolving names on its own DNS threads.
+    pub fn new(timeout: Duration, policy: AddressPolicy) -> Result<Self, ClientError> {
+        let dns = DnsPool::system(timeout.min(MAX_LOOKUP_TIME))?;
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver::new(Arc::new(dns), policy)))
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(timeout)
             .pool_max_idle_per_host(1024)
             .tcp_nodelay(true)
-            .user_agent(concat!("Switchboard/", env!("CARGO_PKG_VERSION")));
-        if !allow_internal {
-            builder = builder.dns_resolver(Arc::new(GuardedResolver));
-        }
+            .user_agent(concat!("Switchboard/", env!("CARGO_PKG_VERSION")))
+            .build()?;
         Ok(Self {
-            client: builder.build()?,
+            client,
             timeout,
-            allow_internal,
+            policy,
             parsed: Arc::default(),
         })
     }
@@ -114,13 +123,11 @@ impl Attempter {
                 }
             }
         };
-        if !self.allow_internal {
-            if let Some(ip) = literal_ip(&url).filter(|ip| is_internal(*ip)) {
-                return AttemptResult::Failed {
-                    kind: AttemptErrorKind::Blocked,
-                    detail: format!("{ip} is an internal address, which deliveries may not reach"),
-                };
-            }
+        if let Some(ip) = literal_ip(&url).filter(|ip| !self.policy.allows(*ip)) {
+            return AttemptResult::Failed {
+                kind: AttemptErrorKind::Blocked,
+                detail: format!("{ip} is an internal address, which deliveries may not reach"),
+            };
         }
         let mut request = reqwest::Request::new(reqwest::Method::POST, reqwest::Url::clone(&url));
         *request.headers_mut() = delivery_headers(target, &payload);
@@ -182,7 +189,10 @@ fn classify(error: &reqwest::Error) -> AttemptResult {
     let mut source = std::error::Error::source(error);
     let mut blocked = false;
     while let Some(cause) = source {
-        blocked |= cause.downcast_ref::<BlockedAddress>().is_some();
+        blocked |= matches!(
+            cause.downcast_ref::<LookupError>(),
+            Some(LookupError::Blocked(_))
+        );
         chain.push_str(": ");
         chain.push_str(&cause.to_string());
         source = cause.source();
@@ -214,89 +224,9 @@ fn literal_ip(url: &reqwest::Url) -> Option<IpAddr> {
     }
 }
 
-/// Addresses deliveries may not reach without `--dev`: this host, private networks,
-/// link-local (cloud metadata), multicast, and the unspecified and broadcast addresses.
-pub fn is_internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_multicast()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b))
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_internal(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-        }
-    }
-}
-
-/// The system resolver, minus internal addresses.
-struct GuardedResolver;
-
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .filter(|address| !is_internal(address.ip()))
-                .collect();
-            if addresses.is_empty() {
-                return Err(
-                    Box::new(BlockedAddress(host)) as Box<dyn std::error::Error + Send + Sync>
-                );
-            }
-            Ok(Box::new(addresses.into_iter()) as Addrs)
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn internal_addresses_are_recognised() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "0.0.0.0",
-            "100.64.0.1",
-            "224.0.0.1",
-            "255.255.255.255",
-            "::1",
-            "fe80::1",
-            "fd00::1",
-            "::ffff:127.0.0.1",
-            "ff02::1",
-        ] {
-            assert!(is_internal(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in [
-            "1.1.1.1",
-            "93.184.216.34",
-            "2606:2800:220:1::1",
-            "100.128.0.1",
-        ] {
-            assert!(!is_internal(ip.parse().unwrap()), "{ip}");
-        }
-    }
 
     use crate::domain::{Webhook, WebhookHeaders, WebhookUrl};
 

@@ -9,6 +9,7 @@ mod bad_input;
 mod cli;
 mod crash;
 mod delivery;
+mod guard;
 mod headers;
 mod helpers;
 mod meta;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
-use crate::domain::{random_alphanumeric, UrlPolicy};
+use crate::domain::{random_alphanumeric, AddressPolicy, UrlPolicy};
 
 /// Command line of the `switchboard` binary.
 #[derive(Debug, Parser)]
@@ -49,7 +49,8 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub admin_token: Option<String>,
-    /// Development mode: accept `http://` and ports for loopback receivers only.
+    /// Development mode: accept `http://` and ports for loopback receivers, and deliver to
+    /// loopback addresses; every other internal address stays refused.
     #[arg(long, env = "SWITCHBOARD_DEV")]
     pub dev: bool,
     /// App secret that signs Meta's webhooks (`X-Hub-Signature-256`).
@@ -261,7 +262,8 @@ pub struct Config {
     pub database: DatabaseUrl,
     /// Bearer token for `/admin`.
     pub admin_token: AdminToken,
-    /// Development mode (loopback receivers over `http://`).
+    /// Development mode: loopback receivers (over `http://` too); other internal addresses
+    /// stay refused.
     pub dev: bool,
     /// Verifies Meta's webhook signatures.
     pub meta_app_secret: Option<Secret>,
@@ -492,6 +494,13 @@ impl Config {
     pub fn url_policy(&self) -> UrlPolicy {
         UrlPolicy {
             allow_loopback_http: self.dev,
+        }
+    }
+
+    /// The addresses deliveries may reach: with `--dev`, loopback too (and nothing else).
+    pub fn address_policy(&self) -> AddressPolicy {
+        AddressPolicy {
+            allow_loopback: self.dev,
         }
     }
 

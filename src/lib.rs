@@ -46,9 +46,9 @@ pub enum RunError {
     /// The listener failed.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
-    /// The HTTP client for deliveries could not be built (TLS roots).
-    #[error("cannot build the delivery HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
+    /// The HTTP client for deliveries could not be built (TLS roots, DNS threads).
+    #[error(transparent)]
+    Client(#[from] delivery::ClientError),
 }
 
 /// Serves Switchboard on `listener` until `shutdown` is cancelled, then stops taking
@@ -119,7 +119,8 @@ fn engine_settings(config: &Config) -> delivery::EngineSettings {
         max_delay: config.retry_max_delay,
         max_age: config.retry_max_age,
     };
-    let mut settings = delivery::EngineSettings::new(retry, config.delivery_timeout, config.dev);
+    let mut settings =
+        delivery::EngineSettings::new(retry, config.delivery_timeout, config.address_policy());
     settings.per_destination = config.max_in_flight_per_destination;
     settings.per_destination_waiting = config.max_waiting_per_destination;
     settings.lease = config.delivery_lease;

@@ -1,28 +1,49 @@
 //! One HTTP try: POST the payload with the configured headers (and signature), within the
 //! hard timeout, and classify what came back.
 //!
-//! Safety: unless `--dev`, destinations that resolve to loopback, private, link-local,
-//! multicast or otherwise internal addresses are refused. Names are checked by a DNS
+//! Safety: destinations that resolve to internal addresses (`AddressPolicy`: everything but
+//! global unicast, plus loopback under `--dev`) are refused. Names are checked by a DNS
 //! resolver that filters the addresses it returns (so the check applies to the address
-//! actually connected to); IP literals, which skip DNS, are checked before sending.
+//! actually connected to); IP literals, which skip DNS, are checked before sending. No proxy
+//! is ever used, whatever the environment says: a proxy would resolve the name itself, out
+//! of the guard's reach.
+//!
+//! Headers: each name is sent once. The configured headers come first; Switchboard's
+//! defaults (`Content-Type`, and the client's `User-Agent` and `Accept`) fill only the names
+//! they leave out; the signature, when the destination signs, replaces any configured one.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use sha2::Sha256;
 
-use crate::domain::{AttemptErrorKind, DeliveryTarget};
+use super::dns::{DnsPool, GuardedResolver, LookupError, MAX_LOOKUP_TIME};
+use crate::domain::{AddressPolicy, AttemptErrorKind, DeliveryTarget};
 
 /// How many bytes of an answer are kept for inspection.
 const EXCERPT_BYTES: usize = 512;
 
 /// Parsed destination URLs kept at most; the memo is emptied when it is full.
 const MAX_PARSED_URLS: usize = 10_000;
+
+/// The header that carries the body's HMAC, as WhatsApp receivers expect it.
+const SIGNATURE: HeaderName = HeaderName::from_static("x-hub-signature-256");
+
+/// Why the delivery client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The HTTP client (TLS roots).
+    #[error("cannot build the delivery HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The DNS threads could not be started.
+    #[error("cannot start the DNS threads of deliveries: {0}")]
+    DnsThreads(#[from] std::io::Error),
+}
 
 /// What one attempt got.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,32 +69,28 @@ pub enum AttemptResult {
 pub struct Attempter {
     client: reqwest::Client,
     timeout: Duration,
-    allow_internal: bool,
+    policy: AddressPolicy,
     parsed: Arc<RwLock<HashMap<String, Arc<reqwest::Url>>>>,
 }
 
-/// Error of the guarded resolver: the name resolves only to refused addresses.
-#[derive(Debug, thiserror::Error)]
-#[error("{0} resolves only to internal addresses, which deliveries may not reach")]
-struct BlockedAddress(String);
-
 impl Attempter {
-    /// A client with the hard `timeout`; `allow_internal` (from `--dev`) lifts the address
-    /// guard.
-    pub fn new(timeout: Duration, allow_internal: bool) -> Result<Self, reqwest::Error> {
-        let mut builder = reqwest::Client::builder()
+    /// A client with the hard `timeout` that reaches only the addresses `policy` allows,
+    /// resolving names on its own DNS threads.
+    pub fn new(timeout: Duration, policy: AddressPolicy) -> Result<Self, ClientError> {
+        let dns = DnsPool::system(timeout.min(MAX_LOOKUP_TIME))?;
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver::new(Arc::new(dns), policy)))
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(timeout)
             .pool_max_idle_per_host(1024)
             .tcp_nodelay(true)
-            .user_agent(concat!("Switchboard/", env!("CARGO_PKG_VERSION")));
-        if !allow_internal {
-            builder = builder.dns_resolver(Arc::new(GuardedResolver));
-        }
+            .user_agent(concat!("Switchboard/", env!("CARGO_PKG_VERSION")))
+            .build()?;
         Ok(Self {
-            client: builder.build()?,
+            client,
             timeout,
-            allow_internal,
+            policy,
             parsed: Arc::default(),
         })
     }
@@ -106,26 +123,17 @@ impl Attempter {
                 }
             }
         };
-        if !self.allow_internal {
-            if let Some(ip) = literal_ip(&url).filter(|ip| is_internal(*ip)) {
-                return AttemptResult::Failed {
-                    kind: AttemptErrorKind::Blocked,
-                    detail: format!("{ip} is an internal address, which deliveries may not reach"),
-                };
-            }
+        if let Some(ip) = literal_ip(&url).filter(|ip| !self.policy.allows(*ip)) {
+            return AttemptResult::Failed {
+                kind: AttemptErrorKind::Blocked,
+                detail: format!("{ip} is an internal address, which deliveries may not reach"),
+            };
         }
-        let mut request = self
-            .client
-            .post(reqwest::Url::clone(&url))
-            .header(reqwest::header::CONTENT_TYPE, "application/json");
-        for (name, value) in target.webhook.headers.iter() {
-            request = request.header(name, value);
-        }
-        if let Some(secret) = &target.signing_secret {
-            request = request.header("X-Hub-Signature-256", signature(secret, &payload));
-        }
+        let mut request = reqwest::Request::new(reqwest::Method::POST, reqwest::Url::clone(&url));
+        *request.headers_mut() = delivery_headers(target, &payload);
+        *request.body_mut() = Some(payload.into());
         let exchange = async {
-            let mut response = request.body(payload).send().await?;
+            let mut response = self.client.execute(request).await?;
             let status = response.status().as_u16();
             let mut excerpt = Vec::new();
             while excerpt.len() < EXCERPT_BYTES {
@@ -151,6 +159,22 @@ impl Attempter {
     }
 }
 
+/// The headers of one delivery, each name once: the configured ones, `Content-Type` unless
+/// configured, and the signature in place of any configured one when the target signs.
+/// (The client adds its `User-Agent` and `Accept` only where the request has none.)
+fn delivery_headers(target: &DeliveryTarget, payload: &[u8]) -> HeaderMap {
+    let mut headers = target.webhook.headers.ready_to_send().clone();
+    headers
+        .entry(CONTENT_TYPE)
+        .or_insert(HeaderValue::from_static("application/json"));
+    if let Some(secret) = &target.signing_secret {
+        let value = HeaderValue::try_from(signature(secret, payload))
+            .unwrap_or_else(|_| unreachable!("a signature is visible ASCII"));
+        headers.insert(SIGNATURE, value);
+    }
+    headers
+}
+
 /// `sha256=<hex HMAC-SHA256 of the body>`, the header WhatsApp receivers verify.
 pub fn signature(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
@@ -165,7 +189,10 @@ fn classify(error: &reqwest::Error) -> AttemptResult {
     let mut source = std::error::Error::source(error);
     let mut blocked = false;
     while let Some(cause) = source {
-        blocked |= cause.downcast_ref::<BlockedAddress>().is_some();
+        blocked |= matches!(
+            cause.downcast_ref::<LookupError>(),
+            Some(LookupError::Blocked(_))
+        );
         chain.push_str(": ");
         chain.push_str(&cause.to_string());
         source = cause.source();
@@ -197,88 +224,52 @@ fn literal_ip(url: &reqwest::Url) -> Option<IpAddr> {
     }
 }
 
-/// Addresses deliveries may not reach without `--dev`: this host, private networks,
-/// link-local (cloud metadata), multicast, and the unspecified and broadcast addresses.
-pub fn is_internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_multicast()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b))
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_internal(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-        }
-    }
-}
-
-/// The system resolver, minus internal addresses.
-struct GuardedResolver;
-
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .filter(|address| !is_internal(address.ip()))
-                .collect();
-            if addresses.is_empty() {
-                return Err(
-                    Box::new(BlockedAddress(host)) as Box<dyn std::error::Error + Send + Sync>
-                );
-            }
-            Ok(Box::new(addresses.into_iter()) as Addrs)
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use crate::domain::{Webhook, WebhookHeaders, WebhookUrl};
+
+    fn target(headers: &[(&str, &str)], secret: Option<&str>) -> DeliveryTarget {
+        let raw = headers
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        DeliveryTarget {
+            webhook: Webhook {
+                url: WebhookUrl::from_stored("https://example.com/hook".into()),
+                headers: WebhookHeaders::parse(raw).unwrap(),
+            },
+            signing_secret: secret.map(str::to_owned),
+        }
+    }
+
+    fn values<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a str> {
+        let all = headers.get_all(name).iter();
+        all.map(|value| value.to_str().unwrap()).collect()
+    }
+
     #[test]
-    fn internal_addresses_are_recognised() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "0.0.0.0",
-            "100.64.0.1",
-            "224.0.0.1",
-            "255.255.255.255",
-            "::1",
-            "fe80::1",
-            "fd00::1",
-            "::ffff:127.0.0.1",
-            "ff02::1",
-        ] {
-            assert!(is_internal(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in [
-            "1.1.1.1",
-            "93.184.216.34",
-            "2606:2800:220:1::1",
-            "100.128.0.1",
-        ] {
-            assert!(!is_internal(ip.parse().unwrap()), "{ip}");
-        }
+    fn a_configured_header_replaces_the_default_of_its_name() {
+        let configured = target(&[("Content-Type", "text/plain"), ("X-A", "1")], None);
+        let headers = delivery_headers(&configured, b"{}");
+        assert_eq!(values(&headers, "content-type"), ["text/plain"]);
+        assert_eq!(values(&headers, "x-a"), ["1"]);
+        let plain = delivery_headers(&target(&[], None), b"{}");
+        assert_eq!(values(&plain, "content-type"), ["application/json"]);
+        assert_eq!(plain.len(), 1);
+    }
+
+    #[test]
+    fn the_signature_is_switchboards_own_when_signing() {
+        let forged = [("X-Hub-Signature-256", "sha256=forged")];
+        let signed = delivery_headers(&target(&forged, Some("secret")), b"hello");
+        assert_eq!(
+            values(&signed, "x-hub-signature-256"),
+            [signature("secret", b"hello").as_str()]
+        );
+        let unsigned = delivery_headers(&target(&forged, None), b"hello");
+        assert_eq!(values(&unsigned, "x-hub-signature-256"), ["sha256=forged"]);
     }
 
     #[test]

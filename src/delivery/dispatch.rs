@@ -16,11 +16,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use super::attempt::{AttemptResult, Attempter};
+use super::attempt::{AttemptResult, Attempter, ClientError};
 use super::backoff::RetryPolicy;
 use super::lease::Held;
 use super::route::{self, Resolution};
-use crate::domain::{DeliveryId, DeliveryTarget, Target};
+use crate::domain::{AddressPolicy, DeliveryId, DeliveryTarget, Target};
 use crate::metrics::{AttemptOutcome, FinalState, Metrics};
 use crate::store::{AttemptRecord, DueDelivery, Outcome, Settlement, Store, StoreError};
 
@@ -31,8 +31,8 @@ pub struct EngineSettings {
     pub retry: RetryPolicy,
     /// Hard limit of one attempt.
     pub timeout: Duration,
-    /// Allow internal addresses (`--dev`).
-    pub allow_internal: bool,
+    /// Which addresses deliveries may reach (`--dev` adds loopback).
+    pub addresses: AddressPolicy,
     /// Deliveries held in memory at most.
     pub capacity: usize,
     /// Bytes of the engine's memory budget: what the deliveries held in memory may take
@@ -50,11 +50,11 @@ pub struct EngineSettings {
 
 impl EngineSettings {
     /// Defaults around the configured retry policy and timeout.
-    pub fn new(retry: RetryPolicy, timeout: Duration, allow_internal: bool) -> Self {
+    pub fn new(retry: RetryPolicy, timeout: Duration, addresses: AddressPolicy) -> Self {
         Self {
             retry,
             timeout,
-            allow_internal,
+            addresses,
             capacity: 20_000,
             memory: 64 * 1024 * 1024,
             per_destination: 512,
@@ -150,10 +150,10 @@ impl Engine {
         settings: EngineSettings,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
-    ) -> Result<Self, reqwest::Error> {
+    ) -> Result<Self, ClientError> {
         let engine = Self {
             inner: Arc::new(Inner {
-                attempter: Attempter::new(settings.timeout, settings.allow_internal)?,
+                attempter: Attempter::new(settings.timeout, settings.addresses)?,
                 capacity: Arc::new(Semaphore::new(settings.capacity)),
                 memory: Arc::new(Semaphore::new(settings.memory)),
                 store,

@@ -5,8 +5,10 @@
 //! itself sets on each request.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
 
-use http::HeaderName;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
 
 /// More headers than this per destination is almost certainly a mistake.
@@ -43,10 +45,20 @@ pub enum HeaderError {
 
 /// A destination's custom headers, each a legal HTTP header, names unique ignoring case.
 ///
-/// Names keep the client's spelling so a GET returns exactly what was set.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct WebhookHeaders(BTreeMap<String, String>);
+/// Names keep the client's spelling so a GET returns exactly what was set. The headers are
+/// also kept parsed, ready to send: every attempt of a destination sends the same headers,
+/// so names and values are parsed once, not per attempt; and one `Arc` makes the copy each
+/// attempt takes of its route cheap.
+#[derive(Clone, Default)]
+pub struct WebhookHeaders(Arc<Parsed>);
+
+#[derive(Default)]
+struct Parsed {
+    /// As the client wrote them.
+    raw: BTreeMap<String, String>,
+    /// The same headers, names lower-cased by `http`, one value each.
+    ready: HeaderMap,
+}
 
 impl WebhookHeaders {
     /// Checks every name and value of `raw`.
@@ -54,37 +66,75 @@ impl WebhookHeaders {
         if raw.len() > MAX_HEADERS {
             return Err(HeaderError::TooMany);
         }
-        let mut seen = Vec::with_capacity(raw.len());
+        let mut ready = HeaderMap::with_capacity(raw.len());
         for (name, value) in &raw {
             let parsed = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| HeaderError::Name(name.clone()))?;
             if RESERVED.contains(&parsed.as_str()) {
                 return Err(HeaderError::Reserved(name.clone()));
             }
-            if seen.contains(&parsed) {
+            if ready.contains_key(&parsed) {
                 return Err(HeaderError::Duplicate(name.clone()));
             }
-            if !is_portable_header_value(value) {
-                return Err(HeaderError::Value(name.clone()));
-            }
-            seen.push(parsed);
+            let value = is_portable_header_value(value)
+                .then(|| HeaderValue::from_str(value).ok())
+                .flatten()
+                .ok_or_else(|| HeaderError::Value(name.clone()))?;
+            ready.insert(parsed, value);
         }
-        Ok(Self(raw))
+        Ok(Self(Arc::new(Parsed { raw, ready })))
     }
 
     /// Rebuilds headers that were validated when they were stored.
+    ///
+    /// They are parsed again for sending; a header that no longer parses (which the rules
+    /// above prevent) is left out rather than failing every delivery of the destination.
     pub fn from_stored(raw: BTreeMap<String, String>) -> Self {
-        Self(raw)
+        let mut ready = HeaderMap::with_capacity(raw.len());
+        for (name, value) in &raw {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                ready.insert(name, value);
+            }
+        }
+        Self(Arc::new(Parsed { raw, ready }))
     }
 
     /// The headers as name/value pairs, in a stable order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.0.raw.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// The headers as the client wrote them, for storage and display.
     pub fn as_map(&self) -> &BTreeMap<String, String> {
-        &self.0
+        &self.0.raw
+    }
+
+    /// The headers parsed for sending: each name once, as a request's header map wants them.
+    pub fn ready_to_send(&self) -> &HeaderMap {
+        &self.0.ready
+    }
+}
+
+impl PartialEq for WebhookHeaders {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.raw == other.0.raw
+    }
+}
+
+impl Eq for WebhookHeaders {}
+
+impl fmt::Debug for WebhookHeaders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.raw.fmt(f)
+    }
+}
+
+impl Serialize for WebhookHeaders {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.raw.serialize(serializer)
     }
 }
 
@@ -118,9 +168,27 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(headers.iter().count(), 3);
+        let ready = headers.ready_to_send();
+        assert_eq!(ready.len(), 3);
+        assert_eq!(ready["content-type"], "application/json");
+        assert_eq!(ready["x-custom_header"], "a\tb c");
         assert_eq!(
             headers.as_map()["Authorization"],
             "Basic dGVzdHVzZXI6dGVzdHBhc3M="
+        );
+    }
+
+    #[test]
+    fn stored_headers_are_ready_to_send_and_shown_as_written() {
+        let headers = WebhookHeaders::from_stored(map(&[("X-Tenant", "acme")]));
+        assert_eq!(headers.ready_to_send()["x-tenant"], "acme");
+        assert_eq!(
+            serde_json::to_string(&headers).unwrap(),
+            r#"{"X-Tenant":"acme"}"#
+        );
+        assert_eq!(
+            headers,
+            WebhookHeaders::parse(map(&[("X-Tenant", "acme")])).unwrap()
         );
     }
 

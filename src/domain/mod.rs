@@ -5,6 +5,7 @@
 //! a `WebhookHeaders` holds only legal HTTP headers, a `DestinationName` is a usable
 //! name. This module knows no HTTP framework and no SQL.
 
+mod address;
 mod delivery;
 mod headers;
 mod ids;
@@ -14,6 +15,7 @@ mod partner_event;
 mod webhook;
 mod webhook_url;
 
+pub use address::AddressPolicy;
 pub use delivery::{
     AttemptErrorKind, DeliveryId, DeliveryState, DeliveryTarget, EventId, EventKind, Target,
 };

@@ -10,6 +10,8 @@ mod cli;
 mod connections;
 mod crash;
 mod delivery;
+mod guard;
+mod headers;
 mod helpers;
 mod meta;
 mod multi_webhook;

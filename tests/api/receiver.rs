@@ -26,7 +26,10 @@ pub enum Behavior {
 #[derive(Debug, Clone)]
 pub struct Received {
     pub path: String,
+    /// Each header's last value, by lower-cased name.
     pub headers: HashMap<String, String>,
+    /// Every header line in the order received (lower-cased names), duplicates included.
+    pub header_lines: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub at: Instant,
     /// The status this request is answered with (0: the connection is closed instead).
@@ -34,6 +37,15 @@ pub struct Received {
 }
 
 impl Received {
+    /// Every value received for header `name` (lower-case), in order.
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        self.header_lines
+            .iter()
+            .filter(|(line_name, _)| line_name == name)
+            .map(|(_, value)| value.as_str())
+            .collect()
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).expect("JSON body")
     }
@@ -169,10 +181,11 @@ async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Re
     let head = String::from_utf8_lossy(&buffer[..header_end]).into_owned();
     let mut lines = head.split("\r\n");
     let path = lines.next()?.split(' ').nth(1)?.to_owned();
-    let headers: HashMap<String, String> = lines
+    let header_lines: Vec<(String, String)> = lines
         .filter_map(|line| line.split_once(':'))
         .map(|(name, value)| (name.trim().to_lowercase(), value.trim().to_owned()))
         .collect();
+    let headers: HashMap<String, String> = header_lines.iter().cloned().collect();
     let length: usize = headers
         .get("content-length")
         .and_then(|v| v.parse().ok())
@@ -191,6 +204,7 @@ async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Re
     Some(Received {
         path,
         headers,
+        header_lines,
         body,
         at: Instant::now(),
         answered: 0,

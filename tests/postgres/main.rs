@@ -15,6 +15,10 @@ mod cli;
 mod crash;
 #[path = "../api/delivery.rs"]
 mod delivery;
+#[path = "../api/guard.rs"]
+mod guard;
+#[path = "../api/headers.rs"]
+mod headers;
 #[path = "../api/helpers.rs"]
 mod helpers;
 #[path = "../api/meta.rs"]

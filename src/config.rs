@@ -237,8 +237,12 @@ impl std::fmt::Display for DatabaseUrl {
         match self {
             Self::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
             Self::Postgres(url) => {
-                let host = url.expose().rsplit('@').next().unwrap_or_default();
-                write!(f, "postgres://…@{}", host.trim_start_matches("postgres://"))
+                // Credentials sit before the `@` or in the query (`?password=…`): neither is
+                // shown, and every query value is masked.
+                let raw = url.expose();
+                let after_scheme = raw.split_once("://").map_or(raw, |(_, rest)| rest);
+                let host = after_scheme.rsplit('@').next().unwrap_or_default();
+                write!(f, "postgres://…@{}", crate::domain::redact_query(host))
             }
         }
     }
@@ -684,8 +688,15 @@ mod tests {
 
     #[test]
     fn postgres_urls_never_print_their_password() {
-        let url = DatabaseUrl::parse("postgres://user:hunter2@db.example.com/switchboard").unwrap();
-        assert!(!url.to_string().contains("hunter2"));
-        assert!(!format!("{url:?}").contains("hunter2"));
+        for raw in [
+            "postgres://user:hunter2@db.example.com/switchboard",
+            "postgres://db.example.com/switchboard?user=u&password=hunter2",
+            "postgresql://u@db/sb?sslmode=require&password=hunter2",
+        ] {
+            let url = DatabaseUrl::parse(raw).unwrap();
+            assert!(!url.to_string().contains("hunter2"), "{url}");
+            assert!(!format!("{url:?}").contains("hunter2"));
+            assert!(url.to_string().contains("db"), "{url}");
+        }
     }
 }

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::error::{ApiError, ErrorBody, MessageBody};
 use super::extract::{ChannelAuth, JsonBody};
 use super::AppState;
-use crate::domain::{UrlPolicy, WabaWebhook, Webhook, WebhookHeaders, WebhookUrl};
+use crate::domain::{redact_query, UrlPolicy, WabaWebhook, Webhook, WebhookHeaders, WebhookUrl};
 
 /// The provider's answer to accepted configuration changes.
 pub const OPERATION_STARTED: &str =
@@ -107,7 +107,7 @@ pub async fn set_phone_webhook(
     let webhook = parse_webhook(&body.url, body.headers, state.config.url_policy())?;
     let answer = WebhookConfig::of(webhook.as_ref());
     state.store.set_phone_webhook(&channel.id, webhook).await?;
-    tracing::info!(channel = %channel.id, url = %answer.url, "phone-number webhook set");
+    tracing::info!(channel = %channel.id, url = %redact_query(&answer.url), "phone-number webhook set");
     Ok(Json(answer))
 }
 
@@ -193,6 +193,6 @@ pub async fn set_waba_webhook(
         .store
         .set_waba_webhook(channel.waba_id, webhook)
         .await?;
-    tracing::info!(waba = %channel.waba_id, url = %body.url, override_all, "WABA webhook set");
+    tracing::info!(waba = %channel.waba_id, url = %redact_query(&body.url), override_all, "WABA webhook set");
     Ok(MessageBody::new(OPERATION_STARTED))
 }

@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use super::error::{ApiError, PartnerApiError, PartnerErrorBody};
 use super::extract::{read_body, PathParam};
 use super::AppState;
-use crate::domain::{KeyHash, PartnerId, WebhookHeaders, WebhookUrl};
+use crate::domain::{redact_query, KeyHash, PartnerId, WebhookHeaders, WebhookUrl};
 use crate::store::PartnerRecord;
 
 /// The partner, as the provider's `PartnerOut` shows it (the fields Switchboard can fill).
@@ -183,7 +183,7 @@ pub async fn set_webhook_url(
     };
     let id = &record.partner.id;
     let updated = state.store.set_partner_webhook_url(id, url).await?;
-    tracing::info!(partner = %id, url = %raw, "partner webhook URL set");
+    tracing::info!(partner = %id, url = %redact_query(&raw), "partner webhook URL set");
     Ok(Json(PartnerOut::of(&updated, false)))
 }
 

@@ -150,7 +150,7 @@ impl Attempter {
         };
         match tokio::time::timeout(self.timeout, exchange).await {
             Ok(Ok(answered)) => answered,
-            Ok(Err(error)) => classify(&error),
+            Ok(Err(error)) => classify(&error.without_url()),
             Err(_) => AttemptResult::Failed {
                 kind: AttemptErrorKind::Timeout,
                 detail: format!("no complete answer within {} ms", self.timeout.as_millis()),

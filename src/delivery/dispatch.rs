@@ -20,7 +20,7 @@ use super::attempt::{AttemptResult, Attempter, ClientError};
 use super::backoff::RetryPolicy;
 use super::lease::Held;
 use super::route::{self, Resolution};
-use crate::domain::{AddressPolicy, DeliveryId, DeliveryTarget, Target};
+use crate::domain::{redact_query, AddressPolicy, DeliveryId, DeliveryTarget, Target};
 use crate::metrics::{AttemptOutcome, FinalState, Metrics};
 use crate::store::{AttemptRecord, DueDelivery, Outcome, Settlement, Store, StoreError};
 
@@ -93,6 +93,19 @@ struct Gate {
     parked: Mutex<VecDeque<DeliveryId>>,
     /// A wake-up write is under way: one at a time per destination.
     waking: std::sync::atomic::AtomicBool,
+}
+
+/// Recording an outcome is tried this often (about a minute in all) before the delivery is
+/// left to its lease: the attempt happened, and a 200 that is not recorded would be sent
+/// again and missing from the attempt log.
+const SETTLE_TRIES: u32 = 16;
+const SETTLE_RETRY_FIRST: Duration = Duration::from_millis(100);
+const SETTLE_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Whether a failed write may succeed when tried again (the database was busy, locked or
+/// briefly unreachable); not when the store is closing.
+fn retryable(error: &StoreError) -> bool {
+    matches!(error, StoreError::Database(_) | StoreError::Abandoned)
 }
 
 /// A delivery parked behind a saturated destination is due again after this at the latest,
@@ -447,10 +460,10 @@ impl Engine {
         };
         match &settlement {
             Settlement::Retry { at, error } => {
-                tracing::warn!(url = %attempt.url, %error, retry_at = %crate::clock::rfc3339(*at), "attempt failed; will retry");
+                tracing::warn!(url = %redact_query(&attempt.url), %error, retry_at = %crate::clock::rfc3339(*at), "attempt failed; will retry");
             }
             Settlement::GaveUp { error } => {
-                tracing::warn!(url = %attempt.url, %error, "attempt failed; maximum age reached, delivery failed");
+                tracing::warn!(url = %redact_query(&attempt.url), %error, "attempt failed; maximum age reached, delivery failed");
             }
             _ => {}
         }
@@ -499,14 +512,27 @@ impl Engine {
         attempt: Option<AttemptRecord>,
         settlement: Settlement,
     ) -> Result<Vec<(crate::domain::DeliveryId, Target)>, StoreError> {
-        self.inner
-            .store
-            .settle(Outcome {
-                delivery: job.id,
-                attempt,
-                settlement,
-            })
-            .await
+        let outcome = Outcome {
+            delivery: job.id,
+            attempt,
+            settlement,
+        };
+        let mut pause = SETTLE_RETRY_FIRST;
+        let mut tries = 1;
+        loop {
+            match self.inner.store.settle(outcome.clone()).await {
+                Err(error) if tries < SETTLE_TRIES && retryable(&error) => {
+                    tracing::warn!(%error, tries, "cannot record the outcome yet; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = self.inner.shutdown.cancelled() => return Err(error),
+                    }
+                    pause = (pause * 2).min(SETTLE_RETRY_MAX);
+                    tries += 1;
+                }
+                settled => return settled,
+            }
+        }
     }
 
     /// The destination is full: the delivery leaves memory for the store, due again when the

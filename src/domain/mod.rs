@@ -27,7 +27,7 @@ pub use multi_webhook::{
 };
 pub use partner_event::{PartnerEvent, PartnerEventType};
 pub use webhook::{Channel, Partner, Route, WabaWebhook, Webhook};
-pub use webhook_url::{UrlError, UrlPolicy, WebhookUrl};
+pub use webhook_url::{redact_query, UrlError, UrlPolicy, WebhookUrl};
 
 /// A value supplied by a client that breaks one of the domain's rules.
 ///

@@ -105,6 +105,32 @@ impl WebhookUrl {
     }
 }
 
+/// `raw` with the value of every query parameter replaced by `***`, for logs: webhook URLs
+/// often carry a token in their query (`?token=…`), and logs are read by more people than
+/// the configuration. The fragment is dropped; scheme, host and path stay readable.
+pub fn redact_query(raw: &str) -> std::borrow::Cow<'_, str> {
+    let without_fragment = raw.split('#').next().unwrap_or(raw);
+    let Some((base, query)) = without_fragment.split_once('?') else {
+        return std::borrow::Cow::Borrowed(without_fragment);
+    };
+    let masked: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) => format!("{name}=***"),
+            None if pair.is_empty() => String::new(),
+            None => "***".to_owned(),
+        })
+        .collect();
+    std::borrow::Cow::Owned(format!("{base}?{}", masked.join("&")))
+}
+
+impl WebhookUrl {
+    /// The URL as it may be logged: query values masked (see [`redact_query`]).
+    pub fn redacted(&self) -> std::borrow::Cow<'_, str> {
+        redact_query(&self.0)
+    }
+}
+
 /// Whether `host` is `localhost`, in `127.0.0.0/8`, or `[::1]`.
 fn is_loopback(host: &url::Host<&str>) -> bool {
     match host {
@@ -153,6 +179,22 @@ mod tests {
         ] {
             assert_eq!(WebhookUrl::parse(raw, PROD).unwrap().as_str(), raw);
         }
+    }
+
+    #[test]
+    fn redaction_masks_every_query_value() {
+        assert_eq!(
+            redact_query("https://example.com/hook?token=s3cret&x=1#frag"),
+            "https://example.com/hook?token=***&x=***"
+        );
+        assert_eq!(
+            redact_query("https://example.com/a?flag"),
+            "https://example.com/a?***"
+        );
+        assert_eq!(
+            redact_query("https://example.com/a"),
+            "https://example.com/a"
+        );
     }
 
     #[test]

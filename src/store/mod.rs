@@ -90,7 +90,9 @@ pub struct WabaWebhookView {
 /// The operations Switchboard needs from its database.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Checks that the database answers (readiness).
+    /// Checks that the database accepts writes (readiness): one real row write through the
+    /// normal write path, so a locked, read-only or full database is not ready even while
+    /// it still answers reads.
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Adds a partner with the hash of its API key.

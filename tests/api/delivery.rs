@@ -981,3 +981,75 @@ async fn a_backlog_behind_a_full_destination_is_parked_once_and_woken_when_there
     assert!((43..=72).contains(&deferred), "{deferred} deferrals");
     assert_eq!(receiver.received().len(), 48, "each sent once");
 }
+
+#[tokio::test]
+async fn an_outcome_that_cannot_be_recorded_at_once_is_recorded_later_not_sent_again() {
+    if crate::BACKEND != crate::helpers::Backend::Sqlite {
+        return; // the lock below is SQLite's; the retry itself is the engine's, shared
+    }
+    let app = spawn_app_with(fast_delivery).await;
+    let number = app.provision().await;
+    let receiver =
+        TestReceiver::with_default(Behavior::Delay(Duration::from_millis(300), 200)).await;
+    app.set_webhook(&number.api_key, &receiver.url, json!({}))
+        .await;
+    let event = app
+        .post_event(&number.channel_id, message("wamid.locked"))
+        .await;
+    receiver.wait_for(1).await;
+    // While the 200 is on its way, another process takes the write lock for longer than
+    // the writer's busy timeout (5 s): the first tries to record the outcome fail.
+    let other = rusqlite::Connection::open(app.database_path()).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE;").unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    other.execute_batch("COMMIT;").unwrap();
+    let done = app
+        .wait_for_event(event, |e| is_in_state(e, "primary", "delivered"))
+        .await;
+    assert_eq!(delivery(&done, "primary")["attempts"], 1, "{done:#}");
+    assert_eq!(receiver.received().len(), 1, "not sent again");
+}
+
+#[tokio::test]
+async fn deliveries_with_an_unreadable_target_are_failed_and_do_not_stall_the_queue() {
+    if crate::BACKEND != crate::helpers::Backend::Sqlite {
+        return; // rows written by hand below are SQLite's
+    }
+    let app = spawn_app_with(fast_delivery).await;
+    let number = app.provision().await;
+    let receiver = TestReceiver::start().await;
+    let first = app
+        .post_event(&number.channel_id, message("wamid.u0"))
+        .await;
+    app.wait_for_event(first, |e| is_in_state(e, "primary", "dropped"))
+        .await;
+    // More unreadable rows than one claim takes, due before anything else.
+    let db = rusqlite::Connection::open(app.database_path()).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    db.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1100)
+         INSERT INTO deliveries (event_id, channel_id, target, state, next_attempt_at,
+                                 window_start, updated_at)
+         SELECT ?1, NULL, 'from-a-future-version', 'pending', 0, 0, 0 FROM n",
+        [first],
+    )
+    .unwrap();
+    // The next event's retry goes through the store's queue, behind them.
+    receiver.script([Behavior::Status(500)]);
+    app.set_webhook(&number.api_key, &receiver.url, json!({}))
+        .await;
+    let next = app
+        .post_event(&number.channel_id, message("wamid.u1"))
+        .await;
+    app.wait_for_event(next, |e| is_in_state(e, "primary", "delivered"))
+        .await;
+    let failed: i64 = db
+        .query_row(
+            "SELECT count(*) FROM deliveries WHERE target = 'from-a-future-version'
+               AND state = 'failed' AND last_error LIKE 'unreadable target%'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(failed, 1100);
+}

@@ -144,6 +144,16 @@ impl TestApp {
         self.server.await.expect("server task");
     }
 
+    /// The `--database` URL of this app.
+    pub fn database_url(&self) -> String {
+        match &self.config.database {
+            switchboard::config::DatabaseUrl::Sqlite(path) => {
+                format!("sqlite://{}", path.display())
+            }
+            switchboard::config::DatabaseUrl::Postgres(url) => url.expose().to_owned(),
+        }
+    }
+
     /// The SQLite file of this app.
     pub fn database_path(&self) -> std::path::PathBuf {
         self.data.path().join("switchboard.db")

@@ -19,5 +19,6 @@ mod partner;
 mod phone_webhook;
 mod postgres;
 mod receiver;
+mod secrets;
 mod service;
 mod waba_webhook;

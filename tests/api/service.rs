@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{expect_json, spawn_app, status_and_json};
+use crate::helpers::{expect_json, spawn_app, status_and_json, Backend};
 
 #[tokio::test]
 async fn health_and_ready_answer_200() {
@@ -15,6 +15,67 @@ async fn health_and_ready_answer_200() {
             json!({"status": "ok"})
         );
     }
+}
+
+/// Asks `/ready` until three answers in a row have `status`.
+async fn ready_until(app: &crate::helpers::TestApp, status: StatusCode) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut in_a_row = 0;
+    while in_a_row < 3 {
+        let response = app.client.get(app.url("/ready")).send().await.unwrap();
+        in_a_row = if response.status() == status {
+            in_a_row + 1
+        } else {
+            0
+        };
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/ready never {status}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn ready_answers_503_while_the_database_refuses_writes() {
+    let app = spawn_app().await;
+    ready_until(&app, StatusCode::OK).await;
+    match crate::BACKEND {
+        Backend::Sqlite => {
+            // Another process holds the write lock: reads still work, writes wait it out.
+            let other = rusqlite::Connection::open(app.database_path()).unwrap();
+            other.execute_batch("BEGIN EXCLUSIVE;").unwrap();
+            let response = app.client.get(app.url("/ready")).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            other.execute_batch("COMMIT;").unwrap();
+        }
+        Backend::Postgres => {
+            let (client, connection) =
+                tokio_postgres::connect(&app.database_url(), tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+            tokio::spawn(connection);
+            let reconnect_all = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()";
+            client
+                .batch_execute(&format!(
+                    "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET \
+                     default_transaction_read_only = on', current_database()); END $$;
+                     {reconnect_all};"
+                ))
+                .await
+                .unwrap();
+            ready_until(&app, StatusCode::SERVICE_UNAVAILABLE).await;
+            client
+                .batch_execute(&format!(
+                    "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I RESET \
+                     default_transaction_read_only', current_database()); END $$;
+                     {reconnect_all};"
+                ))
+                .await
+                .unwrap();
+        }
+    }
+    ready_until(&app, StatusCode::OK).await;
 }
 
 #[tokio::test]

@@ -124,7 +124,14 @@ pub fn claim_due(
     )?;
     let mut claimed = Vec::with_capacity(due.len());
     let mut bytes = 0;
-    for delivery in due.into_iter().flatten() {
+    for row in due {
+        let delivery = match row {
+            Due::Readable(delivery) => delivery,
+            Due::Unreadable(id, target) => {
+                fail_unreadable(conn, id, &target)?;
+                continue;
+            }
+        };
         bytes += delivery.memory_cost();
         if bytes > max_bytes {
             break;
@@ -135,14 +142,38 @@ pub fn claim_due(
     Ok(claimed)
 }
 
-/// A due row; `None` for a row whose target this version cannot read (left alone).
-fn due_from_row(row: &Row<'_>) -> rusqlite::Result<Option<DueDelivery>> {
+/// A due row, or the id and target of one whose target this version cannot read.
+enum Due {
+    Readable(DueDelivery),
+    Unreadable(DeliveryId, String),
+}
+
+/// A delivery whose target cannot be read (written by another version, or damaged) can
+/// never be attempted: it is failed with the reason, so it does not sit at the head of the
+/// queue and take a claim's place every poll.
+fn fail_unreadable(conn: &Connection, id: DeliveryId, target: &str) -> Result<(), StoreError> {
+    tracing::warn!(delivery = %id, target, "delivery with an unreadable target marked failed");
+    conn.prepare_cached(
+        "UPDATE deliveries SET state = 'failed', leased_until = NULL, last_error = ?1,
+                               updated_at = ?2
+         WHERE id = ?3",
+    )?
+    .execute(params![
+        format!("unreadable target {target:?}: this version cannot deliver it"),
+        now_ms(),
+        id.0
+    ])?;
+    Ok(())
+}
+
+fn due_from_row(row: &Row<'_>) -> rusqlite::Result<Due> {
     let target: String = row.get(3)?;
-    let Some(target) = Target::from_stored(&target) else {
-        return Ok(None);
+    let Some(parsed) = Target::from_stored(&target) else {
+        return Ok(Due::Unreadable(DeliveryId(row.get(0)?), target));
     };
+    let target = parsed;
     let payload: Vec<u8> = row.get(7)?;
-    Ok(Some(DueDelivery {
+    Ok(Due::Readable(DueDelivery {
         id: DeliveryId(row.get(0)?),
         event: EventId(row.get(1)?),
         channel: row.get::<_, Option<String>>(2)?.map(ChannelId::from_raw),

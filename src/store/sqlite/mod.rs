@@ -90,11 +90,19 @@ pub(crate) use crate::clock::now_ms;
 
 use self::provisioning::stored_key_hash;
 
+/// Readiness writes one row (SQLite and PostgreSQL write a row even when its value does not
+/// change), so a database that cannot take writes fails it.
+const WRITE_PROBE: &str = "UPDATE schema_migrations SET version = version
+     WHERE version = (SELECT max(version) FROM schema_migrations)";
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        self.readers
-            .read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+        self.writer
+            .write(|conn| {
+                conn.execute(WRITE_PROBE, [])?;
+                Ok(())
+            })
             .await
     }
 

@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The `switchboard` binary with a clean environment.
@@ -19,21 +20,68 @@ pub fn switchboard() -> Command {
 
 /// Reads stderr until the "listening" line and returns the logged address.
 pub fn wait_for_address(child: &mut Child) -> String {
+    wait_for_address_keeping_log(child).0
+}
+
+/// Like [`wait_for_address`], and keeps every line the server logs (to stderr) in the
+/// returned buffer, as it comes.
+pub fn wait_for_address_keeping_log(child: &mut Child) -> (String, Arc<Mutex<String>>) {
     let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        let Some(Ok(line)) = lines.next() else { break };
-        if line.contains("switchboard listening") {
-            let address = line
-                .split_whitespace()
-                .find_map(|field| field.strip_prefix("address="))
-                .expect("address field");
-            std::thread::spawn(move || lines.for_each(drop));
-            return address.to_owned();
+    let log = Arc::new(Mutex::new(String::new()));
+    let (address_tx, address_rx) = std::sync::mpsc::channel();
+    std::thread::spawn({
+        let log = Arc::clone(&log);
+        move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("switchboard listening") {
+                    let address = line
+                        .split_whitespace()
+                        .find_map(|field| field.strip_prefix("address="))
+                        .map(str::to_owned);
+                    let _ = address_tx.send(address);
+                }
+                let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+                log.push_str(&line);
+                log.push('\n');
+            }
         }
+    });
+    match address_rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(Some(address)) => (address, log),
+        _ => panic!("the server never logged its address"),
     }
-    panic!("the server never logged its address");
+}
+
+/// The binary serving `database` on a free loopback port in `--dev` mode with the test
+/// admin token, plus `args`, after `adjust` changed its command (e.g. its environment);
+/// returns the child and its base URL.
+pub fn start_binary(
+    database: &str,
+    args: &[&str],
+    adjust: impl FnOnce(&mut Command),
+) -> (Child, String) {
+    let (child, base, _log) = start_binary_logged(database, args, adjust);
+    (child, base)
+}
+
+/// [`start_binary`], also returning what the server logs, as it comes.
+pub fn start_binary_logged(
+    database: &str,
+    args: &[&str],
+    adjust: impl FnOnce(&mut Command),
+) -> (Child, String, Arc<Mutex<String>>) {
+    let mut command = switchboard();
+    adjust(&mut command);
+    let mut child = command
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", database])
+        .args(["--dev", "--admin-token", crate::helpers::ADMIN_TOKEN])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn switchboard");
+    let (address, log) = wait_for_address_keeping_log(&mut child);
+    (child, format!("http://{address}"), log)
 }
 
 #[tokio::test]

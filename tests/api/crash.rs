@@ -3,53 +3,22 @@
 //! Also: a graceful stop lets an in-flight attempt finish and record its outcome.
 
 use std::collections::HashSet;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::cli::{switchboard, wait_for_address};
-use crate::helpers::{delivery, fast_delivery, is_in_state, spawn_app_with, ADMIN_TOKEN};
+use crate::cli::start_binary;
+use crate::helpers::{
+    delivery, fast_delivery, is_in_state, provision_over_http, spawn_app_with, ADMIN_TOKEN,
+};
 use crate::receiver::{Behavior, TestReceiver};
 
 fn start_server(database: &str) -> (Child, String) {
-    let mut child = switchboard()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--database",
-            database,
-            "--dev",
-        ])
-        .args([
-            "--admin-token",
-            ADMIN_TOKEN,
-            "--retry-base-ms",
-            "50",
-            "--retry-max-delay-ms",
-            "200",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let address = wait_for_address(&mut child);
-    (child, format!("http://{address}"))
-}
-
-async fn admin_post(client: &reqwest::Client, url: String, body: Value) -> Value {
-    let response = client
-        .post(url)
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success(), "{}", response.status());
-    response.json().await.unwrap()
+    let retries = ["--retry-base-ms", "50", "--retry-max-delay-ms", "200"];
+    start_binary(database, &retries, |_| {})
 }
 
 /// The message ids the receiver answered 200 to.
@@ -72,27 +41,7 @@ async fn kill_9_mid_stream_loses_no_acknowledged_event() {
     let database = crate::helpers::fresh_database_url(data.path());
     let (mut server, base) = start_server(&database);
     let client = reqwest::Client::new();
-    let partner = admin_post(
-        &client,
-        format!("{base}/admin/partners"),
-        json!({"name": "Crash"}),
-    )
-    .await;
-    let waba = admin_post(
-        &client,
-        format!(
-            "{base}/admin/partners/{}/wabas",
-            partner["id"].as_str().unwrap()
-        ),
-        json!({}),
-    )
-    .await;
-    let channel = admin_post(
-        &client,
-        format!("{base}/admin/wabas/{}/channels", waba["waba_id"]),
-        json!({"phone_number": "+4915199999999"}),
-    )
-    .await;
+    let channel = provision_over_http(&client, &base).await;
     // Until the kill, the receiver fails everything: every acknowledged event is then still
     // owed a delivery (in flight, leased in memory, or waiting for its retry) at the kill.
     let receiver = TestReceiver::with_default(Behavior::Delay(Duration::from_millis(2), 503)).await;

@@ -4,15 +4,17 @@
 //! Every packet of these tests goes to 127.0.0.1 (or to this host's own unspecified address,
 //! which the kernel connects to locally): a refused address is refused before sending.
 
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::cli::{switchboard, wait_for_address};
-use crate::helpers::{delivery, fast_delivery, is_in_state, spawn_app_with, ADMIN_TOKEN};
+use crate::cli::start_binary;
+use crate::helpers::{
+    delivery, fast_delivery, is_in_state, provision_over_http, spawn_app_with, ADMIN_TOKEN,
+};
 use crate::receiver::TestReceiver;
 
 /// The proxy variables an HTTP client may read, in both spellings.
@@ -42,20 +44,12 @@ async fn fake_proxy() -> (String, Arc<AtomicBool>) {
 
 /// The real binary with `--dev`, every proxy variable pointing at `proxy` and no exemption.
 fn start_server_behind(proxy: &str, database: &str) -> (Child, String) {
-    let mut command = switchboard();
-    for name in PROXY_VARIABLES {
-        command.env(name, proxy);
-    }
-    command.env_remove("NO_PROXY").env_remove("no_proxy");
-    let mut child = command
-        .args(["serve", "--listen", "127.0.0.1:0", "--database", database])
-        .args(["--dev", "--admin-token", ADMIN_TOKEN])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let address = wait_for_address(&mut child);
-    (child, format!("http://{address}"))
+    start_binary(database, &[], |command| {
+        for name in PROXY_VARIABLES {
+            command.env(name, proxy);
+        }
+        command.env_remove("NO_PROXY").env_remove("no_proxy");
+    })
 }
 
 async fn post(client: &reqwest::Client, url: String, key: Option<&str>, body: Value) -> Value {
@@ -76,19 +70,7 @@ async fn deliveries_ignore_a_proxy_in_the_environment() {
     let database = crate::helpers::fresh_database_url(data.path());
     let (mut server, base) = start_server_behind(&proxy, &database);
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let partner = post(
-        &client,
-        format!("{base}/admin/partners"),
-        None,
-        json!({"name": "P"}),
-    )
-    .await;
-    let partner_id = partner["id"].as_str().unwrap();
-    let wabas = format!("{base}/admin/partners/{partner_id}/wabas");
-    let waba = post(&client, wabas, None, json!({})).await;
-    let channels = format!("{base}/admin/wabas/{}/channels", waba["waba_id"]);
-    let number = json!({"phone_number": crate::helpers::unique_phone_number()});
-    let channel = post(&client, channels, None, number).await;
+    let channel = provision_over_http(&client, &base).await;
     let receiver = TestReceiver::start().await;
     let webhook = format!("{base}/v1/configs/webhook");
     let key = channel["api_key"].as_str();

@@ -356,6 +356,44 @@ impl TestApp {
     }
 }
 
+/// POSTs `body` to `url` with the admin token and returns the (successful) answer; for
+/// servers a test runs as a child process, which have no `TestApp`.
+pub async fn admin_post(client: &reqwest::Client, url: String, body: Value) -> Value {
+    let response = client
+        .post(url)
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .expect("admin request");
+    assert!(response.status().is_success(), "{}", response.status());
+    response.json().await.expect("JSON answer")
+}
+
+/// Provisions a partner, a WABA and a channel on the server at `base` over HTTP; returns the
+/// channel as created (its `id` and `api_key`).
+pub async fn provision_over_http(client: &reqwest::Client, base: &str) -> Value {
+    let partner = admin_post(
+        client,
+        format!("{base}/admin/partners"),
+        json!({"name": "P"}),
+    )
+    .await;
+    let partner_id = partner["id"].as_str().expect("partner id");
+    let waba = admin_post(
+        client,
+        format!("{base}/admin/partners/{partner_id}/wabas"),
+        json!({}),
+    )
+    .await;
+    admin_post(
+        client,
+        format!("{base}/admin/wabas/{}/channels", waba["waba_id"]),
+        json!({"phone_number": unique_phone_number()}),
+    )
+    .await
+}
+
 /// Settings for delivery tests: loopback receivers, short timeouts and retries.
 pub fn fast_delivery(config: &mut Config) {
     config.dev = true;

@@ -194,3 +194,46 @@ async fn hostile_keys_and_headers_are_401_not_500() {
     let response = app.client.get(app.url("/ready")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK, "still healthy");
 }
+
+#[tokio::test]
+async fn bodies_nested_deeper_than_128_levels_are_refused_everywhere() {
+    let app = spawn_app().await;
+    let number = app.provision().await;
+    let deep = |levels: usize| format!("{}1{}", "[".repeat(levels), "]".repeat(levels));
+    // Injected events are stored without being parsed whole: the same limit applies.
+    let path = format!("/admin/channels/{}/events", number.channel_id);
+    let body = format!("{{\"value\": {{\"messages\": {}}}}}", deep(100_000));
+    let response = app
+        .admin(Method::POST, &path)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let answer = status_and_json(response).await;
+    assert_bad_request(&answer, &["Invalid json", "128"]);
+    // Within the limit, the same shape is accepted.
+    let body = format!(
+        "{{\"value\": {{\"messages\": [{{\"n\": {}}}]}}}}",
+        deep(100)
+    );
+    let response = app
+        .admin(Method::POST, &path)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    // The Messaging API's bodies too.
+    let body = format!("{{\"url\": {}}}", deep(200));
+    let response = app
+        .messaging(Method::POST, "/v1/configs/webhook", &number.api_key)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let answer = status_and_json(response).await;
+    assert_eq!(answer.0, StatusCode::BAD_REQUEST, "{answer:?}");
+}

@@ -99,6 +99,7 @@ pub struct Metrics {
     attempts: [[AtomicU64; 7]; 3],
     finals: [[AtomicU64; 3]; 3],
     deferred: AtomicU64,
+    leases_lost: AtomicU64,
     latency_buckets: [AtomicU64; 13],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -132,6 +133,12 @@ impl Metrics {
     /// Counts a delivery sent back to the store because its destination was saturated.
     pub fn delivery_deferred(&self) {
         self.deferred.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts deliveries whose lease this node lost (found at renewal or refused at settle):
+    /// another node claimed them after their lease expired, so this node let them go.
+    pub fn leases_lost(&self, count: u64) {
+        self.leases_lost.fetch_add(count, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition, with `queue_depth` pending deliveries and the store's
@@ -184,6 +191,14 @@ impl Metrics {
             "Deliveries pending (due or scheduled).",
         );
         let _ = writeln!(out, "switchboard_queue_depth {queue_depth}");
+        header(
+            &mut out,
+            "switchboard_leases_lost_total",
+            "counter",
+            "Deliveries whose lease this node lost to another claim (dropped from memory, outcome not recorded).",
+        );
+        let lost = load(&self.leases_lost);
+        let _ = writeln!(out, "switchboard_leases_lost_total {lost}");
         render_writes(&mut out, writes);
         self.render_latency(&mut out);
         out
@@ -280,6 +295,7 @@ mod tests {
             writes: 10,
             busy_seconds: 0.5,
         };
+        metrics.leases_lost(2);
         let text = metrics.render(7, writes);
         for line in [
             "switchboard_events_ingested_total{source=\"admin\",kind=\"whatsapp\"} 3",
@@ -289,6 +305,7 @@ mod tests {
             "switchboard_attempts_total{target=\"partner\",outcome=\"timeout\"} 1",
             "switchboard_deliveries_total{target=\"partner\",state=\"dropped\"} 1",
             "switchboard_queue_depth 7",
+            "switchboard_leases_lost_total 2",
             "switchboard_store_commits_total 4",
             "switchboard_store_writes_total 10",
             "switchboard_store_writer_busy_seconds_total 0.5",

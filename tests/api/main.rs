@@ -10,6 +10,7 @@ mod cli;
 mod crash;
 mod delivery;
 mod helpers;
+mod leases;
 mod meta;
 mod multi_webhook;
 mod partner;

@@ -9,6 +9,7 @@ use crate::store::StoreError;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("0001_init.sql")),
     (2, include_str!("0002_lease_owner.sql")),
+    (3, include_str!("0003_lease_token.sql")),
 ];
 
 /// Applies the migrations this database has not seen, one node at a time (advisory lock).

@@ -141,9 +141,14 @@ impl Metrics {
         self.leases_lost.fetch_add(count, Ordering::Relaxed);
     }
 
-    /// The Prometheus text exposition, with `queue_depth` pending deliveries and the store's
-    /// write counters.
-    pub fn render(&self, queue_depth: u64, writes: WriteStats) -> String {
+    /// The Prometheus text exposition, with `queue_depth` pending deliveries, the store's
+    /// write counters, and whether its configuration listener is up (when it has one).
+    pub fn render(
+        &self,
+        queue_depth: u64,
+        writes: WriteStats,
+        listener_up: Option<bool>,
+    ) -> String {
         let mut out = String::with_capacity(8192);
         family(
             &mut out,
@@ -199,6 +204,15 @@ impl Metrics {
         );
         let lost = load(&self.leases_lost);
         let _ = writeln!(out, "switchboard_leases_lost_total {lost}");
+        if let Some(up) = listener_up {
+            header(
+                &mut out,
+                "switchboard_config_listener_up",
+                "gauge",
+                "1 while the connection that keeps cached routing coherent across nodes answers; 0 while routing is read uncached.",
+            );
+            let _ = writeln!(out, "switchboard_config_listener_up {}", u8::from(up));
+        }
         render_writes(&mut out, writes);
         self.render_latency(&mut out);
         out
@@ -296,7 +310,7 @@ mod tests {
             busy_seconds: 0.5,
         };
         metrics.leases_lost(2);
-        let text = metrics.render(7, writes);
+        let text = metrics.render(7, writes, Some(false));
         for line in [
             "switchboard_events_ingested_total{source=\"admin\",kind=\"whatsapp\"} 3",
             "switchboard_events_ingested_total{source=\"meta\",kind=\"unroutable\"} 1",
@@ -306,6 +320,7 @@ mod tests {
             "switchboard_deliveries_total{target=\"partner\",state=\"dropped\"} 1",
             "switchboard_queue_depth 7",
             "switchboard_leases_lost_total 2",
+            "switchboard_config_listener_up 0",
             "switchboard_store_commits_total 4",
             "switchboard_store_writes_total 10",
             "switchboard_store_writer_busy_seconds_total 0.5",

@@ -253,6 +253,12 @@ pub trait Store: Send + Sync + 'static {
     /// Counters of the write path since the store opened.
     fn write_stats(&self) -> WriteStats;
 
+    /// Whether the connection that keeps cached configuration coherent across nodes is up
+    /// (PostgreSQL's listener); `None` for a store whose cache needs none (SQLite).
+    fn config_listener_up(&self) -> Option<bool> {
+        None
+    }
+
     /// The partner that owns a presented Partner API key, if any.
     async fn partner_by_key(&self, key_hash: &KeyHash)
         -> Result<Option<PartnerRecord>, StoreError>;

@@ -20,6 +20,7 @@ mod delivery;
 mod helpers;
 #[path = "../api/leases.rs"]
 mod leases;
+mod listener;
 #[path = "../api/meta.rs"]
 mod meta;
 #[path = "../api/multi_webhook.rs"]

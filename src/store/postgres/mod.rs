@@ -8,6 +8,7 @@
 //! bypassed.
 
 mod batch;
+mod connect;
 mod deliveries;
 mod idempotency;
 mod inspect;
@@ -20,8 +21,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
+use deadpool_postgres::Pool;
 
 use self::batch::{Batcher, Write, Written};
 use self::idempotency::EventKeys;
@@ -39,9 +39,6 @@ use crate::domain::{
     MultiWebhookChange, Partner, PartnerId, WabaId, WabaWebhook, Webhook, WebhookHeaders,
     WebhookUrl,
 };
-
-/// Connections per node: enough for the engine's concurrent settles and the API.
-const POOL_SIZE: usize = 32;
 
 /// A statement parameter.
 type Param<'a> = dyn tokio_postgres::types::ToSql + Sync + 'a;
@@ -98,20 +95,8 @@ impl PostgresStore {
     /// Connects to `url`, migrates the schema, and starts the configuration listener; the
     /// leases this store takes are `node`'s.
     pub async fn open(url: &str, node: &str) -> Result<Self, StoreError> {
-        let config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| StoreError::Open(format!("invalid PostgreSQL URL: {e}")))?;
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .build()
-            .map_err(|e| StoreError::Open(format!("cannot build the connection pool: {e}")))?;
+        let config = connect::config(url, node)?;
+        let pool = connect::pool(config.clone())?;
         schema::migrate(&pool).await?;
         let cache = Arc::new(ConfigCache::default());
         let listener = Listener::start(config, CONFIG_CHANNEL, Arc::clone(&cache)).await?;
@@ -405,6 +390,10 @@ impl Store for PostgresStore {
 
     fn write_stats(&self) -> WriteStats {
         self.counters.stats()
+    }
+
+    fn config_listener_up(&self) -> Option<bool> {
+        Some(self.listener.is_listening())
     }
 
     async fn partner_by_key(

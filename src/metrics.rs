@@ -101,6 +101,7 @@ pub struct Metrics {
     deferred: AtomicU64,
     held_deliveries: AtomicI64,
     held_bytes: AtomicI64,
+    leases_lost: AtomicU64,
     latency_buckets: [AtomicU64; 13],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -144,9 +145,20 @@ impl Metrics {
         self.held_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    /// The Prometheus text exposition, with `queue_depth` pending deliveries and the store's
-    /// write counters.
-    pub fn render(&self, queue_depth: u64, writes: WriteStats) -> String {
+    /// Counts deliveries whose lease this node lost (found at renewal or refused at settle):
+    /// another node claimed them after their lease expired, so this node let them go.
+    pub fn leases_lost(&self, count: u64) {
+        self.leases_lost.fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition, with `queue_depth` pending deliveries, the store's
+    /// write counters, and whether its configuration listener is up (when it has one).
+    pub fn render(
+        &self,
+        queue_depth: u64,
+        writes: WriteStats,
+        listener_up: Option<bool>,
+    ) -> String {
         let mut out = String::with_capacity(8192);
         family(
             &mut out,
@@ -208,6 +220,23 @@ impl Metrics {
         ] {
             header(&mut out, name, "gauge", help);
             let _ = writeln!(out, "{name} {}", gauge.load(Ordering::Relaxed));
+        }
+        header(
+            &mut out,
+            "switchboard_leases_lost_total",
+            "counter",
+            "Deliveries whose lease this node lost to another claim (dropped from memory, outcome not recorded).",
+        );
+        let lost = load(&self.leases_lost);
+        let _ = writeln!(out, "switchboard_leases_lost_total {lost}");
+        if let Some(up) = listener_up {
+            header(
+                &mut out,
+                "switchboard_config_listener_up",
+                "gauge",
+                "1 while the connection that keeps cached routing coherent across nodes answers; 0 while routing is read uncached.",
+            );
+            let _ = writeln!(out, "switchboard_config_listener_up {}", u8::from(up));
         }
         render_writes(&mut out, writes);
         self.render_latency(&mut out);
@@ -305,7 +334,8 @@ mod tests {
             writes: 10,
             busy_seconds: 0.5,
         };
-        let text = metrics.render(7, writes);
+        metrics.leases_lost(2);
+        let text = metrics.render(7, writes, Some(false));
         for line in [
             "switchboard_events_ingested_total{source=\"admin\",kind=\"whatsapp\"} 3",
             "switchboard_events_ingested_total{source=\"meta\",kind=\"unroutable\"} 1",
@@ -314,6 +344,8 @@ mod tests {
             "switchboard_attempts_total{target=\"partner\",outcome=\"timeout\"} 1",
             "switchboard_deliveries_total{target=\"partner\",state=\"dropped\"} 1",
             "switchboard_queue_depth 7",
+            "switchboard_leases_lost_total 2",
+            "switchboard_config_listener_up 0",
             "switchboard_store_commits_total 4",
             "switchboard_store_writes_total 10",
             "switchboard_store_writer_busy_seconds_total 0.5",

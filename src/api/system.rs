@@ -44,7 +44,11 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
     let depth = state.store.count_by_state(DeliveryState::Pending).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(depth, state.store.write_stats()),
+        state.metrics.render(
+            depth,
+            state.store.write_stats(),
+            state.store.config_listener_up(),
+        ),
     ))
 }
 

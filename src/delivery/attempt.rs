@@ -24,6 +24,7 @@ use sha2::Sha256;
 
 use super::dns::{DnsPool, GuardedResolver, LookupError, MAX_LOOKUP_TIME};
 use crate::domain::{AddressPolicy, AttemptErrorKind, DeliveryTarget};
+use crate::store::AttemptRecord;
 
 /// How many bytes of an answer are kept for inspection.
 const EXCERPT_BYTES: usize = 512;
@@ -62,6 +63,26 @@ pub enum AttemptResult {
         /// The error chain, for logs and `last_error`.
         detail: String,
     },
+}
+
+impl AttemptResult {
+    /// The attempt as recorded for inspection: the `number`th of its delivery, sent to `url`
+    /// at `started_at` (ms since the epoch), answered (or not) after `took`.
+    pub fn record(&self, number: u32, url: &str, started_at: i64, took: Duration) -> AttemptRecord {
+        let (status, error, excerpt) = match self {
+            Self::Answered { status, excerpt } => (Some(*status), None, Some(excerpt)),
+            Self::Failed { kind, .. } => (None, Some(*kind), None),
+        };
+        AttemptRecord {
+            number,
+            started_at,
+            duration_ms: took.as_millis() as i64,
+            url: url.to_owned(),
+            status,
+            error,
+            response_excerpt: excerpt.filter(|e| !e.is_empty()).cloned(),
+        }
+    }
 }
 
 /// Sends attempts over one pooled keep-alive client.

@@ -7,22 +7,24 @@
 //! in-memory capacity, a restart's backlog) waits in the store until `dispatch_once`
 //! claims it. Memory is bounded by `capacity` permits, one per delivery held in memory.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::attempt::{AttemptResult, Attempter, ClientError};
 use super::backoff::RetryPolicy;
-use super::lease::Held;
+use super::gate::{Admission, Gate, Gates};
+use super::lease::{self, Held};
 use super::route::{self, Resolution};
-use crate::domain::{redact_query, AddressPolicy, DeliveryId, DeliveryTarget, Target};
+use crate::domain::{redact_query, AddressPolicy};
 use crate::metrics::{AttemptOutcome, FinalState, Metrics};
-use crate::store::{AttemptRecord, DueDelivery, Outcome, Settlement, Store, StoreError};
+use crate::store::{
+    AttemptRecord, CreatedDelivery, DueDelivery, Outcome, Settled, Settlement, Store, StoreError,
+};
 
 /// Tuning of the engine; the defaults suit one node.
 #[derive(Debug, Clone)]
@@ -71,50 +73,29 @@ pub struct Engine {
     inner: Arc<Inner>,
 }
 
+/// The engine's state, shared by the poller, the renewer and every delivery task.
 struct Inner {
+    /// Where deliveries are claimed from and outcomes written to.
     store: Arc<dyn Store>,
+    /// Makes the HTTP attempts.
     attempter: Attempter,
+    /// Limits, retry policy, lease length.
     settings: EngineSettings,
+    /// Counters for `/metrics`.
     metrics: Arc<Metrics>,
+    /// One permit per delivery held in memory (`settings.capacity`).
     capacity: Arc<Semaphore>,
-    /// One permit a byte of [`EngineSettings::memory`].
+    /// One permit per byte of `settings.memory`.
     memory: Arc<Semaphore>,
-    gates: Mutex<HashMap<String, Arc<Gate>>>,
+    /// Per-destination limits of attempts in flight and deliveries waiting.
+    gates: Gates,
+    /// The deliveries held in memory and their leases (renewed, or dropped when lost).
     held: Held,
+    /// Every task the engine started (poller, renewer, deliveries), awaited at stop.
     tracker: TaskTracker,
+    /// Cancelled when the service stops.
     shutdown: CancellationToken,
 }
-
-/// Per-destination concurrency: `slots` in flight, `waiting` queued in memory, and the ids
-/// of the deliveries `parked` in the store while it was full, to wake when it has room.
-struct Gate {
-    slots: Semaphore,
-    waiting: std::sync::atomic::AtomicUsize,
-    parked: Mutex<VecDeque<DeliveryId>>,
-    /// A wake-up write is under way: one at a time per destination.
-    waking: std::sync::atomic::AtomicBool,
-}
-
-/// Recording an outcome is tried this often (about a minute in all) before the delivery is
-/// left to its lease: the attempt happened, and a 200 that is not recorded would be sent
-/// again and missing from the attempt log.
-const SETTLE_TRIES: u32 = 16;
-const SETTLE_RETRY_FIRST: Duration = Duration::from_millis(100);
-const SETTLE_RETRY_MAX: Duration = Duration::from_secs(5);
-
-/// Whether a failed write may succeed when tried again (the database was busy, locked or
-/// briefly unreachable); not when the store is closing.
-fn retryable(error: &StoreError) -> bool {
-    matches!(error, StoreError::Database(_) | StoreError::Abandoned)
-}
-
-/// A delivery parked behind a saturated destination is due again after this at the latest,
-/// even if no wake-up comes (another node's saturation, a restart, a full parking list).
-const PARKED_AT_MOST: Duration = Duration::from_secs(60);
-
-/// Parked ids remembered per destination (8 bytes each); beyond, a delivery waits out
-/// [`PARKED_AT_MOST`].
-const MAX_PARKED: usize = 100_000;
 
 /// Memory reserved for deliveries about to be handed over: a count and bytes, split per
 /// delivery as each is handed over.
@@ -169,10 +150,10 @@ impl Engine {
                 attempter: Attempter::new(settings.timeout, settings.addresses)?,
                 capacity: Arc::new(Semaphore::new(settings.capacity)),
                 memory: Arc::new(Semaphore::new(settings.memory)),
+                gates: Gates::new(settings.per_destination, settings.per_destination_waiting),
                 store,
                 settings,
                 metrics,
-                gates: Mutex::new(HashMap::new()),
                 held: Held::default(),
                 tracker: TaskTracker::new(),
                 shutdown,
@@ -183,31 +164,14 @@ impl Engine {
             .inner
             .tracker
             .spawn(async move { poller.poll().await });
-        let renewer = engine.clone();
-        engine
-            .inner
-            .tracker
-            .spawn(async move { renewer.renew_leases().await });
+        let renewer = Arc::clone(&engine.inner);
+        engine.inner.tracker.spawn(async move {
+            let inner = renewer.as_ref();
+            let lease = inner.settings.lease;
+            let (store, metrics) = (inner.store.as_ref(), inner.metrics.as_ref());
+            lease::renew_periodically(store, &inner.held, lease, metrics, &inner.shutdown).await;
+        });
         Ok(engine)
-    }
-
-    /// Every third of a lease, pushes the leases of the deliveries held in memory forward.
-    async fn renew_leases(&self) {
-        let every = self.inner.settings.lease / 3;
-        loop {
-            tokio::select! {
-                () = self.inner.shutdown.cancelled() => return,
-                () = tokio::time::sleep(every) => {}
-            }
-            let held = self.inner.held.snapshot();
-            if held.is_empty() {
-                continue;
-            }
-            let until = self.lease_until();
-            if let Err(error) = self.inner.store.renew_leases(held, until).await {
-                tracing::warn!(%error, "cannot renew the leases of deliveries held in memory");
-            }
-        }
     }
 
     /// Reserves memory for `count` fresh deliveries of `bytes` in all (their
@@ -290,7 +254,9 @@ impl Engine {
         let engine = self.clone();
         self.inner.tracker.spawn(async move {
             let at = crate::clock::now_ms();
-            if let Err(error) = engine.settle(&job, None, Settlement::Deferred { at }).await {
+            let deferred = Settlement::Deferred { at };
+            let unwatched = CancellationToken::new();
+            if let Err(error) = engine.settle(&job, None, deferred, &unwatched).await {
                 tracing::warn!(delivery = %job.id, %error, "cannot put a delivery back; its lease will run out");
             }
         });
@@ -350,42 +316,50 @@ impl Engine {
             event = %job.event,
             target = %job.target.to_stored(),
             attempt = job.attempts + 1,
+            lease = job.lease.0,
         );
-        let id = job.id;
-        self.inner.held.hold(id);
+        let (id, lease) = (job.id, job.lease);
+        let lost = self.inner.held.hold(id, lease);
         self.inner.tracker.spawn(
             async move {
-                if let Err(error) = engine.run(job).await {
+                if let Err(error) = engine.run(job, &lost).await {
                     tracing::warn!(%error, "delivery outcome not recorded; it will be retried");
                 }
-                engine.inner.held.release(id);
+                engine.inner.held.release(id, lease);
                 drop(permit);
             }
             .instrument(span),
         );
     }
 
-    /// One delivery: route, attempt under its destination's limit, settle, fan out.
-    async fn run(&self, job: DueDelivery) -> Result<(), StoreError> {
+    /// One delivery: route, attempt under its destination's limit, settle, fan out. `lost`
+    /// is cancelled if its lease is found lost meanwhile.
+    async fn run(&self, job: DueDelivery, lost: &CancellationToken) -> Result<(), StoreError> {
         let store = self.inner.store.as_ref();
         let target = match route::resolve(store, &job).await? {
             Resolution::Drop(reason) => {
                 tracing::debug!(%reason, "dropped: no route");
-                self.settle(&job, None, Settlement::Dropped { reason })
-                    .await?;
-                self.inner
-                    .metrics
-                    .delivery_finished(&job.target, FinalState::Dropped);
+                let dropped = Settlement::Dropped { reason };
+                if self.settle(&job, None, dropped, lost).await?.is_some() {
+                    let metrics = &self.inner.metrics;
+                    metrics.delivery_finished(&job.target, FinalState::Dropped);
+                }
                 return Ok(());
             }
             Resolution::Send(target) => target,
         };
-        let gate = self.gate(&target);
-        let Some(slot) = self.enter(&gate).await else {
-            if !self.inner.shutdown.is_cancelled() {
-                self.park(&gate, &job).await?;
+        let gate = self.inner.gates.gate(target.webhook.url.as_str());
+        let slot = match gate.enter(&self.inner.shutdown, lost).await {
+            Admission::Slot(slot) => slot,
+            Admission::Full => {
+                self.park(&gate, &job, lost).await?;
+                return Ok(());
             }
-            return Ok(());
+            Admission::Stopping => return Ok(()),
+            Admission::LeaseLost => {
+                tracing::debug!("lease lost while waiting for the destination; dropped unsent");
+                return Ok(());
+            }
         };
         let started_at = crate::clock::now_ms();
         let clock = Instant::now();
@@ -397,27 +371,9 @@ impl Engine {
         let took = clock.elapsed();
         drop(slot);
         self.wake_parked(&gate);
-        let attempt = AttemptRecord {
-            number: job.attempts + 1,
-            started_at,
-            duration_ms: took.as_millis() as i64,
-            url: target.webhook.url.as_str().to_owned(),
-            status: match &result {
-                AttemptResult::Answered { status, .. } => Some(*status),
-                AttemptResult::Failed { .. } => None,
-            },
-            error: match &result {
-                AttemptResult::Failed { kind, .. } => Some(*kind),
-                AttemptResult::Answered { .. } => None,
-            },
-            response_excerpt: match &result {
-                AttemptResult::Answered { excerpt, .. } if !excerpt.is_empty() => {
-                    Some(excerpt.clone())
-                }
-                _ => None,
-            },
-        };
-        self.finish(job, attempt, result, took).await
+        let url = target.webhook.url.as_str();
+        let attempt = result.record(job.attempts + 1, url, started_at, took);
+        self.finish(job, attempt, result, took, lost).await
     }
 
     /// Settles an attempt: delivered (then clones to extras), retry, or give up.
@@ -427,12 +383,13 @@ impl Engine {
         attempt: AttemptRecord,
         result: AttemptResult,
         took: Duration,
+        lost: &CancellationToken,
     ) -> Result<(), StoreError> {
         let metrics = &self.inner.metrics;
         let error = match result {
             AttemptResult::Answered { status: 200, .. } => {
                 metrics.attempt(&job.target, AttemptOutcome::Delivered, took);
-                return self.delivered(job, attempt).await;
+                return self.delivered(job, attempt, lost).await;
             }
             AttemptResult::Answered { status, .. } => {
                 metrics.attempt(&job.target, AttemptOutcome::HttpError, took);
@@ -468,8 +425,8 @@ impl Engine {
             _ => {}
         }
         let gave_up = matches!(settlement, Settlement::GaveUp { .. });
-        self.settle(&job, Some(attempt), settlement).await?;
-        if gave_up {
+        let recorded = self.settle(&job, Some(attempt), settlement, lost).await?;
+        if gave_up && recorded.is_some() {
             metrics.delivery_finished(&job.target, FinalState::Failed);
         }
         Ok(())
@@ -477,7 +434,12 @@ impl Engine {
 
     /// Records the 200 and creates the extra deliveries in one transaction, then starts
     /// them from memory when there is room.
-    async fn delivered(&self, job: DueDelivery, attempt: AttemptRecord) -> Result<(), StoreError> {
+    async fn delivered(
+        &self,
+        job: DueDelivery,
+        attempt: AttemptRecord,
+        lost: &CancellationToken,
+    ) -> Result<(), StoreError> {
         let extras = route::extras_after_primary(self.inner.store.as_ref(), &job).await?;
         let mut reservation = self.reserve(extras.len(), extras.len() * job.memory_cost());
         let claim_until = reservation.as_ref().map(|_| self.lease_until());
@@ -485,38 +447,67 @@ impl Engine {
             extras,
             claim_until,
         };
-        let created = self.settle(&job, Some(attempt), settlement).await?;
+        let Some(created) = self.settle(&job, Some(attempt), settlement, lost).await? else {
+            return Ok(());
+        };
         self.inner
             .metrics
             .delivery_finished(&job.target, FinalState::Delivered);
         tracing::debug!(extras = created.len(), "delivered");
-        if let Some(reservation) = reservation.as_mut() {
-            for (id, target) in created {
-                let extra = DueDelivery {
-                    id,
-                    target,
-                    attempts: 0,
-                    window_start: crate::clock::now_ms(),
-                    window_attempts: 0,
-                    ..job.clone()
-                };
-                self.hand_over(extra, reservation);
-            }
+        let Some(reservation) = reservation.as_mut() else {
+            return Ok(());
+        };
+        for CreatedDelivery { id, target, lease } in created {
+            let Some(lease) = lease else { continue };
+            let extra = DueDelivery {
+                id,
+                target,
+                attempts: 0,
+                window_start: crate::clock::now_ms(),
+                window_attempts: 0,
+                lease,
+                ..job.clone()
+            };
+            self.hand_over(extra, reservation);
         }
         Ok(())
     }
 
+    /// Writes an outcome under the delivery's lease; `None` when the lease turned out lost
+    /// (nothing was written: another node owns the delivery now), else the extras created.
     async fn settle(
         &self,
         job: &DueDelivery,
         attempt: Option<AttemptRecord>,
         settlement: Settlement,
-    ) -> Result<Vec<(crate::domain::DeliveryId, Target)>, StoreError> {
+        lost: &CancellationToken,
+    ) -> Result<Option<Vec<CreatedDelivery>>, StoreError> {
         let outcome = Outcome {
             delivery: job.id,
+            lease: job.lease,
             attempt,
             settlement,
         };
+        match self.settle_retrying(outcome).await? {
+            Settled::Recorded { extras } => Ok(Some(extras)),
+            Settled::LeaseLost => {
+                // Counted once per lease: a renewal may have found it lost already.
+                if !lost.is_cancelled() {
+                    lost.cancel();
+                    self.inner.metrics.leases_lost(1);
+                }
+                tracing::warn!(
+                    "lease lost: another node owns this delivery now; its outcome is not recorded"
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// `store.settle`, tried again with backoff while it fails for a reason that may pass:
+    /// the attempt happened, and an outcome that is not recorded would be sent again (and
+    /// a 200 would be missing from the attempt log).
+    async fn settle_retrying(&self, outcome: Outcome) -> Result<Settled, StoreError> {
         let mut pause = SETTLE_RETRY_FIRST;
         let mut tries = 1;
         loop {
@@ -538,118 +529,55 @@ impl Engine {
     /// The destination is full: the delivery leaves memory for the store, due again when the
     /// destination has room (see [`Engine::wake_parked`]) or after [`PARKED_AT_MOST`], so a
     /// waiting backlog costs one write per delivery, not one every second or two.
-    async fn park(&self, gate: &Gate, job: &DueDelivery) -> Result<(), StoreError> {
+    async fn park(
+        &self,
+        gate: &Gate,
+        job: &DueDelivery,
+        lost: &CancellationToken,
+    ) -> Result<(), StoreError> {
         let at = crate::clock::now_ms() + PARKED_AT_MOST.as_millis() as i64;
         tracing::debug!("destination saturated; parked in the store");
         self.inner.metrics.delivery_deferred();
-        self.settle(job, None, Settlement::Deferred { at }).await?;
-        let mut parked = gate.parked.lock().unwrap_or_else(|p| p.into_inner());
-        if parked.len() < MAX_PARKED {
-            parked.push_back(job.id);
+        if self
+            .settle(job, None, Settlement::Deferred { at }, lost)
+            .await?
+            .is_some()
+        {
+            gate.park(job.id);
         }
         Ok(())
     }
 
     /// After an attempt freed a slot: when at most half of the destination's waiting room is
-    /// taken, makes as many parked deliveries due as fit in the rest (oldest parked first).
+    /// taken, makes as many parked deliveries due as fit in the rest (oldest parked first),
+    /// one wake-up write at a time per destination.
     fn wake_parked(&self, gate: &Arc<Gate>) {
-        use std::sync::atomic::Ordering;
-        let limit = self.inner.settings.per_destination_waiting;
-        let waiting = gate.waiting.load(Ordering::Acquire);
-        if waiting > limit / 2 || gate.waking.swap(true, Ordering::AcqRel) {
+        let Some(woken) = gate.to_wake() else {
             return;
-        }
-        let woken: Vec<DeliveryId> = {
-            let mut parked = gate.parked.lock().unwrap_or_else(|p| p.into_inner());
-            let room = limit.saturating_sub(waiting).max(1).min(parked.len());
-            parked.drain(..room).collect()
         };
-        if woken.is_empty() {
-            gate.waking.store(false, Ordering::Release);
-            return;
-        }
         let (engine, gate) = (self.clone(), Arc::clone(gate));
         self.inner.tracker.spawn(async move {
             let now = crate::clock::now_ms();
             if let Err(error) = engine.inner.store.wake_deliveries(woken, now).await {
                 tracing::warn!(%error, "cannot wake parked deliveries; they come due later");
             }
-            gate.waking.store(false, Ordering::Release);
+            gate.woken();
         });
     }
-
-    fn gate(&self, target: &DeliveryTarget) -> Arc<Gate> {
-        let key = destination_key(target.webhook.url.as_str());
-        let mut gates = self.inner.gates.lock().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(gates.entry(key).or_insert_with(|| {
-            Arc::new(Gate {
-                slots: Semaphore::new(self.inner.settings.per_destination),
-                waiting: std::sync::atomic::AtomicUsize::new(0),
-                parked: Mutex::new(VecDeque::new()),
-                waking: std::sync::atomic::AtomicBool::new(false),
-            })
-        }))
-    }
-
-    /// A slot at the destination; `None` when too many wait for it already (the delivery
-    /// then waits in the store) or the engine is stopping.
-    async fn enter<'a>(&self, gate: &'a Gate) -> Option<SemaphorePermit<'a>> {
-        use std::sync::atomic::Ordering;
-        if let Ok(slot) = gate.slots.try_acquire() {
-            return Some(slot);
-        }
-        if gate.waiting.fetch_add(1, Ordering::AcqRel)
-            >= self.inner.settings.per_destination_waiting
-        {
-            gate.waiting.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        let slot = tokio::select! {
-            slot = gate.slots.acquire() => slot.ok(),
-            () = self.inner.shutdown.cancelled() => None,
-        };
-        gate.waiting.fetch_sub(1, Ordering::AcqRel);
-        slot
-    }
 }
 
-/// Scheme, host and port: what "one destination" means for concurrency limits.
-///
-/// Read off the validated URL's text (no parse on the hot path): everything before the path,
-/// query or fragment, lowercased since host names are case-insensitive.
-fn destination_key(url: &str) -> String {
-    let authority_start = url.find("://").map_or(0, |i| i + 3);
-    let end = url[authority_start..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| authority_start + i);
-    url[..end].to_ascii_lowercase()
+/// Recording an outcome is tried this often (about a minute in all) before the delivery is
+/// left to its lease.
+const SETTLE_TRIES: u32 = 16;
+const SETTLE_RETRY_FIRST: Duration = Duration::from_millis(100);
+const SETTLE_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Whether a failed write may succeed when tried again (the database was busy, locked or
+/// briefly unreachable); not when the store is closing.
+fn retryable(error: &StoreError) -> bool {
+    matches!(error, StoreError::Database(_) | StoreError::Abandoned)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::destination_key;
-
-    #[test]
-    fn destinations_are_scheme_host_and_port() {
-        assert_eq!(
-            destination_key("https://Example.com/a?b#c"),
-            "https://example.com"
-        );
-        assert_eq!(
-            destination_key("http://127.0.0.1:8080/hook"),
-            "http://127.0.0.1:8080"
-        );
-        assert_eq!(
-            destination_key("https://example.com?x=1"),
-            "https://example.com"
-        );
-        assert_eq!(
-            destination_key("https://[::1]:9000/x"),
-            "https://[::1]:9000"
-        );
-        assert_eq!(
-            destination_key("https://example.com"),
-            "https://example.com"
-        );
-    }
-}
+/// A delivery parked behind a saturated destination is due again after this at the latest,
+/// even if no wake-up comes (another node's saturation, a restart, a full parking list).
+const PARKED_AT_MOST: Duration = Duration::from_secs(60);

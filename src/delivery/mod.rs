@@ -1,13 +1,16 @@
 //! Delivery: from a durable delivery row to an HTTP POST and back to a durable outcome.
 //!
-//! `dispatch` claims due work and runs each delivery as a task; `route` picks its
-//! destination from the current configuration; `attempt` makes one HTTP try (resolving names
-//! on `dns`'s own threads); `backoff` decides when to try again.
+//! `dispatch` claims due work and runs each delivery as a task; `lease` keeps the leases of
+//! the deliveries held in memory (and drops those lost); `route` picks its destination from
+//! the current configuration; `gate` limits each destination's share (and parks what does
+//! not fit); `attempt` makes one HTTP try (resolving names on `dns`'s own threads);
+//! `backoff` decides when to try again.
 
 mod attempt;
 mod backoff;
 mod dispatch;
 mod dns;
+mod gate;
 mod lease;
 mod route;
 

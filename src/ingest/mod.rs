@@ -75,8 +75,8 @@ impl Ingest {
         tracing::debug!(?source, events = saved.len(), "events stored");
         for (event, (kind, target, (channel, partner, received_at))) in saved.iter().zip(handed) {
             self.metrics.event_stored(source, kind);
-            let (Some(reservation), Some(delivery), Some(target)) =
-                (reservation.as_mut(), event.delivery, target)
+            let (Some(reservation), Some(delivery), Some(lease), Some(target)) =
+                (reservation.as_mut(), event.delivery, event.lease, target)
             else {
                 continue;
             };
@@ -90,6 +90,7 @@ impl Ingest {
                 attempts: 0,
                 window_start: received_at,
                 window_attempts: 0,
+                lease,
             };
             self.engine.hand_over(job, reservation);
         }

@@ -7,6 +7,7 @@
 
 mod cache;
 mod columns;
+mod lease;
 mod postgres;
 mod sqlite;
 
@@ -18,7 +19,7 @@ use crate::config::DatabaseUrl;
 use crate::domain::{
     Channel, ChannelId, DeliveryId, DeliveryState, EventId, KeyHash, MultiWebhook,
     MultiWebhookChange, MultiWebhookError, Partner, PartnerId, PhoneNumber, PhoneNumberId, Route,
-    Target, WabaId, WabaWebhook, Webhook, WebhookHeaders, WebhookUrl,
+    WabaId, WabaWebhook, Webhook, WebhookHeaders, WebhookUrl,
 };
 
 mod types;
@@ -29,6 +30,7 @@ pub use types::{
     WriteCounters, WriteStats,
 };
 
+pub use lease::{CreatedDelivery, HeldLease, LeaseToken, Settled};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -207,18 +209,28 @@ pub trait Store: Send + Sync + 'static {
     /// held under this node's id, leaving other running nodes' leases alone.
     async fn release_leases(&self) -> Result<u64, StoreError>;
 
-    /// Extends the leases of `held` (deliveries this node holds in memory) until `until`;
-    /// a delivery settled meanwhile (no lease any more) is left alone.
-    async fn renew_leases(&self, held: Vec<DeliveryId>, until: i64) -> Result<u64, StoreError>;
+    /// Extends the leases of `held` (deliveries this node holds in memory) until `until`,
+    /// each only if it is still held under the same lease; returns the deliveries it could
+    /// not renew because their lease is lost (claimed again after it expired), which the
+    /// caller must drop from memory. One settled meanwhile under its lease is neither
+    /// renewed nor returned.
+    async fn renew_leases(
+        &self,
+        held: Vec<HeldLease>,
+        until: i64,
+    ) -> Result<Vec<DeliveryId>, StoreError>;
 
     /// Makes the `parked` deliveries due at `now`, those still pending and not leased (the
     /// engine parked them behind a saturated destination that has room again); returns how
     /// many it woke.
     async fn wake_deliveries(&self, parked: Vec<DeliveryId>, now: i64) -> Result<u64, StoreError>;
 
-    /// Records an attempt and what follows from it, in one transaction; returns the extra
-    /// deliveries it created (after a 200 of a primary delivery).
-    async fn settle(&self, outcome: Outcome) -> Result<Vec<(DeliveryId, Target)>, StoreError>;
+    /// Records an attempt and what follows from it, in one transaction, if the delivery is
+    /// still held under `outcome.lease` (by this node); returns the extra deliveries it
+    /// created (after a 200 of a primary delivery). A lease lost meanwhile changes nothing
+    /// ([`Settled::LeaseLost`]). Settling again under a lease already settled (a re-run
+    /// after an answer was lost) records nothing new and returns the extras still leased.
+    async fn settle(&self, outcome: Outcome) -> Result<Settled, StoreError>;
 
     /// Puts a failed or dropped delivery back in the queue, due now, with a new age window.
     async fn retry_delivery(&self, id: DeliveryId, now: i64) -> Result<(), StoreError>;
@@ -251,6 +263,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Counters of the write path since the store opened.
     fn write_stats(&self) -> WriteStats;
+
+    /// Whether the connection that keeps cached configuration coherent across nodes is up
+    /// (PostgreSQL's listener); `None` for a store whose cache needs none (SQLite).
+    fn config_listener_up(&self) -> Option<bool> {
+        None
+    }
 
     /// The partner that owns a presented Partner API key, if any.
     async fn partner_by_key(&self, key_hash: &KeyHash)

@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 
+use super::LeaseToken;
 use crate::domain::{
     AttemptErrorKind, ChannelId, DeliveryId, DeliveryState, DestinationName, EventId, EventKind,
     MultiWebhook, Partner, PartnerEvent, PartnerId, PhoneNumber, PhoneNumberId, Route, Target,
@@ -65,6 +66,8 @@ pub struct SavedEvent {
     pub event: EventId,
     /// Its first delivery (primary or partner), when the event is routable.
     pub delivery: Option<DeliveryId>,
+    /// That delivery's lease, when it was stored leased to this node (to start from memory).
+    pub lease: Option<LeaseToken>,
     /// The stored payload.
     pub payload: Bytes,
 }
@@ -90,6 +93,9 @@ pub struct DueDelivery {
     pub window_start: i64,
     /// Attempts made before the window started: backoff counts only the ones after.
     pub window_attempts: u32,
+    /// The lease this node holds it under: its settle and renewals apply only while that is
+    /// still the delivery's lease.
+    pub lease: LeaseToken,
 }
 
 /// What the engine charges a delivery it holds in memory besides its payload: the rest of
@@ -167,6 +173,8 @@ pub enum Settlement {
 pub struct Outcome {
     /// The delivery.
     pub delivery: DeliveryId,
+    /// The lease it was attempted under; the settle applies only if it is still current.
+    pub lease: LeaseToken,
     /// The attempt, if one was made.
     pub attempt: Option<AttemptRecord>,
     /// What follows.

@@ -131,11 +131,59 @@ impl TestApp {
     /// A second server on the same database, as another node of a cluster (PostgreSQL).
     #[allow(dead_code)] // only the PostgreSQL binary (tests/postgres) runs several nodes
     pub async fn another_node(&self) -> TestApp {
+        self.another_node_with(|_| {}).await
+    }
+
+    /// Like [`TestApp::another_node`], with settings changed by `adjust` (e.g. its database
+    /// URL pointed through a proxy).
+    #[allow(dead_code)] // only the PostgreSQL binary (tests/postgres) runs several nodes
+    pub async fn another_node_with(&self, adjust: impl FnOnce(&mut Config)) -> TestApp {
         static NODES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let mut config = self.config.clone();
         let n = NODES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         config.node_id = format!("{}-node{n}", self.config.node_id);
+        adjust(&mut config);
         start(config, Arc::clone(&self.data)).await
+    }
+
+    /// The `--database` URL this server runs on.
+    pub fn database_url(&self) -> String {
+        match &self.config.database {
+            DatabaseUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
+            DatabaseUrl::Postgres(url) => url.expose().to_owned(),
+        }
+    }
+
+    /// This server's node id.
+    #[allow(dead_code)] // used by the PostgreSQL binary's own tests
+    pub fn node_id(&self) -> &str {
+        &self.config.node_id
+    }
+
+    /// Runs `statement` on this server's database behind its back, as another process
+    /// (another node, an operator) would; for tests that stage what the server must cope with.
+    pub async fn execute_sql(&self, statement: &str) {
+        match &self.config.database {
+            DatabaseUrl::Sqlite(path) => {
+                let (path, statement) = (path.clone(), statement.to_owned());
+                tokio::task::spawn_blocking(move || {
+                    let conn = rusqlite::Connection::open(path).expect("open the database");
+                    conn.busy_timeout(std::time::Duration::from_secs(5))
+                        .expect("busy timeout");
+                    conn.execute_batch(&statement).expect("statement");
+                })
+                .await
+                .expect("blocking task");
+            }
+            DatabaseUrl::Postgres(url) => {
+                let (client, connection) =
+                    tokio_postgres::connect(url.expose(), tokio_postgres::NoTls)
+                        .await
+                        .expect("connect");
+                tokio::spawn(connection);
+                client.batch_execute(statement).await.expect("statement");
+            }
+        }
     }
 
     /// Stops the server gracefully and waits until it has.
@@ -144,15 +192,6 @@ impl TestApp {
         self.server.await.expect("server task");
     }
 
-    /// The `--database` URL of this app.
-    pub fn database_url(&self) -> String {
-        match &self.config.database {
-            switchboard::config::DatabaseUrl::Sqlite(path) => {
-                format!("sqlite://{}", path.display())
-            }
-            switchboard::config::DatabaseUrl::Postgres(url) => url.expose().to_owned(),
-        }
-    }
 
     /// The SQLite file of this app.
     pub fn database_path(&self) -> std::path::PathBuf {

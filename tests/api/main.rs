@@ -13,6 +13,7 @@ mod delivery;
 mod guard;
 mod headers;
 mod helpers;
+mod leases;
 mod meta;
 mod multi_webhook;
 mod partner;

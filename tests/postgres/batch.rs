@@ -2,10 +2,8 @@
 //! one failing write fails alone (the batch is rolled back and each write run again alone).
 
 use bytes::Bytes;
-use switchboard::domain::{DeliveryId, EventKind};
-use switchboard::store::{
-    AttemptRecord, EventBody, NewEvent, Outcome, PostgresStore, Settlement, Store,
-};
+use switchboard::domain::EventKind;
+use switchboard::store::{EventBody, NewEvent, PostgresStore, Store};
 
 fn unroutable(n: usize) -> NewEvent {
     NewEvent {
@@ -18,24 +16,11 @@ fn unroutable(n: usize) -> NewEvent {
     }
 }
 
-/// A settle whose attempt row would point at a delivery that does not exist (a foreign-key
-/// violation inside the batch).
-fn broken_settle() -> Outcome {
-    Outcome {
-        delivery: DeliveryId(i64::MAX),
-        attempt: Some(AttemptRecord {
-            number: 1,
-            started_at: 0,
-            duration_ms: 1,
-            url: "http://127.0.0.1:9/".into(),
-            status: Some(200),
-            error: None,
-            response_excerpt: None,
-        }),
-        settlement: Settlement::Delivered {
-            extras: Vec::new(),
-            claim_until: None,
-        },
+/// An event PostgreSQL refuses inside the batch: text columns cannot hold a NUL byte.
+fn broken_event() -> NewEvent {
+    NewEvent {
+        phone_number_id: Some("999\u{0}".into()),
+        ..unroutable(999)
     }
 }
 
@@ -50,7 +35,7 @@ async fn a_failing_write_fails_alone_and_its_batch_mates_commit() {
     }
     let broken = {
         let store = std::sync::Arc::clone(&store);
-        tokio::spawn(async move { store.settle(broken_settle()).await })
+        tokio::spawn(async move { store.save_events(vec![broken_event()], None).await })
     };
     let mut saved = 0;
     while let Some(ok) = writes.join_next().await {

@@ -6,6 +6,7 @@ pub const BACKEND: helpers::Backend = helpers::Backend::Postgres;
 
 #[path = "../api/admin.rs"]
 mod admin;
+mod ambiguous;
 #[path = "../api/bad_input.rs"]
 mod bad_input;
 mod batch;
@@ -21,6 +22,9 @@ mod guard;
 mod headers;
 #[path = "../api/helpers.rs"]
 mod helpers;
+#[path = "../api/leases.rs"]
+mod leases;
+mod listener;
 #[path = "../api/meta.rs"]
 mod meta;
 #[path = "../api/multi_webhook.rs"]
@@ -32,8 +36,10 @@ mod partner;
 mod phone_webhook;
 #[path = "../api/postgres.rs"]
 mod postgres;
+mod proxy;
 #[path = "../api/receiver.rs"]
 mod receiver;
+mod retention;
 #[path = "../api/service.rs"]
 mod service;
 #[path = "../api/waba_webhook.rs"]

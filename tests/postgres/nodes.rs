@@ -1,10 +1,15 @@
 //! Several nodes on one PostgreSQL database: configuration written on one node routes the
-//! deliveries of every other at once (their caches are emptied by `NOTIFY`), and the due
-//! work is split between nodes, each delivery claimed by one of them.
+//! deliveries of every other at once (their caches are emptied by `NOTIFY`), the due work
+//! is split between nodes, each delivery claimed by one of them, and a node whose lease
+//! expired cannot undo what the node that claimed the delivery next did.
+
+use std::time::Duration;
 
 use serde_json::json;
+use switchboard::config::DatabaseUrl;
 
-use crate::helpers::{fast_delivery, is_in_state, spawn_app_with};
+use crate::helpers::{delivery, fast_delivery, is_in_state, metric_sum, spawn_app_with};
+use crate::proxy::PgProxy;
 use crate::receiver::{Behavior, TestReceiver};
 
 fn message(id: &str) -> serde_json::Value {
@@ -108,4 +113,63 @@ async fn a_starting_node_leaves_the_leases_of_running_nodes_alone() {
         "each event sent once"
     );
     drop(second);
+}
+
+#[tokio::test]
+async fn a_node_whose_lease_expired_cannot_overwrite_another_nodes_delivered() {
+    // Short leases, renewed every 200 ms while held; a receiver slow to answer the first try.
+    let lease = |config: &mut switchboard::config::Config| {
+        fast_delivery(config);
+        config.delivery_timeout = Duration::from_secs(5);
+        config.delivery_lease = Duration::from_millis(600);
+    };
+    let other = spawn_app_with(lease).await;
+    let proxy = PgProxy::start(&other.database_url()).await;
+    let stalled = other
+        .another_node_with(|config| {
+            config.database = DatabaseUrl::parse(&proxy.url).expect("proxied URL");
+        })
+        .await;
+    let number = other.provision().await;
+    let receiver = TestReceiver::start().await;
+    let slow = Duration::from_secs(3);
+    receiver.script([Behavior::Delay(slow, 500)]);
+    other
+        .set_webhook(&number.api_key, &receiver.url, json!({}))
+        .await;
+    // The node starts the attempt, then its database stalls for longer than its lease...
+    let event = stalled
+        .post_event(&number.channel_id, message("wamid.expired"))
+        .await;
+    receiver.wait_for(1).await;
+    proxy.pause();
+    // ...so its lease expires, the other node claims the delivery and delivers it...
+    other
+        .wait_for_event(event, |e| is_in_state(e, "primary", "delivered"))
+        .await;
+    proxy.resume();
+    // ...and the first node's late 500 must change nothing: no `pending` over `delivered`,
+    // so no third send (a retry would come within 200 ms).
+    let first_answered = receiver.received()[0].at + slow;
+    tokio::time::sleep_until((first_answered + Duration::from_secs(1)).into()).await;
+    let sent = receiver.received();
+    assert_eq!(
+        sent.len(),
+        2,
+        "sent by the first node, then once by the other"
+    );
+    assert_eq!((sent[0].answered, sent[1].answered), (500, 200));
+    let stored = other.event(event).await;
+    let primary = delivery(&stored, "primary");
+    assert_eq!(primary["state"], "delivered", "{stored:#}");
+    assert_eq!(
+        primary["attempts"], 1,
+        "only the other node's attempt: {stored:#}"
+    );
+    let lost = metric_sum(
+        &stalled.metrics().await,
+        "switchboard_leases_lost_total",
+        &[],
+    );
+    assert_eq!(lost, 1, "the first node counted its lost lease once");
 }

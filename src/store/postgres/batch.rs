@@ -5,6 +5,14 @@
 //! that is queued in one transaction, then answers each caller after the commit (as the
 //! SQLite writer does). If any write of a batch fails, the batch is rolled back and each of
 //! its writes is run again in its own transaction, so one bad write fails alone.
+//!
+//! A failed `COMMIT` is ambiguous: the connection may have died after the server committed
+//! and before its answer arrived. Re-running the writes alone is then safe because each is
+//! idempotent: an event carries the same idempotency key in the re-run, so one already
+//! stored is found, not stored (nor its delivery created) twice; a settle is conditioned on
+//! its lease, and one that finds its own lease already settled writes nothing again and
+//! returns the extras it created that are still leased (`settle::settled_before`), so they
+//! are started from memory rather than left waiting out their lease.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,9 +20,9 @@ use std::time::Instant;
 use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use super::deliveries;
-use crate::domain::{DeliveryId, Target};
-use crate::store::{NewEvent, Outcome, SavedEvent, StoreError, WriteCounters};
+use super::idempotency::EventKey;
+use super::{deliveries, settle};
+use crate::store::{NewEvent, Outcome, SavedEvent, Settled, StoreError, WriteCounters};
 
 /// Writes one transaction takes at most, to bound the latency of the first.
 const MAX_BATCH: usize = 256;
@@ -26,8 +34,9 @@ const RUNNERS: usize = 4;
 /// A hot write.
 #[derive(Clone)]
 pub enum Write {
-    /// `save_events(events, claim_until)`.
-    Save(Vec<NewEvent>, Option<i64>),
+    /// `save_events(events, claim_until)`, each event with its idempotency key (the same
+    /// in a re-run).
+    Save(Vec<NewEvent>, Vec<EventKey>, Option<i64>),
     /// `settle(outcome)`.
     Settle(Outcome),
 }
@@ -36,8 +45,8 @@ pub enum Write {
 pub enum Written {
     /// The stored events.
     Saved(Vec<SavedEvent>),
-    /// The extra deliveries a settle created.
-    Settled(Vec<(DeliveryId, Target)>),
+    /// What a settle did.
+    Settled(Settled),
 }
 
 type Reply = oneshot::Sender<Result<Written, StoreError>>;
@@ -102,7 +111,8 @@ async fn run(
                     let _ = reply.send(Ok(result));
                 }
             }
-            Err(_) => {
+            Err(error) => {
+                tracing::warn!(%error, writes = batch.len(), "group commit failed; running its writes again, each alone");
                 for (write, reply) in batch {
                     let alone = in_one_transaction(&pool, &node, std::slice::from_ref(&write))
                         .await
@@ -128,13 +138,11 @@ async fn in_one_transaction(
     let mut results = Vec::with_capacity(writes.len());
     for write in writes {
         results.push(match write {
-            Write::Save(events, claim_until) => {
+            Write::Save(events, keys, claim_until) => {
                 let claim = claim_until.map(|until| (until, node));
-                Written::Saved(deliveries::save_events(&tx, events, claim).await?)
+                Written::Saved(deliveries::save_events(&tx, events, keys, claim).await?)
             }
-            Write::Settle(outcome) => {
-                Written::Settled(deliveries::settle(&tx, outcome, node).await?)
-            }
+            Write::Settle(outcome) => Written::Settled(settle::settle(&tx, outcome, node).await?),
         });
     }
     tx.commit().await?;

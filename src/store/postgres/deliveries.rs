@@ -1,39 +1,51 @@
-//! SQL of events, deliveries and attempts on PostgreSQL. Each function runs inside the
-//! caller's transaction; the rules are the SQLite backend's (see its `deliveries` module),
-//! except that claims lock with `FOR UPDATE SKIP LOCKED`, so several nodes never claim the
-//! same due delivery, and that every lease names its node (`leased_by`).
+//! SQL of events and deliveries on PostgreSQL (settles are in `settle`). Each function runs
+//! inside the caller's transaction; the rules are the SQLite backend's (see its `deliveries`
+//! module), except that claims lock with `FOR UPDATE SKIP LOCKED`, so several nodes never
+//! claim the same due delivery, that every lease names its node (`leased_by`), and that
+//! stored events carry an idempotency key (`idempotency`).
 
 use bytes::Bytes;
 use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 
+use super::idempotency::EventKey;
 use super::Param;
 use crate::clock::now_ms;
 use crate::domain::{ChannelId, DeliveryId, DeliveryState, EventId, PartnerId, Target};
 use crate::store::{
-    AttemptRecord, DueDelivery, EventBody, NewEvent, Outcome, SavedEvent, Settlement, StoreError,
+    DueDelivery, EventBody, HeldLease, LeaseToken, NewEvent, SavedEvent, StoreError,
     DELIVERY_MEMORY_OVERHEAD,
 };
 
-/// A lease: until when (ms since the epoch), and which node holds it.
+/// A lease being taken: until when (ms since the epoch), and which node takes it.
 pub type Lease<'a> = (i64, &'a str);
 
-/// Inserts events and their first deliveries; renders partner event bodies once their id
-/// is known.
+/// Inserts events (`keys[i]` is the idempotency key of `events[i]`) and their first
+/// deliveries; renders partner event bodies once their id is known. An event whose key is
+/// stored already (a re-run of a batch that did commit) is returned as stored, not stored
+/// again.
 pub async fn save_events(
     tx: &Transaction<'_>,
     events: &[NewEvent],
+    keys: &[EventKey],
     claim: Option<Lease<'_>>,
 ) -> Result<Vec<SavedEvent>, StoreError> {
+    if keys.len() != events.len() {
+        return Err(StoreError::Database(
+            "one idempotency key per event expected".into(),
+        ));
+    }
     let insert = tx
         .prepare_cached(
-            "INSERT INTO events (kind, channel_id, partner_id, phone_number_id, payload, received_at)
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            "INSERT INTO events (kind, channel_id, partner_id, phone_number_id, payload, received_at,
+                                 idempotency_key)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
         )
         .await?;
     let mut saved = Vec::with_capacity(events.len());
-    for event in events {
-        if let Some(one) = save_with_delivery(tx, event, claim).await? {
+    for (event, key) in events.iter().zip(keys) {
+        if let Some(one) = save_with_delivery(tx, event, key, claim).await? {
             saved.push(one);
             continue;
         }
@@ -42,7 +54,7 @@ pub async fn save_events(
             EventBody::Partner(_) => Bytes::new(),
         };
         let row = tx
-            .query_one(
+            .query_opt(
                 &insert,
                 &[
                     &event.kind.as_str(),
@@ -51,9 +63,14 @@ pub async fn save_events(
                     &event.phone_number_id,
                     &known.as_ref(),
                     &event.received_at,
+                    &key.as_bytes(),
                 ],
             )
             .await?;
+        let Some(row) = row else {
+            saved.push(stored_before(tx, key).await?);
+            continue;
+        };
         let id = EventId(row.try_get(0)?);
         let payload = match &event.body {
             EventBody::Bytes(_) => known,
@@ -77,6 +94,7 @@ pub async fn save_events(
         };
         saved.push(SavedEvent {
             event: id,
+            lease: delivery.and(claim).map(|_| LeaseToken::FIRST),
             delivery,
             payload,
         });
@@ -84,11 +102,44 @@ pub async fn save_events(
     Ok(saved)
 }
 
+/// The event stored under `key` by an earlier run of the same write, with its first
+/// delivery and that delivery's lease if it is leased (to start it from memory).
+async fn stored_before(tx: &Transaction<'_>, key: &EventKey) -> Result<SavedEvent, StoreError> {
+    let row = tx
+        .query_one(
+            "SELECT e.id, e.payload, d.id, d.lease_token, d.leased_until IS NOT NULL
+             FROM events e
+             LEFT JOIN LATERAL (SELECT id, lease_token, leased_until FROM deliveries
+                                WHERE event_id = e.id ORDER BY id LIMIT 1) d ON TRUE
+             WHERE e.idempotency_key = $1",
+            &[&key.as_bytes()],
+        )
+        .await?;
+    let payload: Vec<u8> = row.try_get(1)?;
+    let delivery: Option<i64> = row.try_get(2)?;
+    let leased: Option<bool> = row.try_get(4)?;
+    let lease = match leased {
+        Some(true) => Some(LeaseToken(row.try_get(3)?)),
+        _ => None,
+    };
+    tracing::warn!(
+        event = row.try_get::<_, i64>(0)?,
+        "event found stored by an earlier run of its write (ambiguous commit); not stored again"
+    );
+    Ok(SavedEvent {
+        event: EventId(row.try_get(0)?),
+        delivery: delivery.map(DeliveryId),
+        lease,
+        payload: Bytes::from(payload),
+    })
+}
+
 /// The common case in one statement (one round trip): an event whose bytes are known, with
 /// its first delivery. `None` for the other cases (partner events, no delivery).
 async fn save_with_delivery(
     tx: &Transaction<'_>,
     event: &NewEvent,
+    key: &EventKey,
     claim: Option<Lease<'_>>,
 ) -> Result<Option<SavedEvent>, StoreError> {
     let (EventBody::Bytes(payload), Some(target)) = (&event.body, event.first_target()) else {
@@ -100,17 +151,19 @@ async fn save_with_delivery(
         .prepare_cached(
             "WITH e AS (
                  INSERT INTO events (kind, channel_id, partner_id, phone_number_id, payload,
-                                     received_at)
-                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id)
+                                     received_at, idempotency_key)
+                 VALUES ($1, $2, $3, $4, $5, $6, $12)
+                 ON CONFLICT (idempotency_key) DO NOTHING RETURNING id)
              INSERT INTO deliveries (event_id, channel_id, partner_id, target, state,
                                      next_attempt_at, leased_until, window_start, updated_at,
-                                     leased_by)
-             SELECT e.id, $2, $3, $7, 'pending', $8, $9, $6, $10, $11 FROM e
+                                     leased_by, lease_token)
+             SELECT e.id, $2, $3, $7, 'pending', $8, $9, $6, $10, $11, $13 FROM e
              RETURNING event_id, id",
         )
         .await?;
+    let lease = claim.map(|_| LeaseToken::FIRST);
     let row = tx
-        .query_one(
+        .query_opt(
             &insert,
             &[
                 &event.kind.as_str(),
@@ -124,17 +177,24 @@ async fn save_with_delivery(
                 &claim_until,
                 &now,
                 &node,
+                &key.as_bytes(),
+                &lease.map_or(0, |token| token.0),
             ],
         )
         .await?;
+    let Some(row) = row else {
+        return stored_before(tx, key).await.map(Some);
+    };
     Ok(Some(SavedEvent {
         event: EventId(row.try_get(0)?),
         delivery: Some(DeliveryId(row.try_get(1)?)),
+        lease,
         payload: payload.clone(),
     }))
 }
 
-async fn insert_delivery(
+/// Inserts a pending delivery, leased to `claim`'s node (first lease generation) if given.
+pub(super) async fn insert_delivery(
     tx: &Transaction<'_>,
     event: EventId,
     (channel, partner): (Option<&ChannelId>, Option<&PartnerId>),
@@ -148,8 +208,8 @@ async fn insert_delivery(
         .prepare_cached(
             "INSERT INTO deliveries (event_id, channel_id, partner_id, target, state,
                                      next_attempt_at, leased_until, window_start, updated_at,
-                                     leased_by)
-             VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9) RETURNING id",
+                                     leased_by, lease_token)
+             VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10) RETURNING id",
         )
         .await?;
     let row = tx
@@ -165,6 +225,7 @@ async fn insert_delivery(
                 &window_start,
                 &now,
                 &node,
+                &claim.map_or(0, |_| LeaseToken::FIRST.0),
             ],
         )
         .await?;
@@ -190,14 +251,16 @@ pub async fn claim_due(
                  FOR UPDATE OF d SKIP LOCKED),
              fitting AS (
                  SELECT id FROM (
-                     SELECT id, sum(size::bigint + $6::bigint) OVER (ORDER BY next_attempt_at, id) AS running
+                     SELECT id, sum(size::bigint + $6::bigint)
+                                OVER (ORDER BY next_attempt_at, id) AS running
                      FROM due) sized
                  WHERE running <= $5::bigint)
-             UPDATE deliveries d SET next_attempt_at = $3, leased_until = $3, leased_by = $4
+             UPDATE deliveries d SET next_attempt_at = $3, leased_until = $3, leased_by = $4,
+                                     lease_token = d.lease_token + 1
              FROM fitting, events e
              WHERE d.id = fitting.id AND e.id = d.event_id
              RETURNING d.id, d.event_id, d.channel_id, d.target, d.attempts, d.window_start,
-                       d.window_attempts, e.payload, d.partner_id",
+                       d.window_attempts, e.payload, d.partner_id, d.lease_token",
         )
         .await?;
     let max_bytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
@@ -245,6 +308,7 @@ fn due_from_row(row: &Row) -> Result<Option<DueDelivery>, StoreError> {
         window_start: row.try_get(5)?,
         window_attempts: count(row.try_get(6)?),
         payload: Bytes::from(payload),
+        lease: LeaseToken(row.try_get(9)?),
     }))
 }
 
@@ -264,116 +328,39 @@ pub async fn release_leases(tx: &Transaction<'_>, node: &str) -> Result<u64, Sto
         .await?)
 }
 
-/// Records an attempt and its settlement; returns the extra deliveries created.
-pub async fn settle(
+/// Pushes the leases of `held` forward to `until`, each only while `node` holds it under the
+/// same lease; returns the deliveries whose lease is lost (neither renewed nor settled under
+/// that lease: claimed again after it expired).
+pub async fn renew_leases(
     tx: &Transaction<'_>,
-    outcome: &Outcome,
+    held: &[HeldLease],
+    until: i64,
     node: &str,
-) -> Result<Vec<(DeliveryId, Target)>, StoreError> {
-    let id = outcome.delivery.0;
-    let now = now_ms();
-    let counted = i64::from(outcome.attempt.is_some());
-    let (state, next, error) = match &outcome.settlement {
-        Settlement::Delivered { .. } => (DeliveryState::Delivered, now, None),
-        Settlement::Retry { at, error } => (DeliveryState::Pending, *at, Some(error.as_str())),
-        Settlement::GaveUp { error } => (DeliveryState::Failed, now, Some(error.as_str())),
-        Settlement::Dropped { reason } => (DeliveryState::Dropped, now, Some(reason.as_str())),
-        Settlement::Deferred { at } => {
-            let update =
-                "UPDATE deliveries SET next_attempt_at = $1, leased_until = NULL WHERE id = $2";
-            let attempt = outcome.attempt.as_ref();
-            update_recording_attempt(tx, update, &[at, &id], attempt).await?;
-            return Ok(Vec::new());
-        }
-    };
-    update_delivery(tx, outcome, (state, counted, next, error, now)).await?;
-    let Settlement::Delivered {
-        extras,
-        claim_until,
-    } = &outcome.settlement
-    else {
-        return Ok(Vec::new());
-    };
-    if extras.is_empty() {
-        return Ok(Vec::new());
-    }
-    let row = tx
-        .query_one(
-            "SELECT event_id, channel_id FROM deliveries WHERE id = $1",
-            &[&id],
+) -> Result<Vec<DeliveryId>, StoreError> {
+    let ids: Vec<i64> = held.iter().map(|h| h.delivery.0).collect();
+    let tokens: Vec<i64> = held.iter().map(|h| h.lease.0).collect();
+    // The final SELECT reads the rows as they were before the UPDATE: one settled under the
+    // same lease meanwhile has it cleared but still names it.
+    let lost = tx
+        .query(
+            "WITH h AS (SELECT * FROM unnest($2::bigint[], $3::bigint[]) AS h(id, token)),
+                  renewed AS (
+                      UPDATE deliveries d SET next_attempt_at = $1, leased_until = $1
+                      FROM h
+                      WHERE d.id = h.id AND d.lease_token = h.token AND d.leased_by = $4
+                        AND d.state = 'pending' AND d.leased_until IS NOT NULL
+                      RETURNING d.id)
+             SELECT h.id FROM h
+             WHERE h.id NOT IN (SELECT id FROM renewed)
+               AND NOT EXISTS (SELECT 1 FROM deliveries d
+                               WHERE d.id = h.id AND d.lease_token = h.token
+                                 AND d.leased_by = $4 AND d.leased_until IS NULL)",
+            &[&until, &ids, &tokens, &node],
         )
         .await?;
-    let event = EventId(row.try_get(0)?);
-    let channel = row
-        .try_get::<_, Option<String>>(1)?
-        .map(ChannelId::from_raw);
-    let mut created = Vec::with_capacity(extras.len());
-    for name in extras {
-        let target = Target::Extra(name.clone());
-        let owners = (channel.as_ref(), None);
-        let claim = claim_until.map(|until| (until, node));
-        let extra = insert_delivery(tx, event, owners, &target, now, claim).await?;
-        created.push((extra, target));
-    }
-    Ok(created)
-}
-
-/// The new state of a settled delivery: state, attempts to add, next attempt, last error,
-/// and the time of the change.
-type Change<'a> = (DeliveryState, i64, i64, Option<&'a str>, i64);
-
-/// Updates the delivery to `change` and records its attempt, if one was made.
-async fn update_delivery(
-    tx: &Transaction<'_>,
-    outcome: &Outcome,
-    (state, counted, next, error, now): Change<'_>,
-) -> Result<(), StoreError> {
-    let update = "UPDATE deliveries SET state = $1, attempts = attempts + $2,
-             next_attempt_at = $3, leased_until = NULL, last_error = $4, updated_at = $5
-         WHERE id = $6";
-    let state = state.as_str();
-    let params: [&Param<'_>; 6] = [&state, &counted, &next, &error, &now, &outcome.delivery.0];
-    update_recording_attempt(tx, update, &params, outcome.attempt.as_ref()).await
-}
-
-/// Runs `update` (an `UPDATE` of one delivery whose id is its last parameter) and, with an
-/// `attempt`, inserts the attempt in the same statement (one round trip).
-async fn update_recording_attempt(
-    tx: &Transaction<'_>,
-    update: &str,
-    params: &[&Param<'_>],
-    attempt: Option<&AttemptRecord>,
-) -> Result<(), StoreError> {
-    let Some(attempt) = attempt else {
-        let statement = tx.prepare_cached(update).await?;
-        tx.execute(&statement, params).await?;
-        return Ok(());
-    };
-    let (id, first) = (params.len(), params.len() + 1);
-    let values: Vec<String> = (first..first + 7).map(|n| format!("${n}")).collect();
-    let sql = format!(
-        "WITH a AS (
-             INSERT INTO attempts (delivery_id, number, started_at, duration_ms, url, status,
-                                   error, response_excerpt)
-             VALUES (${id}, {}))
-         {update}",
-        values.join(", ")
-    );
-    let (number, status) = (i64::from(attempt.number), attempt.status.map(i64::from));
-    let error = attempt.error.map(|kind| kind.as_str());
-    let mut all: Vec<&Param<'_>> = params.to_vec();
-    all.extend([
-        &number as &Param<'_>,
-        &attempt.started_at,
-        &attempt.duration_ms,
-        &attempt.url,
-        &status,
-        &error,
-        &attempt.response_excerpt,
-    ]);
-    let statement = tx.prepare_cached(&sql).await?;
-    tx.execute(&statement, &all).await?;
-    Ok(())
+    lost.iter()
+        .map(|row| Ok(DeliveryId(row.try_get(0)?)))
+        .collect()
 }
 
 /// The columns a replay resets: due now, new age window, lease cleared.
@@ -388,10 +375,14 @@ pub async fn retry_deliveries(
     partner: Option<&PartnerId>,
     now: i64,
 ) -> Result<u64, StoreError> {
+    // Rows are locked in id order, as retention locks them, so the two never deadlock.
     let sql = format!(
         "UPDATE deliveries SET {REQUEUE}
-         WHERE state = $2 AND ($3::text IS NULL OR channel_id = $3)
-           AND ($4::text IS NULL OR partner_id = $4)"
+         WHERE id IN (SELECT id FROM deliveries
+                      WHERE state = $2 AND ($3::text IS NULL OR channel_id = $3)
+                        AND ($4::text IS NULL OR partner_id = $4)
+                      ORDER BY id FOR UPDATE)
+           AND state = $2"
     );
     let params: [&Param<'_>; 4] = [
         &now,

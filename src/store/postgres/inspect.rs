@@ -160,25 +160,42 @@ pub async fn events(
 }
 
 /// Deletes finished events older than `before`, with their deliveries and attempts.
+///
+/// The candidates are read first; then every delivery of theirs is locked (in id order, as
+/// bulk replays lock them, so the two cannot deadlock) and the condition is read again in a
+/// new statement, which sees every requeue committed before the lock was granted, while
+/// later ones wait for this transaction. So a delivery requeued (e.g. by
+/// `POST /admin/deliveries/retry`) after the first read is never deleted.
 pub async fn purge_finished(
     tx: &Transaction<'_>,
     before: i64,
     limit: usize,
 ) -> Result<u64, StoreError> {
-    let rows = tx
+    let finished = "NOT EXISTS (SELECT 1 FROM deliveries d
+                                WHERE d.event_id = e.id AND d.state = 'pending')";
+    let candidates = ids(tx
         .query(
-            "SELECT e.id FROM events e
-             WHERE e.received_at < $1
-               AND NOT EXISTS (SELECT 1 FROM deliveries d
-                               WHERE d.event_id = e.id AND d.state = 'pending')
-             ORDER BY e.id LIMIT $2",
+            &format!(
+                "SELECT e.id FROM events e WHERE e.received_at < $1 AND {finished}
+                 ORDER BY e.id LIMIT $2"
+            ),
             &[&before, &(limit as i64)],
         )
-        .await?;
-    let ids = rows
-        .iter()
-        .map(|row| row.try_get::<_, i64>(0))
-        .collect::<Result<Vec<_>, _>>()?;
+        .await?)?;
+    if candidates.is_empty() {
+        return Ok(0);
+    }
+    tx.query(
+        "SELECT id FROM deliveries WHERE event_id = ANY($1) ORDER BY id FOR UPDATE",
+        &[&candidates],
+    )
+    .await?;
+    let ids = ids(tx
+        .query(
+            &format!("SELECT e.id FROM events e WHERE e.id = ANY($1) AND {finished}"),
+            &[&candidates],
+        )
+        .await?)?;
     tx.execute(
         "DELETE FROM attempts WHERE delivery_id IN
              (SELECT id FROM deliveries WHERE event_id = ANY($1))",
@@ -187,7 +204,15 @@ pub async fn purge_finished(
     .await?;
     tx.execute("DELETE FROM deliveries WHERE event_id = ANY($1)", &[&ids])
         .await?;
-    tx.execute("DELETE FROM events WHERE id = ANY($1)", &[&ids])
-        .await?;
-    Ok(ids.len() as u64)
+    Ok(tx
+        .execute("DELETE FROM events WHERE id = ANY($1)", &[&ids])
+        .await?)
+}
+
+/// The first column of `rows`, as ids.
+fn ids(rows: Vec<Row>) -> Result<Vec<i64>, StoreError> {
+    Ok(rows
+        .iter()
+        .map(|row| row.try_get::<_, i64>(0))
+        .collect::<Result<Vec<_>, _>>()?)
 }

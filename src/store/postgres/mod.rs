@@ -8,37 +8,37 @@
 //! bypassed.
 
 mod batch;
+mod connect;
 mod deliveries;
+mod idempotency;
 mod inspect;
 mod listener;
 mod provisioning;
 mod schema;
+mod settle;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
+use deadpool_postgres::Pool;
 
 use self::batch::{Batcher, Write, Written};
+use self::idempotency::EventKeys;
 use self::listener::Listener;
 use self::provisioning::{find_channel, find_partner, stored_key_hash, update_one};
 use super::cache::ConfigCache;
 use super::columns::{self, webhook_columns};
 use super::{
     ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventFilter, EventRecord,
-    EventSummary, NewChannel, NewEvent, Outcome, PartnerRecord, Routing, SavedEvent, Store,
-    StoreError, WabaWebhookView, WriteCounters, WriteStats,
+    EventSummary, HeldLease, NewChannel, NewEvent, Outcome, PartnerRecord, Routing, SavedEvent,
+    Settled, Store, StoreError, WabaWebhookView, WriteCounters, WriteStats,
 };
 use crate::domain::{
     Channel, ChannelId, DeliveryId, DeliveryState, EventId, KeyHash, MultiWebhook,
-    MultiWebhookChange, Partner, PartnerId, Target, WabaId, WabaWebhook, Webhook, WebhookHeaders,
+    MultiWebhookChange, Partner, PartnerId, WabaId, WabaWebhook, Webhook, WebhookHeaders,
     WebhookUrl,
 };
-
-/// Connections per node: enough for the engine's concurrent settles and the API.
-const POOL_SIZE: usize = 32;
 
 /// A statement parameter.
 type Param<'a> = dyn tokio_postgres::types::ToSql + Sync + 'a;
@@ -56,6 +56,8 @@ pub struct PostgresStore {
     /// Group commit of the hot writes (events in, outcomes of attempts).
     batcher: Batcher,
     counters: Arc<WriteCounters>,
+    /// Idempotency keys of the events this node stores.
+    keys: EventKeys,
 }
 
 /// Runs `$body` (an async block using `$tx`) in a transaction and commits it; counts it as
@@ -93,20 +95,8 @@ impl PostgresStore {
     /// Connects to `url`, migrates the schema, and starts the configuration listener; the
     /// leases this store takes are `node`'s.
     pub async fn open(url: &str, node: &str) -> Result<Self, StoreError> {
-        let config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| StoreError::Open(format!("invalid PostgreSQL URL: {e}")))?;
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .build()
-            .map_err(|e| StoreError::Open(format!("cannot build the connection pool: {e}")))?;
+        let config = connect::config(url, node)?;
+        let pool = connect::pool(config.clone())?;
         schema::migrate(&pool).await?;
         let cache = Arc::new(ConfigCache::default());
         let listener = Listener::start(config, CONFIG_CHANNEL, Arc::clone(&cache)).await?;
@@ -118,6 +108,7 @@ impl PostgresStore {
             cache,
             listener,
             counters,
+            keys: EventKeys::new()?,
         })
     }
 
@@ -178,8 +169,9 @@ impl Store for PostgresStore {
         channel: NewChannel,
         events: Vec<NewEvent>,
     ) -> Result<(), StoreError> {
+        let keys = self.keys.take(events.len());
         transact!(self, write, |tx| provisioning::create_channel(
-            &tx, &channel, &events
+            &tx, &channel, &events, &keys
         ))
     }
 
@@ -314,7 +306,12 @@ impl Store for PostgresStore {
         events: Vec<NewEvent>,
         claim_until: Option<i64>,
     ) -> Result<Vec<SavedEvent>, StoreError> {
-        match self.batcher.write(Write::Save(events, claim_until)).await? {
+        let keys = self.keys.take(events.len());
+        match self
+            .batcher
+            .write(Write::Save(events, keys, claim_until))
+            .await?
+        {
             Written::Saved(saved) => Ok(saved),
             Written::Settled(_) => Err(StoreError::Abandoned),
         }
@@ -341,13 +338,13 @@ impl Store for PostgresStore {
         ))
     }
 
-    async fn renew_leases(&self, held: Vec<DeliveryId>, until: i64) -> Result<u64, StoreError> {
-        let ids: Vec<i64> = held.iter().map(|id| id.0).collect();
-        transact!(self, write, |tx| tx.execute(
-            "UPDATE deliveries SET next_attempt_at = $1, leased_until = $1
-             WHERE id = ANY($2) AND leased_by = $3 AND state = 'pending'
-               AND leased_until IS NOT NULL",
-            &[&until, &ids, &self.node],
+    async fn renew_leases(
+        &self,
+        held: Vec<HeldLease>,
+        until: i64,
+    ) -> Result<Vec<DeliveryId>, StoreError> {
+        transact!(self, write, |tx| deliveries::renew_leases(
+            &tx, &held, until, &self.node
         ))
     }
 
@@ -361,7 +358,7 @@ impl Store for PostgresStore {
         ))
     }
 
-    async fn settle(&self, outcome: Outcome) -> Result<Vec<(DeliveryId, Target)>, StoreError> {
+    async fn settle(&self, outcome: Outcome) -> Result<Settled, StoreError> {
         match self.batcher.write(Write::Settle(outcome)).await? {
             Written::Settled(created) => Ok(created),
             Written::Saved(_) => Err(StoreError::Abandoned),
@@ -412,6 +409,10 @@ impl Store for PostgresStore {
 
     fn write_stats(&self) -> WriteStats {
         self.counters.stats()
+    }
+
+    fn config_listener_up(&self) -> Option<bool> {
+        Some(self.listener.is_listening())
     }
 
     async fn partner_by_key(

@@ -5,6 +5,7 @@
 use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 
+use super::idempotency::EventKey;
 use super::{deliveries, Param};
 use crate::clock::now_ms;
 use crate::domain::{
@@ -83,6 +84,7 @@ pub async fn create_channel(
     tx: &Transaction<'_>,
     channel: &NewChannel,
     events: &[NewEvent],
+    keys: &[EventKey],
 ) -> Result<(), StoreError> {
     let waba = channel.waba_id;
     let waba_exists = "SELECT EXISTS(SELECT 1 FROM wabas WHERE id = $1)";
@@ -120,7 +122,7 @@ pub async fn create_channel(
         ],
     )
     .await?;
-    deliveries::save_events(tx, events, None).await?;
+    deliveries::save_events(tx, events, keys, None).await?;
     Ok(())
 }
 

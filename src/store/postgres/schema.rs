@@ -9,6 +9,7 @@ use crate::store::StoreError;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("0001_init.sql")),
     (2, include_str!("0002_lease_owner.sql")),
+    (3, include_str!("0003_lease_token.sql")),
 ];
 
 /// Applies the migrations this database has not seen, one node at a time (advisory lock).
@@ -16,8 +17,10 @@ pub async fn migrate(pool: &Pool) -> Result<(), StoreError> {
     let open = |e: &dyn std::fmt::Display| StoreError::Open(format!("cannot migrate: {e}"));
     let mut client = pool.get().await.map_err(|e| open(&e))?;
     let tx = client.transaction().await.map_err(|e| open(&e))?;
+    // Migrations may build indexes on large tables: no per-statement limit here.
     tx.batch_execute(
-        "SELECT pg_advisory_xact_lock(7301);
+        "SET LOCAL statement_timeout = 0;
+         SELECT pg_advisory_xact_lock(7301);
          CREATE TABLE IF NOT EXISTS schema_migrations (
              version    BIGINT PRIMARY KEY,
              applied_at BIGINT NOT NULL)",

@@ -1,22 +1,22 @@
-//! SQL of events, deliveries and attempts. Each function runs inside the caller's
-//! transaction (the writer's group commit, or a reader's snapshot).
+//! SQL of events, deliveries and attempts: the write side. Each function runs inside the
+//! caller's transaction (the writer's group commit).
 //!
 //! A lease is a pushed-forward `next_attempt_at` plus a `leased_until` marker: leased rows
 //! are not due, so the due index never scans in-flight work, and a crashed node's leases
-//! simply come due again (or are released at start by a single-node store).
+//! simply come due again (or are released at start by a single-node store). Each claim
+//! bumps `lease_token`, and settles and renewals apply only under the token they were
+//! claimed with (`store::lease`).
 
 use bytes::Bytes;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::events::{summary_from_row, SUMMARY_COLUMNS};
 use super::now_ms;
 use crate::domain::{
     AttemptErrorKind, ChannelId, DeliveryId, DeliveryState, EventId, PartnerId, Target,
 };
-use crate::store::columns::parse_error_kind;
 use crate::store::{
-    AttemptRecord, DeliveryFilter, DeliveryRecord, DueDelivery, EventBody, EventRecord, NewEvent,
-    Outcome, SavedEvent, Settlement, StoreError,
+    AttemptRecord, CreatedDelivery, DueDelivery, EventBody, HeldLease, LeaseToken, NewEvent,
+    Outcome, SavedEvent, Settled, Settlement, StoreError,
 };
 
 /// Inserts events and their first deliveries (primary for WhatsApp events with a channel,
@@ -67,6 +67,7 @@ pub fn save_events(
         };
         saved.push(SavedEvent {
             event: id,
+            lease: delivery.and(claim_until).map(|_| LeaseToken::FIRST),
             delivery,
             payload,
         });
@@ -83,10 +84,11 @@ fn insert_delivery(
     claim_until: Option<i64>,
 ) -> Result<DeliveryId, StoreError> {
     let now = now_ms();
+    let lease = claim_until.map_or(0, |_| LeaseToken::FIRST.0);
     conn.prepare_cached(
         "INSERT INTO deliveries (event_id, channel_id, partner_id, target, state, next_attempt_at,
-                                 leased_until, window_start, updated_at)
-         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8)",
+                                 leased_until, window_start, updated_at, lease_token)
+         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         event.0,
@@ -97,6 +99,7 @@ fn insert_delivery(
         claim_until,
         window_start,
         now,
+        lease,
     ])?;
     Ok(DeliveryId(conn.last_insert_rowid()))
 }
@@ -120,12 +123,14 @@ pub fn claim_due(
         rows.collect::<Result<Vec<_>, _>>()?
     };
     let mut lease = conn.prepare_cached(
-        "UPDATE deliveries SET next_attempt_at = ?1, leased_until = ?1 WHERE id = ?2",
+        "UPDATE deliveries SET next_attempt_at = ?1, leased_until = ?1,
+                lease_token = lease_token + 1
+         WHERE id = ?2 RETURNING lease_token",
     )?;
     let mut claimed = Vec::with_capacity(due.len());
     let mut bytes = 0;
     for row in due {
-        let delivery = match row {
+        let mut delivery = match row {
             Due::Readable(delivery) => delivery,
             Due::Unreadable(id, target) => {
                 fail_unreadable(conn, id, &target)?;
@@ -136,7 +141,8 @@ pub fn claim_due(
         if bytes > max_bytes {
             break;
         }
-        lease.execute(params![lease_until, delivery.id.0])?;
+        delivery.lease =
+            LeaseToken(lease.query_row(params![lease_until, delivery.id.0], |row| row.get(0))?);
         claimed.push(delivery);
     }
     Ok(claimed)
@@ -183,6 +189,7 @@ fn due_from_row(row: &Row<'_>) -> rusqlite::Result<Due> {
         window_start: row.get(5)?,
         window_attempts: row.get(6)?,
         payload: Bytes::from(payload),
+        lease: LeaseToken(0),
     }))
 }
 
@@ -196,17 +203,29 @@ pub fn release_leases(conn: &Connection) -> Result<u64, StoreError> {
     Ok(released as u64)
 }
 
-/// Pushes the leases of `held` forward to `until`; settled ones (no lease) stay settled.
-pub fn renew_leases(conn: &Connection, held: &[DeliveryId], until: i64) -> Result<u64, StoreError> {
+/// Pushes the leases of `held` forward to `until`, each only under its own lease; returns
+/// the deliveries whose lease is lost (neither renewed nor settled under that lease: claimed
+/// again after it expired).
+pub fn renew_leases(
+    conn: &Connection,
+    held: &[HeldLease],
+    until: i64,
+) -> Result<Vec<DeliveryId>, StoreError> {
     let mut renew = conn.prepare_cached(
         "UPDATE deliveries SET next_attempt_at = ?1, leased_until = ?1
-         WHERE id = ?2 AND state = 'pending' AND leased_until IS NOT NULL",
+         WHERE id = ?2 AND lease_token = ?3 AND state = 'pending' AND leased_until IS NOT NULL",
     )?;
-    let mut renewed = 0;
-    for id in held {
-        renewed += renew.execute(params![until, id.0])? as u64;
+    let mut settled = conn.prepare_cached(
+        "SELECT 1 FROM deliveries WHERE id = ?1 AND lease_token = ?2 AND leased_until IS NULL",
+    )?;
+    let mut lost = Vec::new();
+    for one in held {
+        let (id, lease) = (one.delivery.0, one.lease.0);
+        if renew.execute(params![until, id, lease])? == 0 && !settled.exists(params![id, lease])? {
+            lost.push(one.delivery);
+        }
     }
-    Ok(renewed)
+    Ok(lost)
 }
 
 /// Makes parked deliveries due now (see `Store::wake_deliveries`).
@@ -226,67 +245,123 @@ pub fn wake_deliveries(
     Ok(woken)
 }
 
-/// Records an attempt and its settlement; returns the extra deliveries created.
-pub fn settle(
-    conn: &Connection,
-    outcome: &Outcome,
-) -> Result<Vec<(DeliveryId, Target)>, StoreError> {
-    let id = outcome.delivery.0;
+/// The condition every settle adds: the delivery is still held under the settled lease.
+const HELD: &str = "id = ?1 AND lease_token = ?2 AND leased_until IS NOT NULL";
+
+/// Records an attempt and its settlement, if the delivery is still held under
+/// `outcome.lease`; returns the extra deliveries created.
+pub fn settle(conn: &Connection, outcome: &Outcome) -> Result<Settled, StoreError> {
+    let (id, lease) = (outcome.delivery.0, outcome.lease.0);
     let now = now_ms();
     let counted = i64::from(outcome.attempt.is_some());
-    if let Some(attempt) = &outcome.attempt {
-        insert_attempt(conn, outcome.delivery, attempt)?;
-    }
     let update = |state: DeliveryState, next: i64, error: Option<&str>| {
-        conn.prepare_cached(
-            "UPDATE deliveries SET state = ?1, attempts = attempts + ?2, next_attempt_at = ?3,
-                    leased_until = NULL, last_error = ?4, updated_at = ?5
-             WHERE id = ?6",
-        )?
-        .execute(params![state.as_str(), counted, next, error, now, id])
+        conn.prepare_cached(&format!(
+            "UPDATE deliveries SET state = ?3, attempts = attempts + ?4, next_attempt_at = ?5,
+                    leased_until = NULL, last_error = ?6, updated_at = ?7
+             WHERE {HELD}"
+        ))?
+        .execute(params![
+            id,
+            lease,
+            state.as_str(),
+            counted,
+            next,
+            error,
+            now
+        ])
     };
-    match &outcome.settlement {
-        Settlement::Delivered {
-            extras,
-            claim_until,
-        } => {
-            update(DeliveryState::Delivered, now, None)?;
-            if extras.is_empty() {
-                return Ok(Vec::new());
-            }
-            let (event, channel): (i64, Option<String>) = conn.query_row(
-                "SELECT event_id, channel_id FROM deliveries WHERE id = ?1",
-                [id],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )?;
-            let channel = channel.map(ChannelId::from_raw);
-            let mut created = Vec::with_capacity(extras.len());
-            for name in extras {
-                let target = Target::Extra(name.clone());
-                let extra = insert_delivery(
-                    conn,
-                    EventId(event),
-                    (channel.as_ref(), None),
-                    &target,
-                    now,
-                    *claim_until,
-                )?;
-                created.push((extra, target));
-            }
-            return Ok(created);
-        }
+    let changed = match &outcome.settlement {
+        Settlement::Delivered { .. } => update(DeliveryState::Delivered, now, None)?,
         Settlement::Retry { at, error } => update(DeliveryState::Pending, *at, Some(error))?,
         Settlement::GaveUp { error } => update(DeliveryState::Failed, now, Some(error))?,
         Settlement::Dropped { reason } => update(DeliveryState::Dropped, now, Some(reason))?,
         Settlement::Deferred { at } => conn
-            .prepare_cached(
-                "UPDATE deliveries SET next_attempt_at = ?1, leased_until = NULL WHERE id = ?2",
-            )?
-            .execute(params![at, id])?,
+            .prepare_cached(&format!(
+                "UPDATE deliveries SET next_attempt_at = ?3, leased_until = NULL WHERE {HELD}"
+            ))?
+            .execute(params![id, lease, at])?,
     };
-    Ok(Vec::new())
+    if changed == 0 {
+        return settled_before(conn, outcome);
+    }
+    if let Some(attempt) = &outcome.attempt {
+        insert_attempt(conn, outcome.delivery, attempt)?;
+    }
+    let Settlement::Delivered {
+        extras,
+        claim_until,
+    } = &outcome.settlement
+    else {
+        return Ok(Settled::Recorded { extras: Vec::new() });
+    };
+    if extras.is_empty() {
+        return Ok(Settled::Recorded { extras: Vec::new() });
+    }
+    let (event, channel): (i64, Option<String>) = conn.query_row(
+        "SELECT event_id, channel_id FROM deliveries WHERE id = ?1",
+        [id],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
+    let channel = channel.map(ChannelId::from_raw);
+    let mut created = Vec::with_capacity(extras.len());
+    for name in extras {
+        let target = Target::Extra(name.clone());
+        let owners = (channel.as_ref(), None);
+        let extra = insert_delivery(conn, EventId(event), owners, &target, now, *claim_until)?;
+        let lease = claim_until.map(|_| LeaseToken::FIRST);
+        created.push(CreatedDelivery {
+            id: extra,
+            target,
+            lease,
+        });
+    }
+    Ok(Settled::Recorded { extras: created })
 }
 
+/// A settle that found no lease to settle: either this very lease was settled already (its
+/// row still names it, with the lease cleared), and the extras it created that are still
+/// leased are returned again, or the lease is lost and nothing is written.
+fn settled_before(conn: &Connection, outcome: &Outcome) -> Result<Settled, StoreError> {
+    let event: Option<i64> = conn
+        .query_row(
+            "SELECT event_id FROM deliveries
+             WHERE id = ?1 AND lease_token = ?2 AND leased_until IS NULL",
+            params![outcome.delivery.0, outcome.lease.0],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let Some(event) = event else {
+        return Ok(Settled::LeaseLost);
+    };
+    if !matches!(outcome.settlement, Settlement::Delivered { .. }) {
+        return Ok(Settled::Recorded { extras: Vec::new() });
+    }
+    let mut leased = conn.prepare_cached(
+        "SELECT id, target, lease_token FROM deliveries
+         WHERE event_id = ?1 AND target LIKE 'extra:%' AND state = 'pending' AND attempts = 0
+           AND leased_until IS NOT NULL
+         ORDER BY id",
+    )?;
+    let rows = leased.query_map([event], |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, i64>(2)?,
+        ))
+    })?;
+    let mut extras = Vec::new();
+    for row in rows {
+        let (id, target, lease) = row?;
+        if let Some(target) = Target::from_stored(&target) {
+            extras.push(CreatedDelivery {
+                id: DeliveryId(id),
+                target,
+                lease: Some(LeaseToken(lease)),
+            });
+        }
+    }
+    Ok(Settled::Recorded { extras })
+}
 fn insert_attempt(
     conn: &Connection,
     delivery: DeliveryId,
@@ -362,105 +437,4 @@ pub fn retry_delivery(conn: &Connection, id: DeliveryId, now: i64) -> Result<(),
             "Delivery {id} is {state}: only failed or dropped deliveries can be retried"
         ))),
     }
-}
-
-const DELIVERY_COLUMNS: &str = "id, event_id, channel_id, target, state, attempts, \
-     next_attempt_at, last_error, updated_at, partner_id";
-
-fn delivery_from_row(row: &Row<'_>) -> rusqlite::Result<DeliveryRecord> {
-    let target: String = row.get(3)?;
-    let state: String = row.get(4)?;
-    Ok(DeliveryRecord {
-        id: DeliveryId(row.get(0)?),
-        event: EventId(row.get(1)?),
-        channel: row.get::<_, Option<String>>(2)?.map(ChannelId::from_raw),
-        partner: row.get::<_, Option<String>>(9)?.map(PartnerId::from_raw),
-        target: Target::from_stored(&target).unwrap_or(Target::Primary),
-        state: DeliveryState::parse(&state).unwrap_or(DeliveryState::Pending),
-        attempts: row.get(5)?,
-        next_attempt_at: row.get(6)?,
-        last_error: row.get(7)?,
-        updated_at: row.get(8)?,
-    })
-}
-
-/// An event, its deliveries and their attempts.
-pub fn event(conn: &Connection, id: EventId) -> Result<Option<EventRecord>, StoreError> {
-    let sql = format!("SELECT {SUMMARY_COLUMNS}, payload FROM events WHERE id = ?1");
-    let row = conn
-        .query_row(&sql, [id.0], |row| {
-            Ok((summary_from_row(row)?, row.get::<_, Vec<u8>>(6)?))
-        })
-        .optional()?;
-    let Some((summary, payload)) = row else {
-        return Ok(None);
-    };
-    let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = ?1 ORDER BY id");
-    let mut statement = conn.prepare(&sql)?;
-    let deliveries = statement
-        .query_map([id.0], delivery_from_row)?
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut with_attempts = Vec::with_capacity(deliveries.len());
-    for delivery in deliveries {
-        let attempts = attempts_of(conn, delivery.id)?;
-        with_attempts.push((delivery, attempts));
-    }
-    Ok(Some(EventRecord {
-        summary,
-        payload: Bytes::from(payload),
-        deliveries: with_attempts,
-    }))
-}
-
-fn attempts_of(conn: &Connection, delivery: DeliveryId) -> Result<Vec<AttemptRecord>, StoreError> {
-    let mut statement = conn.prepare_cached(
-        "SELECT number, started_at, duration_ms, url, status, error, response_excerpt
-         FROM attempts WHERE delivery_id = ?1 ORDER BY id",
-    )?;
-    let rows = statement.query_map([delivery.0], |row| {
-        let error: Option<String> = row.get(5)?;
-        Ok(AttemptRecord {
-            number: row.get(0)?,
-            started_at: row.get(1)?,
-            duration_ms: row.get(2)?,
-            url: row.get::<_, Option<String>>(3)?.unwrap_or_default(),
-            status: row.get(4)?,
-            error: error.as_deref().and_then(parse_error_kind),
-            response_excerpt: row.get(6)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
-}
-
-/// Deliveries by ascending id, filtered.
-pub fn deliveries(
-    conn: &Connection,
-    filter: &DeliveryFilter,
-) -> Result<Vec<DeliveryRecord>, StoreError> {
-    let sql = format!(
-        "SELECT {DELIVERY_COLUMNS} FROM deliveries
-         WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR channel_id = ?2) AND id > ?3
-         ORDER BY id LIMIT ?4"
-    );
-    let mut statement = conn.prepare_cached(&sql)?;
-    let rows = statement.query_map(
-        params![
-            filter.state.map(DeliveryState::as_str),
-            filter.channel.as_ref().map(ChannelId::as_str),
-            filter.after.map_or(0, |id| id.0),
-            filter.limit as i64,
-        ],
-        delivery_from_row,
-    )?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
-}
-
-/// How many deliveries are in `state`.
-pub fn count_by_state(conn: &Connection, state: DeliveryState) -> Result<u64, StoreError> {
-    let count: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM deliveries WHERE state = ?1",
-        [state.as_str()],
-        |row| row.get(0),
-    )?;
-    Ok(count as u64)
 }

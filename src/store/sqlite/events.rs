@@ -1,9 +1,15 @@
-//! SQL of event lists and retention.
+//! SQL of the read side (an event with its deliveries and attempts, paged lists, the queue
+//! depth) and of retention.
 
-use rusqlite::{params, Connection, Row};
+use bytes::Bytes;
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::domain::{ChannelId, EventId, EventKind, PartnerId};
-use crate::store::{EventFilter, EventSummary, StoreError};
+use crate::domain::{ChannelId, DeliveryId, DeliveryState, EventId, EventKind, PartnerId, Target};
+use crate::store::columns::parse_error_kind;
+use crate::store::{
+    AttemptRecord, DeliveryFilter, DeliveryRecord, EventFilter, EventRecord, EventSummary,
+    StoreError,
+};
 
 /// The columns [`summary_from_row`] reads, in its order.
 pub const SUMMARY_COLUMNS: &str = "id, kind, channel_id, partner_id, phone_number_id, received_at";
@@ -41,7 +47,113 @@ pub fn events(conn: &Connection, filter: &EventFilter) -> Result<Vec<EventSummar
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
+const DELIVERY_COLUMNS: &str = "id, event_id, channel_id, target, state, attempts, \
+     next_attempt_at, last_error, updated_at, partner_id";
+
+fn delivery_from_row(row: &Row<'_>) -> rusqlite::Result<DeliveryRecord> {
+    let target: String = row.get(3)?;
+    let state: String = row.get(4)?;
+    Ok(DeliveryRecord {
+        id: DeliveryId(row.get(0)?),
+        event: EventId(row.get(1)?),
+        channel: row.get::<_, Option<String>>(2)?.map(ChannelId::from_raw),
+        partner: row.get::<_, Option<String>>(9)?.map(PartnerId::from_raw),
+        target: Target::from_stored(&target).unwrap_or(Target::Primary),
+        state: DeliveryState::parse(&state).unwrap_or(DeliveryState::Pending),
+        attempts: row.get(5)?,
+        next_attempt_at: row.get(6)?,
+        last_error: row.get(7)?,
+        updated_at: row.get(8)?,
+    })
+}
+
+/// An event, its deliveries and their attempts.
+pub fn event(conn: &Connection, id: EventId) -> Result<Option<EventRecord>, StoreError> {
+    let sql = format!("SELECT {SUMMARY_COLUMNS}, payload FROM events WHERE id = ?1");
+    let row = conn
+        .query_row(&sql, [id.0], |row| {
+            Ok((summary_from_row(row)?, row.get::<_, Vec<u8>>(6)?))
+        })
+        .optional()?;
+    let Some((summary, payload)) = row else {
+        return Ok(None);
+    };
+    let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = ?1 ORDER BY id");
+    let mut statement = conn.prepare(&sql)?;
+    let deliveries = statement
+        .query_map([id.0], delivery_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut with_attempts = Vec::with_capacity(deliveries.len());
+    for delivery in deliveries {
+        let attempts = attempts_of(conn, delivery.id)?;
+        with_attempts.push((delivery, attempts));
+    }
+    Ok(Some(EventRecord {
+        summary,
+        payload: Bytes::from(payload),
+        deliveries: with_attempts,
+    }))
+}
+
+fn attempts_of(conn: &Connection, delivery: DeliveryId) -> Result<Vec<AttemptRecord>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT number, started_at, duration_ms, url, status, error, response_excerpt
+         FROM attempts WHERE delivery_id = ?1 ORDER BY id",
+    )?;
+    let rows = statement.query_map([delivery.0], |row| {
+        let error: Option<String> = row.get(5)?;
+        Ok(AttemptRecord {
+            number: row.get(0)?,
+            started_at: row.get(1)?,
+            duration_ms: row.get(2)?,
+            url: row.get::<_, Option<String>>(3)?.unwrap_or_default(),
+            status: row.get(4)?,
+            error: error.as_deref().and_then(parse_error_kind),
+            response_excerpt: row.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Deliveries by ascending id, filtered.
+pub fn deliveries(
+    conn: &Connection,
+    filter: &DeliveryFilter,
+) -> Result<Vec<DeliveryRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries
+         WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR channel_id = ?2) AND id > ?3
+         ORDER BY id LIMIT ?4"
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
+    let rows = statement.query_map(
+        params![
+            filter.state.map(DeliveryState::as_str),
+            filter.channel.as_ref().map(ChannelId::as_str),
+            filter.after.map_or(0, |id| id.0),
+            filter.limit as i64,
+        ],
+        delivery_from_row,
+    )?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// How many deliveries are in `state`.
+pub fn count_by_state(conn: &Connection, state: DeliveryState) -> Result<u64, StoreError> {
+    let count: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM deliveries WHERE state = ?1",
+        [state.as_str()],
+        |row| row.get(0),
+    )?;
+    Ok(count as u64)
+}
+
 /// Deletes finished events older than `before`, with their deliveries and attempts.
+///
+/// Each delete re-checks, in its own statement, that the event still has no pending
+/// delivery, so a delivery requeued after the candidates were read is never deleted. (The
+/// single writer already runs this whole job without any other write in between; the
+/// re-check keeps the rule in the statements themselves, as on PostgreSQL.)
 pub fn purge_finished(conn: &Connection, before: i64, limit: usize) -> Result<u64, StoreError> {
     let ids: Vec<i64> = {
         let mut select = conn.prepare_cached(
@@ -54,15 +166,25 @@ pub fn purge_finished(conn: &Connection, before: i64, limit: usize) -> Result<u6
         let rows = select.query_map(params![before, limit as i64], |row| row.get(0))?;
         rows.collect::<Result<_, _>>()?
     };
+    const FINISHED: &str =
+        "NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.event_id = ?1 AND p.state = 'pending')";
+    let mut deleted = 0;
     for id in &ids {
-        conn.prepare_cached(
-            "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE event_id = ?1)",
-        )?
+        conn.prepare_cached(&format!(
+            "DELETE FROM attempts
+             WHERE delivery_id IN (SELECT id FROM deliveries WHERE event_id = ?1) AND {FINISHED}"
+        ))?
         .execute([id])?;
-        conn.prepare_cached("DELETE FROM deliveries WHERE event_id = ?1")?
-            .execute([id])?;
-        conn.prepare_cached("DELETE FROM events WHERE id = ?1")?
+        conn.prepare_cached(&format!(
+            "DELETE FROM deliveries WHERE event_id = ?1 AND {FINISHED}"
+        ))?
+        .execute([id])?;
+        deleted += conn
+            .prepare_cached(
+                "DELETE FROM events
+                 WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?1)",
+            )?
             .execute([id])?;
     }
-    Ok(ids.len() as u64)
+    Ok(deleted as u64)
 }

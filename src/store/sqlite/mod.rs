@@ -23,12 +23,12 @@ use super::cache::ConfigCache;
 use super::columns::{self, require_changed, webhook_columns};
 use super::{
     ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventFilter, EventRecord,
-    EventSummary, NewChannel, NewEvent, Outcome, PartnerRecord, Routing, SavedEvent, Store,
-    StoreError, WabaWebhookView, WriteStats,
+    EventSummary, HeldLease, NewChannel, NewEvent, Outcome, PartnerRecord, Routing, SavedEvent,
+    Settled, Store, StoreError, WabaWebhookView, WriteStats,
 };
 use crate::domain::{
     Channel, ChannelId, DeliveryId, DeliveryState, EventId, KeyHash, MultiWebhook,
-    MultiWebhookChange, Partner, PartnerId, Target, WabaId, WabaWebhook, Webhook, WebhookHeaders,
+    MultiWebhookChange, Partner, PartnerId, WabaId, WabaWebhook, Webhook, WebhookHeaders,
     WebhookUrl,
 };
 
@@ -295,7 +295,11 @@ impl Store for SqliteStore {
         self.writer.write(deliveries::release_leases).await
     }
 
-    async fn renew_leases(&self, held: Vec<DeliveryId>, until: i64) -> Result<u64, StoreError> {
+    async fn renew_leases(
+        &self,
+        held: Vec<HeldLease>,
+        until: i64,
+    ) -> Result<Vec<DeliveryId>, StoreError> {
         self.writer
             .write(move |conn| deliveries::renew_leases(conn, &held, until))
             .await
@@ -307,7 +311,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn settle(&self, outcome: Outcome) -> Result<Vec<(DeliveryId, Target)>, StoreError> {
+    async fn settle(&self, outcome: Outcome) -> Result<Settled, StoreError> {
         self.writer
             .write(move |conn| deliveries::settle(conn, &outcome))
             .await
@@ -334,9 +338,7 @@ impl Store for SqliteStore {
     }
 
     async fn event(&self, id: EventId) -> Result<Option<EventRecord>, StoreError> {
-        self.readers
-            .read(move |conn| deliveries::event(conn, id))
-            .await
+        self.readers.read(move |conn| events::event(conn, id)).await
     }
 
     async fn events(&self, filter: EventFilter) -> Result<Vec<EventSummary>, StoreError> {
@@ -347,7 +349,7 @@ impl Store for SqliteStore {
 
     async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<DeliveryRecord>, StoreError> {
         self.readers
-            .read(move |conn| deliveries::deliveries(conn, &filter))
+            .read(move |conn| events::deliveries(conn, &filter))
             .await
     }
 
@@ -359,7 +361,7 @@ impl Store for SqliteStore {
 
     async fn count_by_state(&self, state: DeliveryState) -> Result<u64, StoreError> {
         self.readers
-            .read(move |conn| deliveries::count_by_state(conn, state))
+            .read(move |conn| events::count_by_state(conn, state))
             .await
     }
 

@@ -1,0 +1,187 @@
+//! SQL of settles on PostgreSQL: an attempt's outcome, applied only while this node still
+//! holds the delivery under the lease it was attempted under.
+//!
+//! The update names the lease (`id`, `leased_by`, `lease_token`, a lease still set) and the
+//! attempt row is inserted only from the updated row, in the same statement, so a settle
+//! whose lease is gone writes nothing. One that finds its own lease already settled (a
+//! re-run of a batch whose `COMMIT` failed after the server committed) records nothing new
+//! and answers as the first run would have: see `settled_before`.
+
+use deadpool_postgres::Transaction;
+
+use super::deliveries::insert_delivery;
+use super::Param;
+use crate::clock::now_ms;
+use crate::domain::{ChannelId, DeliveryId, DeliveryState, EventId, Target};
+use crate::store::{
+    AttemptRecord, CreatedDelivery, LeaseToken, Outcome, Settled, Settlement, StoreError,
+};
+
+/// What a settled attempt sets: state, attempts to add, next attempt, last error, time.
+const SETTLED: &str = "state = $4, attempts = attempts + $5, next_attempt_at = $6, \
+     leased_until = NULL, last_error = $7, updated_at = $8";
+
+/// What a deferral sets: due again later, no attempt counted.
+const DEFERRED: &str = "next_attempt_at = $4, leased_until = NULL";
+
+/// Records an attempt and its settlement if `node` still holds the delivery under
+/// `outcome.lease`; returns the extra deliveries created.
+pub async fn settle(
+    tx: &Transaction<'_>,
+    outcome: &Outcome,
+    node: &str,
+) -> Result<Settled, StoreError> {
+    let now = now_ms();
+    let counted = i64::from(outcome.attempt.is_some());
+    let held: [&Param<'_>; 3] = [&outcome.delivery.0, &node, &outcome.lease.0];
+    let (state, next, error) = match &outcome.settlement {
+        Settlement::Delivered { .. } => (DeliveryState::Delivered, now, None),
+        Settlement::Retry { at, error } => (DeliveryState::Pending, *at, Some(error.as_str())),
+        Settlement::GaveUp { error } => (DeliveryState::Failed, now, Some(error.as_str())),
+        Settlement::Dropped { reason } => (DeliveryState::Dropped, now, Some(reason.as_str())),
+        Settlement::Deferred { at } => {
+            let mut params = held.to_vec();
+            params.push(at);
+            let attempt = outcome.attempt.as_ref();
+            return match update_held(tx, DEFERRED, &params, attempt).await? {
+                Some(_) => Ok(Settled::Recorded { extras: Vec::new() }),
+                None => settled_before(tx, outcome, node).await,
+            };
+        }
+    };
+    let state = state.as_str();
+    let mut params = held.to_vec();
+    params.extend([&state as &Param<'_>, &counted, &next, &error, &now]);
+    let Some((event, channel)) =
+        update_held(tx, SETTLED, &params, outcome.attempt.as_ref()).await?
+    else {
+        return settled_before(tx, outcome, node).await;
+    };
+    let Settlement::Delivered {
+        extras,
+        claim_until,
+    } = &outcome.settlement
+    else {
+        return Ok(Settled::Recorded { extras: Vec::new() });
+    };
+    let mut created = Vec::with_capacity(extras.len());
+    for name in extras {
+        let target = Target::Extra(name.clone());
+        let owners = (channel.as_ref(), None);
+        let claim = claim_until.map(|until| (until, node));
+        let id = insert_delivery(tx, event, owners, &target, now, claim).await?;
+        let lease = claim.map(|_| LeaseToken::FIRST);
+        created.push(CreatedDelivery { id, target, lease });
+    }
+    Ok(Settled::Recorded { extras: created })
+}
+
+/// Runs `UPDATE deliveries SET {set}` on the delivery held under the lease in `params[..3]`
+/// (id, node, token) and, with an `attempt`, inserts the attempt from the updated row in
+/// the same statement (one round trip); returns the delivery's event and channel, or `None`
+/// when no row was held under that lease (nothing written).
+async fn update_held(
+    tx: &Transaction<'_>,
+    set: &str,
+    params: &[&Param<'_>],
+    attempt: Option<&AttemptRecord>,
+) -> Result<Option<(EventId, Option<ChannelId>)>, StoreError> {
+    let update = format!(
+        "UPDATE deliveries SET {set}
+         WHERE id = $1 AND leased_by = $2 AND lease_token = $3 AND leased_until IS NOT NULL
+         RETURNING id, event_id, channel_id"
+    );
+    let mut all: Vec<&Param<'_>> = params.to_vec();
+    let sql = match attempt {
+        None => format!("WITH u AS ({update}) SELECT event_id, channel_id FROM u"),
+        Some(_) => {
+            let first = params.len() + 1;
+            let types = [
+                "bigint", "bigint", "bigint", "text", "bigint", "text", "text",
+            ];
+            let values: Vec<String> = (first..)
+                .zip(types)
+                .map(|(n, ty)| format!("${n}::{ty}"))
+                .collect();
+            format!(
+                "WITH u AS ({update}),
+                      a AS (INSERT INTO attempts (delivery_id, number, started_at, duration_ms,
+                                                  url, status, error, response_excerpt)
+                            SELECT u.id, {} FROM u)
+                 SELECT event_id, channel_id FROM u",
+                values.join(", ")
+            )
+        }
+    };
+    let recorded = attempt.map(|a| {
+        let (number, status) = (i64::from(a.number), a.status.map(i64::from));
+        (number, status, a.error.map(|kind| kind.as_str()))
+    });
+    if let (Some(attempt), Some((number, status, error))) = (attempt, &recorded) {
+        all.extend([
+            number as &Param<'_>,
+            &attempt.started_at,
+            &attempt.duration_ms,
+            &attempt.url,
+            status,
+            error,
+            &attempt.response_excerpt,
+        ]);
+    }
+    let statement = tx.prepare_cached(&sql).await?;
+    let Some(row) = tx.query_opt(&statement, &all).await? else {
+        return Ok(None);
+    };
+    let channel = row
+        .try_get::<_, Option<String>>(1)?
+        .map(ChannelId::from_raw);
+    Ok(Some((EventId(row.try_get(0)?), channel)))
+}
+
+/// A settle that found no lease to settle. If the delivery still names this very lease,
+/// with the lease cleared, the lease was settled already: by an earlier run of this same
+/// settle whose answer was lost (an ambiguous `COMMIT`), since nothing else clears a lease
+/// without a new claim changing the token. That run's work stands: nothing is written
+/// again, and the extras it created that are still leased to this node are returned, so
+/// they start from memory instead of waiting out their lease. Otherwise the lease is lost.
+async fn settled_before(
+    tx: &Transaction<'_>,
+    outcome: &Outcome,
+    node: &str,
+) -> Result<Settled, StoreError> {
+    let settled = tx
+        .query_opt(
+            "SELECT event_id FROM deliveries
+             WHERE id = $1 AND leased_by = $2 AND lease_token = $3 AND leased_until IS NULL",
+            &[&outcome.delivery.0, &node, &outcome.lease.0],
+        )
+        .await?;
+    let Some(row) = settled else {
+        return Ok(Settled::LeaseLost);
+    };
+    if !matches!(outcome.settlement, Settlement::Delivered { .. }) {
+        return Ok(Settled::Recorded { extras: Vec::new() });
+    }
+    let event: i64 = row.try_get(0)?;
+    let rows = tx
+        .query(
+            "SELECT id, target, lease_token FROM deliveries
+             WHERE event_id = $1 AND target LIKE 'extra:%' AND state = 'pending'
+               AND attempts = 0 AND leased_by = $2 AND leased_until IS NOT NULL
+             ORDER BY id",
+            &[&event, &node],
+        )
+        .await?;
+    let mut extras = Vec::with_capacity(rows.len());
+    for row in rows {
+        let target: String = row.try_get(1)?;
+        if let Some(target) = Target::from_stored(&target) {
+            extras.push(CreatedDelivery {
+                id: DeliveryId(row.try_get(0)?),
+                target,
+                lease: Some(LeaseToken(row.try_get(2)?)),
+            });
+        }
+    }
+    Ok(Settled::Recorded { extras })
+}

@@ -7,6 +7,8 @@
 
 mod cache;
 mod columns;
+mod urls;
+
 mod lease;
 mod postgres;
 mod sqlite;

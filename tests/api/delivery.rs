@@ -1012,9 +1012,6 @@ async fn an_outcome_that_cannot_be_recorded_at_once_is_recorded_later_not_sent_a
 
 #[tokio::test]
 async fn deliveries_with_an_unreadable_target_are_failed_and_do_not_stall_the_queue() {
-    if crate::BACKEND != crate::helpers::Backend::Sqlite {
-        return; // rows written by hand below are SQLite's
-    }
     let app = spawn_app_with(fast_delivery).await;
     let number = app.provision().await;
     let receiver = TestReceiver::start().await;
@@ -1024,16 +1021,19 @@ async fn deliveries_with_an_unreadable_target_are_failed_and_do_not_stall_the_qu
     app.wait_for_event(first, |e| is_in_state(e, "primary", "dropped"))
         .await;
     // More unreadable rows than one claim takes, due before anything else.
-    let db = rusqlite::Connection::open(app.database_path()).unwrap();
-    db.busy_timeout(Duration::from_secs(5)).unwrap();
-    db.execute(
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1100)
-         INSERT INTO deliveries (event_id, channel_id, target, state, next_attempt_at,
+    let rows = match crate::BACKEND {
+        crate::helpers::Backend::Sqlite => {
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1100)
+             SELECT i FROM n"
+        }
+        crate::helpers::Backend::Postgres => "SELECT generate_series(1, 1100)",
+    };
+    app.execute_sql(&format!(
+        "INSERT INTO deliveries (event_id, channel_id, target, state, next_attempt_at,
                                  window_start, updated_at)
-         SELECT ?1, NULL, 'from-a-future-version', 'pending', 0, 0, 0 FROM n",
-        [first],
-    )
-    .unwrap();
+         SELECT {first}, NULL, 'from-a-future-version', 'pending', 0, 0, 0 FROM ({rows}) n"
+    ))
+    .await;
     // The next event's retry goes through the store's queue, behind them.
     receiver.script([Behavior::Status(500)]);
     app.set_webhook(&number.api_key, &receiver.url, json!({}))
@@ -1043,13 +1043,45 @@ async fn deliveries_with_an_unreadable_target_are_failed_and_do_not_stall_the_qu
         .await;
     app.wait_for_event(next, |e| is_in_state(e, "primary", "delivered"))
         .await;
-    let failed: i64 = db
-        .query_row(
+    let failed = app
+        .query_number(
             "SELECT count(*) FROM deliveries WHERE target = 'from-a-future-version'
                AND state = 'failed' AND last_error LIKE 'unreadable target%'",
-            [],
-            |row| row.get(0),
         )
-        .unwrap();
+        .await;
     assert_eq!(failed, 1100);
+}
+
+#[tokio::test]
+async fn attempts_name_their_url_by_reference_and_show_it_in_full() {
+    let app = spawn_app_with(fast_delivery).await;
+    let number = app.provision().await;
+    let receiver = TestReceiver::start().await;
+    receiver.script([Behavior::Status(500), Behavior::Status(503)]);
+    app.set_webhook(&number.api_key, &receiver.url, json!({}))
+        .await;
+    let mut events = Vec::new();
+    for n in 0..3 {
+        let id = format!("wamid.r{n}");
+        events.push(app.post_event(&number.channel_id, message(&id)).await);
+    }
+    let mut attempts = 0;
+    for event in events {
+        let done = app
+            .wait_for_event(event, |e| is_in_state(e, "primary", "delivered"))
+            .await;
+        let log = delivery(&done, "primary")["attempt_log"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert!(log.iter().all(|a| a["url"] == receiver.url), "{done:#}");
+        attempts += log.len() as i64;
+    }
+    assert_eq!(attempts, 5, "two failures, then one 200 each");
+    let count = |sql: &'static str| app.query_number(sql);
+    assert_eq!(count("SELECT count(*) FROM attempt_urls").await, 1);
+    assert_eq!(
+        count("SELECT count(*) FROM attempts WHERE url_id IS NOT NULL AND url IS NULL").await,
+        5
+    );
 }

@@ -186,12 +186,35 @@ impl TestApp {
         }
     }
 
+    /// The single number `query` selects, read straight from this server's database.
+    pub async fn query_number(&self, query: &str) -> i64 {
+        match &self.config.database {
+            DatabaseUrl::Sqlite(path) => {
+                let (path, query) = (path.clone(), query.to_owned());
+                tokio::task::spawn_blocking(move || {
+                    let conn = rusqlite::Connection::open(path).expect("open the database");
+                    conn.query_row(&query, [], |row| row.get(0)).expect("query")
+                })
+                .await
+                .expect("blocking task")
+            }
+            DatabaseUrl::Postgres(url) => {
+                let (client, connection) =
+                    tokio_postgres::connect(url.expose(), tokio_postgres::NoTls)
+                        .await
+                        .expect("connect");
+                tokio::spawn(connection);
+                let row = client.query_one(query, &[]).await.expect("query");
+                row.get(0)
+            }
+        }
+    }
+
     /// Stops the server gracefully and waits until it has.
     pub async fn stop(self) {
         self.shutdown.cancel();
         self.server.await.expect("server task");
     }
-
 
     /// The SQLite file of this app.
     pub fn database_path(&self) -> std::path::PathBuf {

@@ -31,7 +31,10 @@ async fn a_delivery_requeued_while_the_purge_runs_is_kept() {
     let saved = store.save_events(vec![old_event()], None).await.unwrap();
     let (event, delivery) = (saved[0].event, saved[0].delivery.unwrap());
     let now = switchboard::clock::now_ms();
-    let claimed = store.claim_due(now, 10, usize::MAX, now + 60_000).await.unwrap();
+    let claimed = store
+        .claim_due(now, 10, usize::MAX, now + 60_000)
+        .await
+        .unwrap();
     let failed = Outcome {
         delivery,
         lease: claimed[0].lease,

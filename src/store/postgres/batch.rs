@@ -37,8 +37,8 @@ pub enum Write {
     /// `save_events(events, claim_until)`, each event with its idempotency key (the same
     /// in a re-run).
     Save(Vec<NewEvent>, Vec<EventKey>, Option<i64>),
-    /// `settle(outcome)`.
-    Settle(Outcome),
+    /// `settle(outcome)`, its attempt's URL named by its `attempt_urls` id.
+    Settle(Outcome, Option<i64>),
 }
 
 /// What a hot write returns.
@@ -142,7 +142,9 @@ async fn in_one_transaction(
                 let claim = claim_until.map(|until| (until, node));
                 Written::Saved(deliveries::save_events(&tx, events, keys, claim).await?)
             }
-            Write::Settle(outcome) => Written::Settled(settle::settle(&tx, outcome, node).await?),
+            Write::Settle(outcome, url_id) => {
+                Written::Settled(settle::settle(&tx, outcome, node, *url_id).await?)
+            }
         });
     }
     tx.commit().await?;

@@ -280,14 +280,35 @@ pub async fn claim_due(
         .await?;
     let mut claimed = Vec::with_capacity(rows.len());
     for row in rows {
-        if let Some(due) = due_from_row(&row)? {
-            claimed.push(due);
+        match due_from_row(&row)? {
+            Some(due) => claimed.push(due),
+            None => fail_unreadable(tx, &row).await?,
         }
     }
     Ok(claimed)
 }
 
-/// A claimed row; `None` for a target this version cannot read (its lease runs out).
+/// A delivery whose target cannot be read (written by another version, or damaged) can
+/// never be attempted: it is failed with the reason, instead of coming back every lease.
+async fn fail_unreadable(tx: &Transaction<'_>, row: &Row) -> Result<(), StoreError> {
+    let (id, target): (i64, String) = (row.try_get(0)?, row.try_get(3)?);
+    tracing::warn!(
+        delivery = id,
+        target,
+        "delivery with an unreadable target marked failed"
+    );
+    let reason = format!("unreadable target {target:?}: this version cannot deliver it");
+    tx.execute(
+        "UPDATE deliveries SET state = 'failed', leased_until = NULL, last_error = $1,
+                               updated_at = $2
+         WHERE id = $3",
+        &[&reason, &now_ms(), &id],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A claimed row; `None` for a target this version cannot read (failed by the caller).
 fn due_from_row(row: &Row) -> Result<Option<DueDelivery>, StoreError> {
     let target: String = row.try_get(3)?;
     let Some(target) = Target::from_stored(&target) else {

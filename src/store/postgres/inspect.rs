@@ -85,8 +85,10 @@ async fn attempts_of(
 ) -> Result<Vec<AttemptRecord>, StoreError> {
     let rows = tx
         .query(
-            "SELECT number, started_at, duration_ms, url, status, error, response_excerpt
-             FROM attempts WHERE delivery_id = $1 ORDER BY id",
+            "SELECT a.number, a.started_at, a.duration_ms, coalesce(u.url, a.url), a.status,
+                    a.error, a.response_excerpt
+             FROM attempts a LEFT JOIN attempt_urls u ON u.id = a.url_id
+             WHERE a.delivery_id = $1 ORDER BY a.id",
             &[&delivery.0],
         )
         .await?;

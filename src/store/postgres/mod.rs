@@ -29,6 +29,7 @@ use self::listener::Listener;
 use self::provisioning::{find_channel, find_partner, stored_key_hash, update_one};
 use super::cache::ConfigCache;
 use super::columns::{self, webhook_columns};
+use super::urls::UrlIds;
 use super::{
     ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventFilter, EventRecord,
     EventSummary, HeldLease, NewChannel, NewEvent, Outcome, PartnerRecord, Routing, SavedEvent,
@@ -58,6 +59,8 @@ pub struct PostgresStore {
     counters: Arc<WriteCounters>,
     /// Idempotency keys of the events this node stores.
     keys: EventKeys,
+    /// Ids of the attempt URLs seen (see `store/urls.rs`).
+    url_ids: UrlIds,
 }
 
 /// Runs `$body` (an async block using `$tx`) in a transaction and commits it; counts it as
@@ -92,6 +95,16 @@ macro_rules! transact {
 }
 
 impl PostgresStore {
+    /// The id of `url` in `attempt_urls`, stored (and committed) first if it is new.
+    async fn url_id(&self, url: &str) -> Result<i64, StoreError> {
+        if let Some(id) = self.url_ids.get(url) {
+            return Ok(id);
+        }
+        let id = transact!(self, write, |tx| settle::store_url(&tx, url))?;
+        self.url_ids.remember(url, id);
+        Ok(id)
+    }
+
     /// Connects to `url`, migrates the schema, and starts the configuration listener; the
     /// leases this store takes are `node`'s.
     pub async fn open(url: &str, node: &str) -> Result<Self, StoreError> {
@@ -109,6 +122,7 @@ impl PostgresStore {
             listener,
             counters,
             keys: EventKeys::new()?,
+            url_ids: UrlIds::default(),
         })
     }
 
@@ -359,7 +373,11 @@ impl Store for PostgresStore {
     }
 
     async fn settle(&self, outcome: Outcome) -> Result<Settled, StoreError> {
-        match self.batcher.write(Write::Settle(outcome)).await? {
+        let url_id = match &outcome.attempt {
+            Some(attempt) => Some(self.url_id(&attempt.url).await?),
+            None => None,
+        };
+        match self.batcher.write(Write::Settle(outcome, url_id)).await? {
             Written::Settled(created) => Ok(created),
             Written::Saved(_) => Err(StoreError::Abandoned),
         }

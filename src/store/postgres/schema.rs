@@ -10,6 +10,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("0001_init.sql")),
     (2, include_str!("0002_lease_owner.sql")),
     (3, include_str!("0003_lease_token.sql")),
+    (4, include_str!("0004_attempt_urls.sql")),
 ];
 
 /// Applies the migrations this database has not seen, one node at a time (advisory lock).

@@ -26,10 +26,13 @@ const DEFERRED: &str = "next_attempt_at = $4, leased_until = NULL";
 
 /// Records an attempt and its settlement if `node` still holds the delivery under
 /// `outcome.lease`; returns the extra deliveries created.
+///
+/// `url_id` is the attempt's URL in `attempt_urls` (stored beforehand, see `store_url`).
 pub async fn settle(
     tx: &Transaction<'_>,
     outcome: &Outcome,
     node: &str,
+    url_id: Option<i64>,
 ) -> Result<Settled, StoreError> {
     let now = now_ms();
     let counted = i64::from(outcome.attempt.is_some());
@@ -42,7 +45,7 @@ pub async fn settle(
         Settlement::Deferred { at } => {
             let mut params = held.to_vec();
             params.push(at);
-            let attempt = outcome.attempt.as_ref();
+            let attempt = outcome.attempt.as_ref().map(|a| (a, url_id));
             return match update_held(tx, DEFERRED, &params, attempt).await? {
                 Some(_) => Ok(Settled::Recorded { extras: Vec::new() }),
                 None => settled_before(tx, outcome, node).await,
@@ -52,8 +55,13 @@ pub async fn settle(
     let state = state.as_str();
     let mut params = held.to_vec();
     params.extend([&state as &Param<'_>, &counted, &next, &error, &now]);
-    let Some((event, channel)) =
-        update_held(tx, SETTLED, &params, outcome.attempt.as_ref()).await?
+    let Some((event, channel)) = update_held(
+        tx,
+        SETTLED,
+        &params,
+        outcome.attempt.as_ref().map(|a| (a, url_id)),
+    )
+    .await?
     else {
         return settled_before(tx, outcome, node).await;
     };
@@ -76,6 +84,21 @@ pub async fn settle(
     Ok(Settled::Recorded { extras: created })
 }
 
+/// Stores `url` in `attempt_urls` if it is not there yet (another node may be storing it at
+/// the same time: the insert then waits for it, and the select, a statement of its own, sees
+/// its row); returns its id.
+pub async fn store_url(tx: &Transaction<'_>, url: &str) -> Result<i64, StoreError> {
+    tx.execute(
+        "INSERT INTO attempt_urls (url) VALUES ($1) ON CONFLICT (url) DO NOTHING",
+        &[&url],
+    )
+    .await?;
+    let row = tx
+        .query_one("SELECT id FROM attempt_urls WHERE url = $1", &[&url])
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
 /// Runs `UPDATE deliveries SET {set}` on the delivery held under the lease in `params[..3]`
 /// (id, node, token) and, with an `attempt`, inserts the attempt from the updated row in
 /// the same statement (one round trip); returns the delivery's event and channel, or `None`
@@ -84,7 +107,7 @@ async fn update_held(
     tx: &Transaction<'_>,
     set: &str,
     params: &[&Param<'_>],
-    attempt: Option<&AttemptRecord>,
+    attempt: Option<(&AttemptRecord, Option<i64>)>,
 ) -> Result<Option<(EventId, Option<ChannelId>)>, StoreError> {
     let update = format!(
         "UPDATE deliveries SET {set}
@@ -97,7 +120,7 @@ async fn update_held(
         Some(_) => {
             let first = params.len() + 1;
             let types = [
-                "bigint", "bigint", "bigint", "text", "bigint", "text", "text",
+                "bigint", "bigint", "bigint", "bigint", "text", "bigint", "text", "text",
             ];
             let values: Vec<String> = (first..)
                 .zip(types)
@@ -106,23 +129,34 @@ async fn update_held(
             format!(
                 "WITH u AS ({update}),
                       a AS (INSERT INTO attempts (delivery_id, number, started_at, duration_ms,
-                                                  url, status, error, response_excerpt)
+                                                  url_id, url, status, error,
+                                                  response_excerpt)
                             SELECT u.id, {} FROM u)
                  SELECT event_id, channel_id FROM u",
                 values.join(", ")
             )
         }
     };
-    let recorded = attempt.map(|a| {
+    let recorded = attempt.map(|(a, url_id)| {
         let (number, status) = (i64::from(a.number), a.status.map(i64::from));
-        (number, status, a.error.map(|kind| kind.as_str()))
+        // The URL's text only where no reference to it is known.
+        let text = url_id.is_none().then_some(a.url.as_str());
+        (
+            number,
+            status,
+            a.error.map(|kind| kind.as_str()),
+            url_id,
+            text,
+        )
     });
-    if let (Some(attempt), Some((number, status, error))) = (attempt, &recorded) {
+    if let (Some((attempt, _)), Some((number, status, error, url_id, text))) = (attempt, &recorded)
+    {
         all.extend([
             number as &Param<'_>,
             &attempt.started_at,
             &attempt.duration_ms,
-            &attempt.url,
+            url_id,
+            text,
             status,
             error,
             &attempt.response_excerpt,

@@ -8,13 +8,14 @@ use rusqlite::Connection;
 use crate::store::StoreError;
 
 /// The migrations, in order; each runs once, in its own transaction.
-const MIGRATIONS: [(i64, &str); 6] = [
+const MIGRATIONS: [(i64, &str); 7] = [
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_delivery.sql")),
     (3, include_str!("migrations/0003_partner_webhook.sql")),
     (4, include_str!("migrations/0004_drop_unused_index.sql")),
     (5, include_str!("migrations/0005_unroutable_index.sql")),
     (6, include_str!("migrations/0006_lease_token.sql")),
+    (7, include_str!("migrations/0007_attempt_urls.sql")),
 ];
 
 /// Opens the writing connection, creating the file and bringing its schema up to date.

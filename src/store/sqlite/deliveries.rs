@@ -250,7 +250,13 @@ const HELD: &str = "id = ?1 AND lease_token = ?2 AND leased_until IS NOT NULL";
 
 /// Records an attempt and its settlement, if the delivery is still held under
 /// `outcome.lease`; returns the extra deliveries created.
-pub fn settle(conn: &Connection, outcome: &Outcome) -> Result<Settled, StoreError> {
+///
+/// `url_id` is the attempt's URL in `attempt_urls` ([`store_url`]).
+pub fn settle(
+    conn: &Connection,
+    outcome: &Outcome,
+    url_id: Option<i64>,
+) -> Result<Settled, StoreError> {
     let (id, lease) = (outcome.delivery.0, outcome.lease.0);
     let now = now_ms();
     let counted = i64::from(outcome.attempt.is_some());
@@ -285,7 +291,7 @@ pub fn settle(conn: &Connection, outcome: &Outcome) -> Result<Settled, StoreErro
         return settled_before(conn, outcome);
     }
     if let Some(attempt) = &outcome.attempt {
-        insert_attempt(conn, outcome.delivery, attempt)?;
+        insert_attempt(conn, outcome.delivery, attempt, url_id)?;
     }
     let Settlement::Delivered {
         extras,
@@ -362,22 +368,35 @@ fn settled_before(conn: &Connection, outcome: &Outcome) -> Result<Settled, Store
     }
     Ok(Settled::Recorded { extras })
 }
+/// Stores `url` in `attempt_urls` if it is not there yet; returns its id.
+pub fn store_url(conn: &Connection, url: &str) -> Result<i64, StoreError> {
+    conn.prepare_cached("INSERT INTO attempt_urls (url) VALUES (?1) ON CONFLICT (url) DO NOTHING")?
+        .execute([url])?;
+    let id = conn
+        .prepare_cached("SELECT id FROM attempt_urls WHERE url = ?1")?
+        .query_row([url], |row| row.get(0))?;
+    Ok(id)
+}
+
+/// Records an attempt, naming its URL by `url_id` (the text only when no id is known).
 fn insert_attempt(
     conn: &Connection,
     delivery: DeliveryId,
     attempt: &AttemptRecord,
+    url_id: Option<i64>,
 ) -> Result<(), StoreError> {
     conn.prepare_cached(
-        "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, url, status, error,
-                               response_excerpt)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, url_id, url, status,
+                               error, response_excerpt)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         delivery.0,
         attempt.number,
         attempt.started_at,
         attempt.duration_ms,
-        attempt.url,
+        url_id,
+        url_id.is_none().then_some(&attempt.url),
         attempt.status,
         attempt.error.map(AttemptErrorKind::as_str),
         attempt.response_excerpt,

@@ -97,8 +97,10 @@ pub fn event(conn: &Connection, id: EventId) -> Result<Option<EventRecord>, Stor
 
 fn attempts_of(conn: &Connection, delivery: DeliveryId) -> Result<Vec<AttemptRecord>, StoreError> {
     let mut statement = conn.prepare_cached(
-        "SELECT number, started_at, duration_ms, url, status, error, response_excerpt
-         FROM attempts WHERE delivery_id = ?1 ORDER BY id",
+        "SELECT a.number, a.started_at, a.duration_ms, coalesce(u.url, a.url), a.status,
+                a.error, a.response_excerpt
+         FROM attempts a LEFT JOIN attempt_urls u ON u.id = a.url_id
+         WHERE a.delivery_id = ?1 ORDER BY a.id",
     )?;
     let rows = statement.query_map([delivery.0], |row| {
         let error: Option<String> = row.get(5)?;

@@ -21,6 +21,7 @@ use self::rows::{find_channel, find_partner};
 use self::writer::Writer;
 use super::cache::ConfigCache;
 use super::columns::{self, require_changed, webhook_columns};
+use super::urls::UrlIds;
 use super::{
     ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventFilter, EventRecord,
     EventSummary, HeldLease, NewChannel, NewEvent, Outcome, PartnerRecord, Routing, SavedEvent,
@@ -37,9 +38,24 @@ pub struct SqliteStore {
     writer: Writer,
     readers: Arc<Readers>,
     cache: ConfigCache,
+    url_ids: UrlIds,
 }
 
 impl SqliteStore {
+    /// The id of `url` in `attempt_urls`, stored (and committed) first if it is new.
+    async fn url_id(&self, url: &str) -> Result<i64, StoreError> {
+        if let Some(id) = self.url_ids.get(url) {
+            return Ok(id);
+        }
+        let owned = url.to_owned();
+        let id = self
+            .writer
+            .write(move |conn| deliveries::store_url(conn, &owned))
+            .await?;
+        self.url_ids.remember(url, id);
+        Ok(id)
+    }
+
     /// Opens (creating and migrating if needed) the database file at `path`.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         let owned = path.to_owned();
@@ -50,6 +66,7 @@ impl SqliteStore {
             writer: Writer::start(conn)?,
             readers: Readers::new(path),
             cache: ConfigCache::default(),
+            url_ids: UrlIds::default(),
         })
     }
 
@@ -312,8 +329,12 @@ impl Store for SqliteStore {
     }
 
     async fn settle(&self, outcome: Outcome) -> Result<Settled, StoreError> {
+        let url_id = match &outcome.attempt {
+            Some(attempt) => Some(self.url_id(&attempt.url).await?),
+            None => None,
+        };
         self.writer
-            .write(move |conn| deliveries::settle(conn, &outcome))
+            .write(move |conn| deliveries::settle(conn, &outcome, url_id))
             .await
     }
 

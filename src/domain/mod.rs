@@ -7,6 +7,7 @@
 
 mod address;
 mod delivery;
+mod destination;
 mod headers;
 mod ids;
 mod keys;
@@ -19,6 +20,7 @@ pub use address::AddressPolicy;
 pub use delivery::{
     AttemptErrorKind, DeliveryId, DeliveryState, DeliveryTarget, EventId, EventKind, Target,
 };
+pub use destination::DestinationId;
 pub use headers::{HeaderError, WebhookHeaders};
 pub use ids::{ChannelId, PartnerId, PhoneNumber, PhoneNumberId, WabaId};
 pub use keys::{hex, random_alphanumeric, ApiKey, KeyHash};

@@ -85,6 +85,7 @@ pub async fn run(
     }
     let state = api::AppState {
         ingest: ingest::Ingest::new(Arc::clone(&store), engine.clone(), Arc::clone(&metrics)),
+        health: engine.health(),
         store,
         metrics,
         admin_token_hash: KeyHash::of(config.admin_token.secret.expose()),

@@ -12,6 +12,7 @@
 
 mod admin;
 mod deliveries;
+mod destinations;
 mod error;
 mod events;
 mod extract;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Hash of the admin token, compared in constant time.
     pub admin_token_hash: KeyHash,
+    /// Every destination's recent answers, graded (the engine's).
+    pub health: Arc<crate::delivery::Health>,
     /// Bytes of request bodies that may be read at once, across connections (one permit a
     /// byte): memory an unfinished body holds is bounded server-wide.
     pub body_budget: Arc<tokio::sync::Semaphore>,
@@ -142,6 +145,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(deliveries::list_deliveries))
         .routes(routes!(deliveries::retry_delivery))
         .routes(routes!(deliveries::retry_deliveries))
+        .routes(routes!(destinations::list_destinations))
+        .routes(routes!(destinations::get_destination))
         .routes(routes!(meta::verify, meta::receive))
         .routes(routes!(system::metrics))
         .routes(routes!(system::health))

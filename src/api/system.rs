@@ -42,14 +42,14 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Health>, ApiErr
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let depth = state.store.count_by_state(DeliveryState::Pending).await?;
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(
-            depth,
-            state.store.write_stats(),
-            state.store.config_listener_up(),
-        ),
-    ))
+    let mut text = state.metrics.render(
+        depth,
+        state.store.write_stats(),
+        state.store.config_listener_up(),
+    );
+    let health = state.health.all(crate::clock::now_ms());
+    super::destinations::render_metrics(&mut text, &health);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }
 
 /// Unknown paths answer in the same JSON shape as every other error.

@@ -18,6 +18,7 @@ use tracing::Instrument;
 use super::attempt::{AttemptResult, Attempter, ClientError};
 use super::backoff::RetryPolicy;
 use super::gate::{Admission, Gate, Gates};
+use super::health::Health;
 use super::lease::{self, Held};
 use super::route::{self, Resolution};
 use crate::domain::{redact_query, AddressPolicy};
@@ -95,6 +96,8 @@ struct Inner {
     tracker: TaskTracker,
     /// Cancelled when the service stops.
     shutdown: CancellationToken,
+    /// Every destination's recent answers, graded.
+    health: Arc<Health>,
 }
 
 /// Memory reserved for deliveries about to be handed over: a count and bytes, split per
@@ -157,6 +160,7 @@ impl Engine {
                 held: Held::default(),
                 tracker: TaskTracker::new(),
                 shutdown,
+                health: Arc::default(),
             }),
         };
         let poller = engine.clone();
@@ -291,6 +295,11 @@ impl Engine {
         Ok(started)
     }
 
+    /// The health of the destinations this engine attempted, for the admin API and metrics.
+    pub fn health(&self) -> Arc<Health> {
+        Arc::clone(&self.inner.health)
+    }
+
     /// Waits for in-flight attempts to finish and record their outcome (after `shutdown`).
     pub async fn stopped(&self) {
         self.inner.tracker.close();
@@ -374,8 +383,10 @@ impl Engine {
             .await;
         let took = clock.elapsed();
         drop(slot);
-        self.wake_parked(&gate);
+        let delivered = matches!(result, AttemptResult::Answered { status: 200, .. });
         let url = target.webhook.url.as_str();
+        self.inner.health.record(url, took, delivered, started_at);
+        self.wake_parked(&gate);
         let attempt = result.record(job.attempts + 1, url, started_at, took);
         self.finish(job, attempt, result, took, lost).await
     }

@@ -4,16 +4,18 @@
 //! the deliveries held in memory (and drops those lost); `route` picks its destination from
 //! the current configuration; `gate` limits each destination's share (and parks what does
 //! not fit); `attempt` makes one HTTP try (resolving names on `dns`'s own threads);
-//! `backoff` decides when to try again.
+//! `backoff` decides when to try again; `health` grades each destination's answers.
 
 mod attempt;
 mod backoff;
 mod dispatch;
 mod dns;
 mod gate;
+mod health;
 mod lease;
 mod route;
 
 pub use attempt::{signature, AttemptResult, Attempter, ClientError};
 pub use backoff::RetryPolicy;
 pub use dispatch::{Engine, EngineSettings};
+pub use health::{DestinationHealth, Grade, Health, WindowFigures};

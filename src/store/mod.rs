@@ -25,7 +25,7 @@ use crate::domain::{
 };
 
 mod types;
-pub use types::{memory_cost, DELIVERY_MEMORY_OVERHEAD};
+pub use types::{memory_cost, ConfiguredRoute, RouteReason, DELIVERY_MEMORY_OVERHEAD};
 pub use types::{
     AttemptRecord, ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventBody, EventFilter,
     EventRecord, EventSummary, NewEvent, Outcome, PartnerRecord, Routing, SavedEvent, Settlement,
@@ -233,6 +233,10 @@ pub trait Store: Send + Sync + 'static {
     /// ([`Settled::LeaseLost`]). Settling again under a lease already settled (a re-run
     /// after an answer was lost) records nothing new and returns the extras still leased.
     async fn settle(&self, outcome: Outcome) -> Result<Settled, StoreError>;
+
+    /// Every configuration that sends deliveries somewhere (the admin API groups them by
+    /// destination).
+    async fn configured_routes(&self) -> Result<Vec<ConfiguredRoute>, StoreError>;
 
     /// Puts a failed or dropped delivery back in the queue, due now, with a new age window.
     async fn retry_delivery(&self, id: DeliveryId, now: i64) -> Result<(), StoreError>;

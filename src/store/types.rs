@@ -365,3 +365,88 @@ impl WriteCounters {
         }
     }
 }
+
+/// Why a configured URL receives deliveries: which configuration points at it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteReason {
+    /// The channel's phone-number webhook.
+    PhoneNumberWebhook,
+    /// The WABA webhook of the channel's WABA (used when the channel has none of its own).
+    WabaWebhook,
+    /// One of the channel's extra destinations (multi webhook), by name.
+    ExtraDestination(String),
+    /// The partner's webhook (partner events).
+    PartnerWebhook,
+}
+
+impl RouteReason {
+    /// The reason as the admin API names it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::PhoneNumberWebhook => "phone_number_webhook",
+            Self::WabaWebhook => "waba_webhook",
+            Self::ExtraDestination(_) => "extra_destination",
+            Self::PartnerWebhook => "partner_webhook",
+        }
+    }
+}
+
+/// One configuration that sends deliveries to `url`.
+#[derive(Debug, Clone)]
+pub struct ConfiguredRoute {
+    /// Where it sends them.
+    pub url: String,
+    /// The channel it serves (not for partner webhooks).
+    pub channel: Option<ChannelId>,
+    /// The partner it serves (partner webhooks only).
+    pub partner: Option<PartnerId>,
+    /// Which configuration it is.
+    pub reason: RouteReason,
+}
+
+/// Every configured route, in one query both backends can run: the phone-number and WABA
+/// webhooks of each channel, its enabled multi webhook (decoded by the caller), and each
+/// partner's webhook.
+pub const CONFIGURED_ROUTES: &str = "
+    SELECT 'phone_number_webhook', c.id, NULL, c.webhook_url FROM channels c
+     WHERE c.webhook_url IS NOT NULL
+    UNION ALL
+    SELECT 'waba_webhook', c.id, NULL, w.webhook_url FROM channels c
+      JOIN wabas w ON w.id = c.waba_id WHERE w.webhook_url IS NOT NULL
+    UNION ALL
+    SELECT 'multi_webhook', c.id, NULL, c.multi_webhook FROM channels c
+     WHERE c.multi_webhook LIKE '%\"enabled\":true%'
+    UNION ALL
+    SELECT 'partner_webhook', NULL, p.id, p.webhook_url FROM partners p
+     WHERE p.webhook_url IS NOT NULL";
+
+/// The routes of one row of [`CONFIGURED_ROUTES`]: `(kind, channel, partner, value)`.
+pub fn configured_routes_of_row(
+    kind: &str,
+    channel: Option<String>,
+    partner: Option<String>,
+    value: String,
+) -> Result<Vec<ConfiguredRoute>, super::StoreError> {
+    let route = |url: String, reason| ConfiguredRoute {
+        url,
+        channel: channel.clone().map(ChannelId::from_raw),
+        partner: partner.clone().map(PartnerId::from_raw),
+        reason,
+    };
+    Ok(match kind {
+        "phone_number_webhook" => vec![route(value, RouteReason::PhoneNumberWebhook)],
+        "waba_webhook" => vec![route(value, RouteReason::WabaWebhook)],
+        "partner_webhook" => vec![route(value, RouteReason::PartnerWebhook)],
+        _ => super::columns::decode_multi_webhook(&value)?
+            .destinations
+            .into_iter()
+            .map(|d| {
+                let name = d.name.as_str().to_owned();
+                route(
+                    d.url.as_str().to_owned(),
+                    RouteReason::ExtraDestination(name),
+                )
+            })
+            .collect(),
+    })
+}

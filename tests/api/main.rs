@@ -10,6 +10,7 @@ mod cli;
 mod connections;
 mod crash;
 mod delivery;
+mod destinations;
 mod guard;
 mod headers;
 mod helpers;

@@ -138,6 +138,8 @@ async fn openapi_document_lists_every_endpoint() {
         ("/admin/deliveries", &["get"]),
         ("/admin/deliveries/{delivery_id}/retry", &["post"]),
         ("/admin/deliveries/retry", &["post"]),
+        ("/admin/destinations", &["get"]),
+        ("/admin/destinations/{id}", &["get"]),
         ("/webhooks/whatsapp", &["get", "post"]),
         ("/metrics", &["get"]),
         ("/health", &["get"]),

@@ -16,6 +16,8 @@ mod cli;
 mod crash;
 #[path = "../api/delivery.rs"]
 mod delivery;
+#[path = "../api/destinations.rs"]
+mod destinations;
 #[path = "../api/guard.rs"]
 mod guard;
 #[path = "../api/headers.rs"]

@@ -30,6 +30,7 @@ use self::provisioning::{find_channel, find_partner, stored_key_hash, update_one
 use super::cache::ConfigCache;
 use super::columns::{self, webhook_columns};
 use super::urls::UrlIds;
+use super::{types, ConfiguredRoute};
 use super::{
     ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventFilter, EventRecord,
     EventSummary, HeldLease, NewChannel, NewEvent, Outcome, PartnerRecord, Routing, SavedEvent,
@@ -381,6 +382,21 @@ impl Store for PostgresStore {
             Written::Settled(created) => Ok(created),
             Written::Saved(_) => Err(StoreError::Abandoned),
         }
+    }
+
+    async fn configured_routes(&self) -> Result<Vec<ConfiguredRoute>, StoreError> {
+        transact!(self, read, |tx| async {
+            let rows = tx.query(types::CONFIGURED_ROUTES, &[]).await?;
+            let mut routes = Vec::new();
+            for row in rows {
+                let (kind, value): (String, String) = (row.try_get(0)?, row.try_get(3)?);
+                let (channel, partner) = (row.try_get(1)?, row.try_get(2)?);
+                routes.extend(types::configured_routes_of_row(
+                    &kind, channel, partner, value,
+                )?);
+            }
+            Ok::<_, StoreError>(routes)
+        })
     }
 
     async fn retry_delivery(&self, id: DeliveryId, now: i64) -> Result<(), StoreError> {

@@ -22,6 +22,7 @@ use self::writer::Writer;
 use super::cache::ConfigCache;
 use super::columns::{self, require_changed, webhook_columns};
 use super::urls::UrlIds;
+use super::{types, ConfiguredRoute};
 use super::{
     ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventFilter, EventRecord,
     EventSummary, HeldLease, NewChannel, NewEvent, Outcome, PartnerRecord, Routing, SavedEvent,
@@ -335,6 +336,30 @@ impl Store for SqliteStore {
         };
         self.writer
             .write(move |conn| deliveries::settle(conn, &outcome, url_id))
+            .await
+    }
+
+    async fn configured_routes(&self) -> Result<Vec<ConfiguredRoute>, StoreError> {
+        self.readers
+            .read(|conn| {
+                let mut statement = conn.prepare_cached(types::CONFIGURED_ROUTES)?;
+                let rows = statement.query_map([], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                    ))
+                })?;
+                let mut routes = Vec::new();
+                for row in rows {
+                    let (kind, channel, partner, value) = row?;
+                    routes.extend(types::configured_routes_of_row(
+                        &kind, channel, partner, value,
+                    )?);
+                }
+                Ok(routes)
+            })
             .await
     }
 

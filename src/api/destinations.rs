@@ -1,0 +1,310 @@
+//! Admin endpoints for destinations: every receiver that deliveries go to, with how it has
+//! answered lately (graded against the provider's standards) and which configurations send
+//! it deliveries, and why.
+//!
+//! A destination is a receiver URL's scheme, host, port and path (`DestinationId`); the list
+//! is the union of the configured ones and those this node attempted in the last hour.
+//! Figures are this node's (each node of a PostgreSQL cluster keeps its own).
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::{Query, State};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::{AdminAuth, PathParam};
+use super::AppState;
+use crate::clock::now_ms;
+use crate::delivery::{DestinationHealth, Grade, WindowFigures};
+use crate::domain::{redact_query, DestinationId};
+use crate::store::{ConfiguredRoute, RouteReason};
+
+/// Destinations per page unless `limit` says otherwise, and at most.
+const PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+
+/// Latency percentiles of a window, in ms (bucket upper bounds).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LatencyView {
+    p50: Option<u64>,
+    p90: Option<u64>,
+    p99: Option<u64>,
+}
+
+/// What a window's attempts looked like.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WindowView {
+    attempts: u64,
+    delivered: u64,
+    /// Share answered 200 (1 with no attempts).
+    success_rate: f64,
+    latency_ms: LatencyView,
+    /// Share of attempts that took longer than 1 s (the provider wants under 1 %).
+    over_1s_share: f64,
+}
+
+impl WindowView {
+    fn of(window: &WindowFigures) -> Self {
+        Self {
+            attempts: window.attempts,
+            delivered: window.delivered,
+            success_rate: window.success_rate,
+            latency_ms: LatencyView {
+                p50: window.p50_ms,
+                p90: window.p90_ms,
+                p99: window.p99_ms,
+            },
+            over_1s_share: window.over_1s_share,
+        }
+    }
+}
+
+/// One configuration that sends deliveries to the destination.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RouteView {
+    /// The channel it serves (absent for a partner webhook).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel_id: Option<String>,
+    /// The partner (partner webhooks only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partner_id: Option<String>,
+    /// `phone_number_webhook`, `waba_webhook`, `extra_destination` or `partner_webhook`.
+    reason: String,
+    /// The extra destination's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+}
+
+impl RouteView {
+    fn of(route: &ConfiguredRoute) -> Self {
+        Self {
+            channel_id: route.channel.as_ref().map(ToString::to_string),
+            partner_id: route.partner.as_ref().map(ToString::to_string),
+            reason: route.reason.as_str().to_owned(),
+            name: match &route.reason {
+                RouteReason::ExtraDestination(name) => Some(name.clone()),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// A destination, its health and its routes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DestinationView {
+    id: String,
+    /// A URL of it, with query values masked.
+    url: String,
+    /// `healthy`, or `degraded` while its grade is not `ok`.
+    state: String,
+    /// `ok`, `degraded` or `failing`, over the last 5 minutes (at least 20 attempts to be
+    /// graded below `ok`).
+    grade: String,
+    last_5m: WindowView,
+    last_1h: WindowView,
+    /// The configurations that send it deliveries.
+    routes: Vec<RouteView>,
+}
+
+/// A page of destinations.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DestinationPage {
+    destinations: Vec<DestinationView>,
+    /// Pass as `after` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_after: Option<String>,
+}
+
+/// List destinations (configured, or attempted in the last hour), by id.
+#[utoipa::path(
+    get, path = "/admin/destinations", tag = "Admin",
+    security(("admin" = [])),
+    params(
+        ("after" = Option<String>, Query, description = "Cursor: only ids greater than this"),
+        ("limit" = Option<usize>, Query, description = "Page size, 1 to 1000 (default 100)"),
+    ),
+    responses(
+        (status = 200, description = "A page of destinations", body = DestinationPage),
+        (status = 400, description = "Bad cursor or limit", body = ErrorBody),
+        (status = 401, description = "No or wrong admin token", body = ErrorBody),
+    )
+)]
+pub async fn list_destinations(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<DestinationPage>, ApiError> {
+    let after = query.get("after").cloned().unwrap_or_default();
+    let limit = match query.get("limit") {
+        None => PAGE,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!("Invalid limit {raw:?}: expected 1 to {MAX_PAGE}"))
+            })?,
+    };
+    let all = destinations(&state).await?;
+    let destinations: Vec<DestinationView> = all
+        .into_values()
+        .filter(|view| view.id > after)
+        .take(limit)
+        .collect();
+    let next_after = (destinations.len() == limit)
+        .then(|| destinations.last().map(|d| d.id.clone()))
+        .flatten();
+    Ok(Json(DestinationPage {
+        destinations,
+        next_after,
+    }))
+}
+
+/// One destination.
+#[utoipa::path(
+    get, path = "/admin/destinations/{id}", tag = "Admin",
+    security(("admin" = [])),
+    params(("id" = String, Path, description = "The destination id (16 hex digits)")),
+    responses(
+        (status = 200, description = "The destination", body = DestinationView),
+        (status = 401, description = "No or wrong admin token", body = ErrorBody),
+        (status = 404, description = "Neither configured nor attempted in the last hour", body = ErrorBody),
+    )
+)]
+pub async fn get_destination(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    id: PathParam,
+) -> Result<Json<DestinationView>, ApiError> {
+    let not_found = || ApiError::NotFound(format!("Destination {} not found", id.0));
+    let wanted = DestinationId::parse(&id.0).ok_or_else(not_found)?;
+    let mut all = destinations(&state).await?;
+    all.remove(wanted.as_str()).map(Json).ok_or_else(not_found)
+}
+
+/// Every destination by id: the configured routes grouped by destination, joined with the
+/// health of those attempted.
+async fn destinations(state: &AppState) -> Result<BTreeMap<String, DestinationView>, ApiError> {
+    let routes = state.store.configured_routes().await?;
+    let mut by_id: BTreeMap<String, (String, Vec<RouteView>)> = BTreeMap::new();
+    for route in &routes {
+        let Some(id) = DestinationId::of(&route.url) else {
+            continue;
+        };
+        let entry = by_id
+            .entry(id.to_string())
+            .or_insert_with(|| (redact_query(&route.url).into_owned(), Vec::new()));
+        entry.1.push(RouteView::of(route));
+    }
+    let mut health: HashMap<String, DestinationHealth> = state
+        .health
+        .all(now_ms())
+        .into_iter()
+        .map(|h| (h.id.to_string(), h))
+        .collect();
+    for (id, h) in &health {
+        by_id
+            .entry(id.clone())
+            .or_insert_with(|| (h.url.clone(), Vec::new()));
+    }
+    Ok(by_id
+        .into_iter()
+        .map(|(id, (url, routes))| {
+            let health = health.remove(&id);
+            let view = view(id.clone(), url, routes, health.as_ref());
+            (id, view)
+        })
+        .collect())
+}
+
+fn view(
+    id: String,
+    url: String,
+    routes: Vec<RouteView>,
+    health: Option<&DestinationHealth>,
+) -> DestinationView {
+    let empty = WindowFigures {
+        success_rate: 1.0,
+        ..WindowFigures::default()
+    };
+    let grade = health.map_or(Grade::Ok, |h| h.grade);
+    DestinationView {
+        id,
+        url,
+        state: if grade == Grade::Ok {
+            "healthy"
+        } else {
+            "degraded"
+        }
+        .to_owned(),
+        grade: grade.as_str().to_owned(),
+        last_5m: WindowView::of(health.map_or(&empty, |h| &h.five_minutes)),
+        last_1h: WindowView::of(health.map_or(&empty, |h| &h.hour)),
+        routes,
+    }
+}
+
+/// Reads one figure of a window, for a metrics family.
+type WindowValue = fn(&WindowFigures) -> f64;
+
+/// The per-destination series of `/metrics`: labelled by destination id (bounded, and no
+/// URL in the label), for each window, plus a 0/1 series per grade.
+pub(super) fn render_metrics(out: &mut String, all: &[DestinationHealth]) {
+    use std::fmt::Write as _;
+    if all.is_empty() {
+        return;
+    }
+    let families: [(&str, &str, WindowValue); 4] = [
+        (
+            "switchboard_destination_attempts",
+            "Attempts to the destination in the window.",
+            |w| w.attempts as f64,
+        ),
+        (
+            "switchboard_destination_success_ratio",
+            "Share of the window's attempts answered 200.",
+            |w| w.success_rate,
+        ),
+        (
+            "switchboard_destination_over_1s_ratio",
+            "Share of the window's attempts that took longer than 1 s.",
+            |w| w.over_1s_share,
+        ),
+        (
+            "switchboard_destination_latency_p50_seconds",
+            "Median attempt latency in the window (histogram bucket bound).",
+            |w| w.p50_ms.unwrap_or(0) as f64 / 1000.0,
+        ),
+    ];
+    for (name, help, value) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for h in all {
+            for (window, figures) in [("5m", &h.five_minutes), ("1h", &h.hour)] {
+                let _ = writeln!(
+                    out,
+                    "{name}{{destination=\"{}\",window=\"{window}\"}} {}",
+                    h.id,
+                    value(figures)
+                );
+            }
+        }
+    }
+    let name = "switchboard_destination_grade";
+    let _ = writeln!(
+        out,
+        "# HELP {name} 1 for the destination's grade over the last 5 minutes.\n# TYPE {name} gauge"
+    );
+    for h in all {
+        for grade in Grade::ALL {
+            let _ = writeln!(
+                out,
+                "{name}{{destination=\"{}\",grade=\"{}\"}} {}",
+                h.id,
+                grade.as_str(),
+                u8::from(h.grade == grade)
+            );
+        }
+    }
+}

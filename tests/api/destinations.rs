@@ -1,0 +1,168 @@
+//! Destinations: every receiver, graded against the provider's standards from its recent
+//! answers, with the configurations that send it deliveries and why.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use switchboard::domain::DestinationId;
+
+use crate::helpers::{fast_delivery, metric_sum, spawn_app_with, status_and_json, TestApp};
+use crate::receiver::{Behavior, TestReceiver};
+
+fn message(id: &str) -> Value {
+    json!({"messages": [{"from": "4917600000000", "id": id, "type": "text", "text": {"body": "hi"}}]})
+}
+
+async fn destination(app: &TestApp, url: &str) -> Value {
+    let id = DestinationId::of(url).unwrap();
+    let response = app
+        .admin(Method::GET, &format!("/admin/destinations/{id}"))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = status_and_json(response).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+#[tokio::test]
+async fn destinations_are_graded_and_list_their_routes() {
+    let app = spawn_app_with(|config| {
+        fast_delivery(config);
+        config.delivery_timeout = Duration::from_secs(5);
+    })
+    .await;
+    let fast_number = app.provision().await;
+    let slow_number = app.provision().await;
+    let fast = TestReceiver::start().await;
+    let slow = TestReceiver::with_default(Behavior::Delay(Duration::from_millis(300), 200)).await;
+    let extra = TestReceiver::start().await;
+    app.set_webhook(
+        &fast_number.api_key,
+        &format!("{}?token=s3cret", fast.url),
+        json!({}),
+    )
+    .await;
+    let waba = json!({"url": slow.url, "override_all": false});
+    let key = slow_number.api_key.as_str();
+    assert_eq!(
+        app.send(Method::POST, "/waba_webhook", key, waba).await.0,
+        StatusCode::OK
+    );
+    let multi = json!({"enabled": true, "destinations": [{"name": "crm", "url": extra.url}]});
+    assert_eq!(
+        app.send(Method::POST, "/multi_webhook", key, multi).await.0,
+        StatusCode::OK
+    );
+
+    for n in 0..20 {
+        app.post_event(&fast_number.channel_id, message(&format!("wamid.f{n}")))
+            .await;
+        app.post_event(&slow_number.channel_id, message(&format!("wamid.s{n}")))
+            .await;
+    }
+    fast.wait_for(20).await;
+    slow.wait_for(20).await;
+    extra.wait_for(20).await;
+
+    // The slow receiver's median is over 250 ms: degraded. The fast one meets the standards.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let slow_view = loop {
+        let view = destination(&app, &slow.url).await;
+        if view["last_5m"]["attempts"] == 20 {
+            break view;
+        }
+        assert!(std::time::Instant::now() < deadline, "{view:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(slow_view["grade"], "degraded", "{slow_view:#}");
+    assert_eq!(slow_view["state"], "degraded");
+    assert!(slow_view["last_5m"]["latency_ms"]["p50"].as_u64().unwrap() > 250);
+    assert_eq!(slow_view["last_1h"]["delivered"], 20);
+    let routes = slow_view["routes"].as_array().unwrap();
+    assert!(
+        routes
+            .iter()
+            .any(|r| r["reason"] == "waba_webhook"
+                && r["channel_id"] == slow_number.channel_id.as_str()),
+        "{slow_view:#}"
+    );
+
+    let fast_view = destination(&app, &fast.url).await;
+    assert_eq!(fast_view["grade"], "ok", "{fast_view:#}");
+    assert_eq!(fast_view["state"], "healthy");
+    assert_eq!(fast_view["last_5m"]["success_rate"], 1.0);
+    assert!(
+        !fast_view["url"].as_str().unwrap().contains("s3cret"),
+        "{fast_view:#}"
+    );
+    assert_eq!(fast_view["routes"][0]["reason"], "phone_number_webhook");
+
+    let extra_view = destination(&app, &extra.url).await;
+    assert_eq!(extra_view["routes"][0]["reason"], "extra_destination");
+    assert_eq!(extra_view["routes"][0]["name"], "crm");
+
+    // The list pages through all of them, by id.
+    let page = |limit: usize, after: String| {
+        let path = format!("/admin/destinations?limit={limit}&after={after}");
+        let request = app.admin(Method::GET, &path);
+        async move { status_and_json(request.send().await.unwrap()).await.1 }
+    };
+    let first = page(2, String::new()).await;
+    assert_eq!(
+        first["destinations"].as_array().unwrap().len(),
+        2,
+        "{first:#}"
+    );
+    let after = first["next_after"].as_str().unwrap().to_owned();
+    let rest = page(2, after).await;
+    assert_eq!(
+        rest["destinations"].as_array().unwrap().len(),
+        1,
+        "{rest:#}"
+    );
+    assert!(rest.get("next_after").is_none());
+
+    // /metrics carries the same, labelled by destination id.
+    let metrics = app.metrics().await;
+    let slow_id = DestinationId::of(&slow.url).unwrap().to_string();
+    let degraded = [("destination", slow_id.as_str()), ("grade", "degraded")];
+    assert_eq!(
+        metric_sum(&metrics, "switchboard_destination_grade", &degraded),
+        1
+    );
+    let attempts = [("destination", slow_id.as_str()), ("window", "5m")];
+    assert_eq!(
+        metric_sum(&metrics, "switchboard_destination_attempts", &attempts),
+        20
+    );
+}
+
+#[tokio::test]
+async fn unknown_destinations_are_404_and_the_token_is_required() {
+    let app = spawn_app_with(fast_delivery).await;
+    for id in ["0123456789abcdef", "not-an-id"] {
+        let response = app
+            .admin(Method::GET, &format!("/admin/destinations/{id}"))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = status_and_json(response).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert_eq!(body["error"], format!("Destination {id} not found"));
+    }
+    let response = app
+        .client
+        .get(app.url("/admin/destinations"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let response = app
+        .admin(Method::GET, "/admin/destinations?limit=0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}

@@ -17,9 +17,11 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{AdminAuth, PathParam};
 use super::AppState;
 use crate::clock::now_ms;
+use crate::clock::rfc3339;
 use crate::delivery::{DestinationHealth, Grade, WindowFigures};
 use crate::domain::{redact_query, DestinationId};
-use crate::store::{ConfiguredRoute, RouteReason};
+use crate::domain::{ChannelId, PartnerId, Target};
+use crate::store::{ConfiguredRoute, PendingGroup, RouteReason};
 
 /// Destinations per page unless `limit` says otherwise, and at most.
 const PAGE: usize = 100;
@@ -104,8 +106,32 @@ pub struct DestinationView {
     grade: String,
     last_5m: WindowView,
     last_1h: WindowView,
+    /// Deliveries waiting for it (pending, routed to it by the current configuration).
+    backlog: u64,
+    /// How long the oldest of them has waited, in seconds (since its event arrived or was
+    /// last replayed).
+    oldest_waiting_s: Option<i64>,
+    /// When the next of them is due.
+    next_attempt_at: Option<String>,
     /// The configurations that send it deliveries.
     routes: Vec<RouteView>,
+}
+
+/// The pending deliveries routed to one destination.
+#[derive(Debug, Default, Clone, Copy)]
+struct Backlog {
+    count: u64,
+    oldest: Option<i64>,
+    next: Option<i64>,
+}
+
+impl Backlog {
+    fn add(&mut self, group: &PendingGroup) {
+        self.count += group.count;
+        self.oldest = Some(self.oldest.map_or(group.oldest, |o| o.min(group.oldest)));
+        let next = group.next_attempt_at;
+        self.next = Some(self.next.map_or(next, |n| n.min(next)));
+    }
 }
 
 /// A page of destinations.
@@ -209,14 +235,66 @@ async fn destinations(state: &AppState) -> Result<BTreeMap<String, DestinationVi
             .entry(id.clone())
             .or_insert_with(|| (h.url.clone(), Vec::new()));
     }
+    let mut backlogs = backlogs(&routes, &state.store.pending_groups().await?);
     Ok(by_id
         .into_iter()
         .map(|(id, (url, routes))| {
             let health = health.remove(&id);
-            let view = view(id.clone(), url, routes, health.as_ref());
+            let backlog = backlogs.remove(&id).unwrap_or_default();
+            let view = view(id.clone(), url, routes, health.as_ref(), backlog);
             (id, view)
         })
         .collect())
+}
+
+/// Adds up the pending deliveries per destination, each routed as its next attempt would
+/// be: a primary delivery to its channel's phone-number webhook, else the WABA webhook; an
+/// extra one to the channel's destination of that name; a partner event to the partner's
+/// webhook.
+fn backlogs(routes: &[ConfiguredRoute], pending: &[PendingGroup]) -> HashMap<String, Backlog> {
+    let mut phone: HashMap<&ChannelId, &str> = HashMap::new();
+    let mut waba: HashMap<&ChannelId, &str> = HashMap::new();
+    let mut extra: HashMap<(&ChannelId, &str), &str> = HashMap::new();
+    let mut partner: HashMap<&PartnerId, &str> = HashMap::new();
+    for route in routes {
+        let url = route.url.as_str();
+        match (&route.reason, &route.channel, &route.partner) {
+            (RouteReason::PhoneNumberWebhook, Some(channel), _) => {
+                phone.insert(channel, url);
+            }
+            (RouteReason::WabaWebhook, Some(channel), _) => {
+                waba.insert(channel, url);
+            }
+            (RouteReason::ExtraDestination(name), Some(channel), _) => {
+                extra.insert((channel, name.as_str()), url);
+            }
+            (RouteReason::PartnerWebhook, _, Some(owner)) => {
+                partner.insert(owner, url);
+            }
+            _ => {}
+        }
+    }
+    let mut backlogs: HashMap<String, Backlog> = HashMap::new();
+    for group in pending {
+        let url = match (
+            Target::from_stored(&group.target),
+            &group.channel,
+            &group.partner,
+        ) {
+            (Some(Target::Primary), Some(channel), _) => {
+                phone.get(channel).or_else(|| waba.get(channel)).copied()
+            }
+            (Some(Target::Extra(name)), Some(channel), _) => {
+                extra.get(&(channel, name.as_str())).copied()
+            }
+            (Some(Target::Partner), _, Some(owner)) => partner.get(owner).copied(),
+            _ => None,
+        };
+        if let Some(id) = url.and_then(DestinationId::of) {
+            backlogs.entry(id.to_string()).or_default().add(group);
+        }
+    }
+    backlogs
 }
 
 fn view(
@@ -224,6 +302,7 @@ fn view(
     url: String,
     routes: Vec<RouteView>,
     health: Option<&DestinationHealth>,
+    backlog: Backlog,
 ) -> DestinationView {
     let empty = WindowFigures {
         success_rate: 1.0,
@@ -242,6 +321,9 @@ fn view(
         grade: grade.as_str().to_owned(),
         last_5m: WindowView::of(health.map_or(&empty, |h| &h.five_minutes)),
         last_1h: WindowView::of(health.map_or(&empty, |h| &h.hour)),
+        backlog: backlog.count,
+        oldest_waiting_s: backlog.oldest.map(|at| ((now_ms() - at) / 1000).max(0)),
+        next_attempt_at: backlog.next.map(rfc3339),
         routes,
     }
 }

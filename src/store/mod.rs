@@ -25,7 +25,9 @@ use crate::domain::{
 };
 
 mod types;
-pub use types::{memory_cost, ConfiguredRoute, RouteReason, DELIVERY_MEMORY_OVERHEAD};
+pub use types::{
+    memory_cost, ConfiguredRoute, PendingGroup, RouteReason, DELIVERY_MEMORY_OVERHEAD,
+};
 pub use types::{
     AttemptRecord, ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventBody, EventFilter,
     EventRecord, EventSummary, NewEvent, Outcome, PartnerRecord, Routing, SavedEvent, Settlement,
@@ -237,6 +239,9 @@ pub trait Store: Send + Sync + 'static {
     /// Every configuration that sends deliveries somewhere (the admin API groups them by
     /// destination).
     async fn configured_routes(&self) -> Result<Vec<ConfiguredRoute>, StoreError>;
+
+    /// The pending deliveries, grouped by channel (or partner) and target.
+    async fn pending_groups(&self) -> Result<Vec<PendingGroup>, StoreError>;
 
     /// Puts a failed or dropped delivery back in the queue, due now, with a new age window.
     async fn retry_delivery(&self, id: DeliveryId, now: i64) -> Result<(), StoreError>;

@@ -450,3 +450,27 @@ pub fn configured_routes_of_row(
             .collect(),
     })
 }
+
+/// The pending deliveries of one channel (or partner) and target: how many, since when the
+/// oldest waits, and when the next is due (the admin API adds them up per destination).
+#[derive(Debug, Clone)]
+pub struct PendingGroup {
+    /// The channel (primary and extra deliveries).
+    pub channel: Option<ChannelId>,
+    /// The partner (partner events).
+    pub partner: Option<PartnerId>,
+    /// `primary`, `extra:<name>` or `partner`, as stored.
+    pub target: String,
+    /// Deliveries pending.
+    pub count: u64,
+    /// The earliest start of their age windows (ms since the epoch).
+    pub oldest: i64,
+    /// The earliest next attempt (ms since the epoch).
+    pub next_attempt_at: i64,
+}
+
+/// [`PendingGroup`]s, in one query both backends can run.
+pub const PENDING_GROUPS: &str = "
+    SELECT channel_id, partner_id, target, count(*), min(window_start), min(next_attempt_at)
+      FROM deliveries WHERE state = 'pending'
+     GROUP BY channel_id, partner_id, target";

@@ -166,3 +166,31 @@ async fn unknown_destinations_are_404_and_the_token_is_required() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn a_failing_receiver_shows_its_backlog_and_is_graded_failing() {
+    let app = spawn_app_with(fast_delivery).await;
+    let number = app.provision().await;
+    let receiver = TestReceiver::with_default(Behavior::Status(500)).await;
+    app.set_webhook(&number.api_key, &receiver.url, json!({}))
+        .await;
+    for n in 0..3 {
+        app.post_event(&number.channel_id, message(&format!("wamid.b{n}")))
+            .await;
+    }
+    // Retried every 50–200 ms: 20 failed attempts come within seconds.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let view = loop {
+        let view = destination(&app, &receiver.url).await;
+        if view["last_5m"]["attempts"].as_u64().unwrap() >= 20 {
+            break view;
+        }
+        assert!(std::time::Instant::now() < deadline, "{view:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(view["grade"], "failing", "{view:#}");
+    assert_eq!(view["last_5m"]["success_rate"], 0.0);
+    assert_eq!(view["backlog"], 3, "{view:#}");
+    assert!(view["oldest_waiting_s"].as_i64().unwrap() >= 0);
+    assert!(view["next_attempt_at"].is_string(), "{view:#}");
+}

@@ -30,7 +30,7 @@ use self::provisioning::{find_channel, find_partner, stored_key_hash, update_one
 use super::cache::ConfigCache;
 use super::columns::{self, webhook_columns};
 use super::urls::UrlIds;
-use super::{types, ConfiguredRoute};
+use super::{types, ConfiguredRoute, PendingGroup};
 use super::{
     ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventFilter, EventRecord,
     EventSummary, HeldLease, NewChannel, NewEvent, Outcome, PartnerRecord, Routing, SavedEvent,
@@ -396,6 +396,28 @@ impl Store for PostgresStore {
                 )?);
             }
             Ok::<_, StoreError>(routes)
+        })
+    }
+
+    async fn pending_groups(&self) -> Result<Vec<PendingGroup>, StoreError> {
+        transact!(self, read, |tx| async {
+            let rows = tx.query(types::PENDING_GROUPS, &[]).await?;
+            let mut groups = Vec::with_capacity(rows.len());
+            for row in rows {
+                groups.push(PendingGroup {
+                    channel: row
+                        .try_get::<_, Option<String>>(0)?
+                        .map(ChannelId::from_raw),
+                    partner: row
+                        .try_get::<_, Option<String>>(1)?
+                        .map(PartnerId::from_raw),
+                    target: row.try_get(2)?,
+                    count: row.try_get::<_, i64>(3)?.max(0) as u64,
+                    oldest: row.try_get(4)?,
+                    next_attempt_at: row.try_get(5)?,
+                });
+            }
+            Ok::<_, StoreError>(groups)
         })
     }
 

@@ -22,7 +22,7 @@ use self::writer::Writer;
 use super::cache::ConfigCache;
 use super::columns::{self, require_changed, webhook_columns};
 use super::urls::UrlIds;
-use super::{types, ConfiguredRoute};
+use super::{types, ConfiguredRoute, PendingGroup};
 use super::{
     ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventFilter, EventRecord,
     EventSummary, HeldLease, NewChannel, NewEvent, Outcome, PartnerRecord, Routing, SavedEvent,
@@ -359,6 +359,25 @@ impl Store for SqliteStore {
                     )?);
                 }
                 Ok(routes)
+            })
+            .await
+    }
+
+    async fn pending_groups(&self) -> Result<Vec<PendingGroup>, StoreError> {
+        self.readers
+            .read(|conn| {
+                let mut statement = conn.prepare_cached(types::PENDING_GROUPS)?;
+                let rows = statement.query_map([], |row| {
+                    Ok(PendingGroup {
+                        channel: row.get::<_, Option<String>>(0)?.map(ChannelId::from_raw),
+                        partner: row.get::<_, Option<String>>(1)?.map(PartnerId::from_raw),
+                        target: row.get(2)?,
+                        count: row.get(3)?,
+                        oldest: row.get(4)?,
+                        next_attempt_at: row.get(5)?,
+                    })
+                })?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
             })
             .await
     }

@@ -29,6 +29,10 @@ pub struct AttemptView {
     error: Option<String>,
     /// The first bytes of the answer.
     response: Option<String>,
+    /// The delay a 429 or 503 asked for with `Retry-After`, ms, as the receiver said it
+    /// (the delay kept, clamped, is the delivery's `next_attempt_at`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after_ms: Option<i64>,
 }
 
 impl AttemptView {
@@ -41,6 +45,7 @@ impl AttemptView {
             status: attempt.status,
             error: attempt.error.map(|kind| kind.as_str().to_owned()),
             response: attempt.response_excerpt,
+            retry_after_ms: attempt.retry_after_ms,
         }
     }
 }

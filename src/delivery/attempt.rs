@@ -11,15 +11,18 @@
 //! Headers: each name is sent once. The configured headers come first; Switchboard's
 //! defaults (`Content-Type`, and the client's `User-Agent` and `Accept`) fill only the names
 //! they leave out; the signature, when the destination signs, replaces any configured one.
+//!
+//! Answers: the status, the first bytes of the body and, on a 429 or 503, the `Retry-After`
+//! the receiver sent (seconds or an HTTP date), which `backoff` honours.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use sha2::Sha256;
 
 use super::dns::{DnsPool, GuardedResolver, LookupError, MAX_LOOKUP_TIME};
@@ -55,6 +58,10 @@ pub enum AttemptResult {
         status: u16,
         /// The first bytes of the body, lossily decoded.
         excerpt: String,
+        /// How long a 429 or 503 asked to wait (`Retry-After`, from the answer's arrival),
+        /// so the next attempt is not sooner; `None` without a readable header or on other
+        /// statuses.
+        retry_after: Option<Duration>,
     },
     /// No (complete) answer.
     Failed {
@@ -69,9 +76,13 @@ impl AttemptResult {
     /// The attempt as recorded for inspection: the `number`th of its delivery, sent to `url`
     /// at `started_at` (ms since the epoch), answered (or not) after `took`.
     pub fn record(&self, number: u32, url: &str, started_at: i64, took: Duration) -> AttemptRecord {
-        let (status, error, excerpt) = match self {
-            Self::Answered { status, excerpt } => (Some(*status), None, Some(excerpt)),
-            Self::Failed { kind, .. } => (None, Some(*kind), None),
+        let (status, error, excerpt, retry_after) = match self {
+            Self::Answered {
+                status,
+                excerpt,
+                retry_after,
+            } => (Some(*status), None, Some(excerpt), *retry_after),
+            Self::Failed { kind, .. } => (None, Some(*kind), None, None),
         };
         AttemptRecord {
             number,
@@ -81,6 +92,7 @@ impl AttemptResult {
             status,
             error,
             response_excerpt: excerpt.filter(|e| !e.is_empty()).cloned(),
+            retry_after_ms: retry_after.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
         }
     }
 }
@@ -156,6 +168,7 @@ impl Attempter {
         let exchange = async {
             let mut response = self.client.execute(request).await?;
             let status = response.status().as_u16();
+            let retry_after = asked_delay(status, response.headers());
             let mut excerpt = Vec::new();
             while excerpt.len() < EXCERPT_BYTES {
                 match response.chunk().await? {
@@ -167,6 +180,7 @@ impl Attempter {
             Ok::<_, reqwest::Error>(AttemptResult::Answered {
                 status,
                 excerpt: String::from_utf8_lossy(&excerpt).into_owned(),
+                retry_after,
             })
         };
         match tokio::time::timeout(self.timeout, exchange).await {
@@ -203,6 +217,29 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     mac.update(body);
     let digest = mac.finalize().into_bytes();
     format!("sha256={}", crate::domain::hex(&digest))
+}
+
+/// The `Retry-After` of a 429 or 503, the answers that use it to ask for patience (on other
+/// statuses it is ignored), counted from now.
+fn asked_delay(status: u16, headers: &HeaderMap) -> Option<Duration> {
+    if !matches!(status, 429 | 503) {
+        return None;
+    }
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    parse_retry_after(value, SystemTime::now())
+}
+
+/// The delay a `Retry-After` value asks for, counted from `now`: delay-seconds (digits
+/// only) or an HTTP date (a date in the past asks for nothing more: zero). Anything else is
+/// unreadable (`None`), and the normal backoff applies.
+fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // More digits than a u64 holds is still "a very long time": the clamp decides.
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 fn classify(error: &reqwest::Error) -> AttemptResult {
@@ -291,6 +328,45 @@ mod tests {
         );
         let unsigned = delivery_headers(&target(&forged, None), b"hello");
         assert_eq!(values(&unsigned, "x-hub-signature-256"), ["sha256=forged"]);
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_an_http_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        let secs = |value| parse_retry_after(value, now);
+        assert_eq!(secs("120"), Some(Duration::from_secs(120)));
+        assert_eq!(secs(" 0 "), Some(Duration::ZERO));
+        assert_eq!(
+            secs("99999999999999999999999"),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        // 784111777 is Sun, 06 Nov 1994 08:49:37 GMT, RFC 9110's example.
+        assert_eq!(
+            secs("Sun, 06 Nov 1994 08:50:07 GMT"),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(secs("Sun, 06 Nov 1994 08:49:37 GMT"), Some(Duration::ZERO));
+        assert_eq!(
+            secs("Sat, 05 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO),
+            "a date in the past asks for nothing"
+        );
+        for unreadable in ["", "soon", "-5", "1.5", "+3", "12 s"] {
+            assert_eq!(secs(unreadable), None, "{unreadable:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_counts_on_429_and_503_only() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
+        for status in [429, 503] {
+            assert_eq!(asked_delay(status, &headers), Some(Duration::from_secs(5)));
+        }
+        for status in [200, 500, 502, 301] {
+            assert_eq!(asked_delay(status, &headers), None, "{status}");
+        }
+        assert_eq!(asked_delay(429, &HeaderMap::new()), None);
     }
 
     #[test]

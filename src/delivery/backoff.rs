@@ -1,7 +1,9 @@
-//! When to try again: exponential backoff with jitter, cut off at the maximum age.
+//! When to try again: exponential backoff with jitter, cut off at the maximum age, and
+//! never sooner than a receiver's `Retry-After` asked (within the same limits).
 //!
-//! A pure function of the attempt count and the delivery's age, so the schedule is unit
-//! tested here and made short in integration tests by the `--retry-*` flags.
+//! Pure functions of the attempt count, the delivery's age and what the receiver asked, so
+//! the schedule is unit tested here and made short in integration tests by the `--retry-*`
+//! flags.
 
 use std::time::Duration;
 
@@ -32,6 +34,29 @@ impl RetryPolicy {
         let delay = exponential.min(self.max_delay);
         let jittered = delay.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0));
         Some(jittered.min(self.max_age - age))
+    }
+
+    /// [`next_delay`](Self::next_delay) for a receiver that answered 429 or 503 with
+    /// `Retry-After: asked`: a receiver that says when it can take more gets nothing sooner.
+    ///
+    /// The asked delay is a floor under the normal backoff (a shorter ask keeps the longer
+    /// backoff), clamped to `max_delay` so that no receiver can park a delivery for longer
+    /// than the operator allows, and capped at the end of the age window: one last attempt
+    /// at the maximum age, as without the header. Where the normal backoff gives up, so
+    /// does this; without an ask it is the normal backoff.
+    pub fn next_delay_after_asked(
+        &self,
+        failures: u32,
+        age: Duration,
+        jitter: f64,
+        asked: Option<Duration>,
+    ) -> Option<Duration> {
+        let normal = self.next_delay(failures, age, jitter)?;
+        let Some(asked) = asked else {
+            return Some(normal);
+        };
+        let floor = asked.min(self.max_delay);
+        Some(normal.max(floor).min(self.max_age.saturating_sub(age)))
     }
 }
 
@@ -83,6 +108,56 @@ mod tests {
         );
         assert_eq!(POLICY.next_delay(20, POLICY.max_age, 0.5), None);
         assert_eq!(POLICY.next_delay(1, POLICY.max_age * 2, 0.5), None);
+    }
+
+    #[test]
+    fn a_retry_after_is_a_floor_under_the_normal_backoff() {
+        let normal = POLICY.next_delay(5, Duration::ZERO, 1.0);
+        assert_eq!(normal, Some(Duration::from_secs(16)));
+        let asked = |secs| POLICY.next_delay_after_asked(5, Duration::ZERO, 1.0, Some(secs));
+        assert_eq!(
+            asked(Duration::from_secs(120)),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            asked(Duration::from_secs(3)),
+            normal,
+            "the longer backoff stays"
+        );
+        assert_eq!(asked(Duration::ZERO), normal);
+        assert_eq!(
+            POLICY.next_delay_after_asked(5, Duration::ZERO, 1.0, None),
+            normal,
+            "no header: the normal backoff"
+        );
+    }
+
+    #[test]
+    fn a_retry_after_is_clamped_to_the_maximum_delay() {
+        let asked = Some(Duration::from_secs(86_400));
+        assert_eq!(
+            POLICY.next_delay_after_asked(1, Duration::ZERO, 0.0, asked),
+            Some(POLICY.max_delay)
+        );
+    }
+
+    #[test]
+    fn a_retry_after_stops_at_the_maximum_age_and_gives_up_where_the_backoff_does() {
+        let almost = POLICY.max_age - Duration::from_secs(10);
+        let asked = Some(Duration::from_secs(600));
+        assert_eq!(
+            POLICY.next_delay_after_asked(3, almost, 0.0, asked),
+            Some(Duration::from_secs(10)),
+            "one last attempt at the deadline"
+        );
+        assert_eq!(
+            POLICY.next_delay_after_asked(3, POLICY.max_age, 0.0, asked),
+            None
+        );
+        assert_eq!(
+            POLICY.next_delay_after_asked(3, POLICY.max_age * 2, 0.0, asked),
+            None
+        );
     }
 
     #[test]

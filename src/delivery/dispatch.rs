@@ -401,29 +401,33 @@ impl Engine {
         lost: &CancellationToken,
     ) -> Result<(), StoreError> {
         let metrics = &self.inner.metrics;
-        let error = match result {
+        let (error, asked) = match result {
             AttemptResult::Answered { status: 200, .. } => {
                 metrics.attempt(&job.target, AttemptOutcome::Delivered, took);
                 return self.delivered(job, attempt, lost).await;
             }
-            AttemptResult::Answered { status, .. } => {
+            AttemptResult::Answered {
+                status,
+                retry_after,
+                ..
+            } => {
                 metrics.attempt(&job.target, AttemptOutcome::HttpError, took);
-                format!("HTTP {status}")
+                (format!("HTTP {status}"), retry_after)
             }
             AttemptResult::Failed { kind, detail } => {
                 metrics.attempt(&job.target, AttemptOutcome::Error(kind), took);
-                format!("{}: {detail}", kind.as_str())
+                (format!("{}: {detail}", kind.as_str()), None)
             }
         };
         let now = crate::clock::now_ms();
         let failures = job.attempts + 1 - job.window_attempts.min(job.attempts);
         let age = Duration::from_millis((now - job.window_start).max(0) as u64);
-        let settlement = match self
-            .inner
-            .settings
-            .retry
-            .next_delay(failures, age, fastrand::f64())
-        {
+        let settlement = match self.inner.settings.retry.next_delay_after_asked(
+            failures,
+            age,
+            fastrand::f64(),
+            asked,
+        ) {
             Some(delay) => Settlement::Retry {
                 at: now + delay.as_millis() as i64,
                 error,
@@ -432,7 +436,7 @@ impl Engine {
         };
         match &settlement {
             Settlement::Retry { at, error } => {
-                tracing::warn!(url = %redact_query(&attempt.url), %error, retry_at = %crate::clock::rfc3339(*at), "attempt failed; will retry");
+                tracing::warn!(url = %redact_query(&attempt.url), %error, retry_after_ms = attempt.retry_after_ms, retry_at = %crate::clock::rfc3339(*at), "attempt failed; will retry");
             }
             Settlement::GaveUp { error } => {
                 tracing::warn!(url = %redact_query(&attempt.url), %error, "attempt failed; maximum age reached, delivery failed");

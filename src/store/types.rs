@@ -132,6 +132,10 @@ pub struct AttemptRecord {
     pub error: Option<AttemptErrorKind>,
     /// The first bytes of the answer's body.
     pub response_excerpt: Option<String>,
+    /// The delay a 429 or 503 asked for with `Retry-After`, ms, as the receiver said it
+    /// (before the clamp to the maximum delay and the age window), so an operator can see
+    /// why a retry came late; the delay kept is the delivery's `next_attempt_at`.
+    pub retry_after_ms: Option<i64>,
 }
 
 /// What happens to a delivery after an attempt (or instead of one).

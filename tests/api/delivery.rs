@@ -1,6 +1,6 @@
 //! Delivery rules, proven against a scripted receiver on loopback: the envelope and headers,
-//! only 200 counts, timeouts, retries with backoff, giving up and replay, routing priority,
-//! conditional multi-webhook fan-out, signing, and address safety.
+//! only 200 counts, timeouts, retries with backoff (and `Retry-After`), giving up and replay,
+//! routing priority, conditional multi-webhook fan-out, signing, and address safety.
 
 use std::time::Duration;
 
@@ -1083,5 +1083,165 @@ async fn attempts_name_their_url_by_reference_and_show_it_in_full() {
     assert_eq!(
         count("SELECT count(*) FROM attempts WHERE url_id IS NOT NULL AND url IS NULL").await,
         5
+    );
+}
+
+/// `fast_delivery` with a long `--retry-max-delay-ms`, so that a Retry-After that was
+/// honoured (up to a minute) and the normal backoff (tens of ms) cannot be mistaken.
+fn slow_maximum(config: &mut switchboard::config::Config) {
+    fast_delivery(config);
+    config.retry_max_delay = Duration::from_secs(60);
+}
+
+/// The attempt log of the event's primary delivery.
+fn attempt_log(event: &Value) -> Vec<Value> {
+    delivery(event, "primary")["attempt_log"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test]
+async fn a_retry_after_in_seconds_delays_the_next_attempt_at_least_that_long() {
+    let app = spawn_app_with(slow_maximum).await;
+    let number = app.provision().await;
+    let receiver = TestReceiver::start().await;
+    receiver.script([Behavior::StatusWithHeaders(429, "Retry-After: 2")]);
+    app.set_webhook(&number.api_key, &receiver.url, json!({}))
+        .await;
+    let event_id = app
+        .post_event(&number.channel_id, message("wamid.ra1"))
+        .await;
+
+    let event = app
+        .wait_for_event(event_id, |e| is_in_state(e, "primary", "delivered"))
+        .await;
+    let received = receiver.received();
+    assert_eq!(received.len(), 2, "one 429, then the 200");
+    let gap = received[1].at - received[0].at;
+    assert!(
+        gap >= Duration::from_millis(1_950),
+        "retried after {gap:?}, the receiver asked for 2 s (the normal backoff is 25-50 ms)"
+    );
+    let log = attempt_log(&event);
+    assert_eq!(log[0]["status"], 429);
+    assert_eq!(log[0]["retry_after_ms"], 2_000, "{log:#?}");
+    assert_eq!(log[1]["status"], 200);
+    assert!(log[1].get("retry_after_ms").is_none(), "{log:#?}");
+}
+
+#[tokio::test]
+async fn a_retry_after_as_an_http_date_delays_the_next_attempt_until_then() {
+    let app = spawn_app_with(slow_maximum).await;
+    let number = app.provision().await;
+    let receiver = TestReceiver::start().await;
+    let (now, clock) = (std::time::SystemTime::now(), std::time::Instant::now());
+    let date = httpdate::fmt_http_date(now + Duration::from_secs(4));
+    let asked = httpdate::parse_http_date(&date).unwrap();
+    let until = clock + asked.duration_since(now).unwrap();
+    let header: &'static str = Box::leak(format!("Retry-After: {date}").into_boxed_str());
+    receiver.script([Behavior::StatusWithHeaders(503, header)]);
+    app.set_webhook(&number.api_key, &receiver.url, json!({}))
+        .await;
+    let event_id = app
+        .post_event(&number.channel_id, message("wamid.ra2"))
+        .await;
+
+    let event = app
+        .wait_for_event(event_id, |e| is_in_state(e, "primary", "delivered"))
+        .await;
+    let received = receiver.received();
+    assert_eq!(received.len(), 2, "one 503, then the 200");
+    assert!(
+        received[1].at + Duration::from_millis(50) >= until,
+        "retried {:?} before the date asked for",
+        until - received[1].at
+    );
+    let log = attempt_log(&event);
+    assert_eq!(log[0]["status"], 503);
+    let asked_ms = log[0]["retry_after_ms"].as_i64().unwrap();
+    assert!((0..=4_000).contains(&asked_ms), "{log:#?}");
+}
+
+#[tokio::test]
+async fn a_retry_after_longer_than_the_maximum_delay_is_clamped_to_it() {
+    let app = spawn_app_with(|config| {
+        fast_delivery(config);
+        config.retry_max_delay = Duration::from_millis(300);
+    })
+    .await;
+    let number = app.provision().await;
+    let receiver = TestReceiver::start().await;
+    receiver.script([Behavior::StatusWithHeaders(429, "Retry-After: 3600")]);
+    app.set_webhook(&number.api_key, &receiver.url, json!({}))
+        .await;
+    let event_id = app
+        .post_event(&number.channel_id, message("wamid.ra3"))
+        .await;
+
+    // Within the 20 s of the wait, not the hour asked for.
+    let event = app
+        .wait_for_event(event_id, |e| is_in_state(e, "primary", "delivered"))
+        .await;
+    let log = attempt_log(&event);
+    assert_eq!(log.len(), 2, "{log:#?}");
+    assert_eq!(
+        log[0]["retry_after_ms"], 3_600_000,
+        "the log shows what was asked"
+    );
+}
+
+#[tokio::test]
+async fn a_retry_after_is_never_followed_past_the_maximum_age() {
+    let app = spawn_app_with(|config| {
+        slow_maximum(config);
+        config.retry_max_age = Duration::from_millis(1_500);
+    })
+    .await;
+    let number = app.provision().await;
+    let receiver =
+        TestReceiver::with_default(Behavior::StatusWithHeaders(503, "Retry-After: 3600")).await;
+    app.set_webhook(&number.api_key, &receiver.url, json!({}))
+        .await;
+    let event_id = app
+        .post_event(&number.channel_id, message("wamid.ra4"))
+        .await;
+
+    // Failed within the 20 s of the wait: one last attempt at the end of the age window
+    // (instead of the minute the clamp alone allows), then no more.
+    let event = app
+        .wait_for_event(event_id, |e| is_in_state(e, "primary", "failed"))
+        .await;
+    let log = attempt_log(&event);
+    assert!((1..=2).contains(&log.len()), "{log:#?}");
+    assert!(log.iter().all(|a| a["retry_after_ms"] == 3_600_000));
+}
+
+#[tokio::test]
+async fn a_retry_after_on_other_statuses_or_unparsable_is_ignored() {
+    let app = spawn_app_with(slow_maximum).await;
+    let number = app.provision().await;
+    let receiver = TestReceiver::start().await;
+    receiver.script([
+        Behavior::StatusWithHeaders(500, "Retry-After: 3600"),
+        Behavior::StatusWithHeaders(429, "Retry-After: soon"),
+        Behavior::StatusWithHeaders(503, "Retry-After: -5"),
+    ]);
+    app.set_webhook(&number.api_key, &receiver.url, json!({}))
+        .await;
+    let event_id = app
+        .post_event(&number.channel_id, message("wamid.ra5"))
+        .await;
+
+    // The normal backoff (tens of ms), within the 20 s of the wait rather than a minute.
+    let event = app
+        .wait_for_event(event_id, |e| is_in_state(e, "primary", "delivered"))
+        .await;
+    let log = attempt_log(&event);
+    let statuses: Vec<_> = log.iter().map(|a| a["status"].clone()).collect();
+    assert_eq!(statuses, [500, 429, 503, 200]);
+    assert!(
+        log.iter().all(|a| a.get("retry_after_ms").is_none()),
+        "{log:#?}"
     );
 }

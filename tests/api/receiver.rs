@@ -1,5 +1,6 @@
 //! `TestReceiver`: a real HTTP/1.1 server on `127.0.0.1:0` that answers deliveries as a
-//! script says (a status, a hang, a dropped connection) and records what it received.
+//! script says (a status, with extra headers or not, a hang, a dropped connection) and
+//! records what it received.
 //!
 //! Hand-written on a `TcpListener` so it can misbehave in ways a framework will not: close
 //! the connection mid-request, or never answer.
@@ -18,6 +19,9 @@ pub enum Behavior {
     Status(u16),
     /// Wait, then answer with the status.
     Delay(Duration, u16),
+    /// Answer with the status and these extra header lines (`"name: value"`, joined by
+    /// `\r\n`), e.g. a `Retry-After` on a 429 or 503.
+    StatusWithHeaders(u16, &'static str),
     /// Close the connection without answering.
     Close,
 }
@@ -142,22 +146,25 @@ async fn serve(mut stream: TcpStream, shared: Arc<Mutex<Shared>>) {
             let default = shared.default.unwrap_or(Behavior::Status(200));
             let behavior = shared.script.pop_front().unwrap_or(default);
             request.answered = match behavior {
-                Behavior::Status(status) | Behavior::Delay(_, status) => status,
+                Behavior::Status(status)
+                | Behavior::Delay(_, status)
+                | Behavior::StatusWithHeaders(status, _) => status,
                 Behavior::Close => 0,
             };
             shared.received.push(request);
             behavior
         };
-        let status = match behavior {
+        let (status, extra) = match behavior {
             Behavior::Close => return,
-            Behavior::Status(status) => status,
+            Behavior::Status(status) => (status, String::new()),
+            Behavior::StatusWithHeaders(status, headers) => (status, format!("{headers}\r\n")),
             Behavior::Delay(wait, status) => {
                 tokio::time::sleep(wait).await;
-                status
+                (status, String::new())
             }
         };
         let answer = format!(
-            "HTTP/1.1 {status} Scripted\r\ncontent-type: text/plain\r\ncontent-length: 8\r\n\r\nreceived"
+            "HTTP/1.1 {status} Scripted\r\ncontent-type: text/plain\r\n{extra}content-length: 8\r\n\r\nreceived"
         );
         if stream.write_all(answer.as_bytes()).await.is_err() {
             return;

@@ -86,7 +86,7 @@ async fn attempts_of(
     let rows = tx
         .query(
             "SELECT a.number, a.started_at, a.duration_ms, coalesce(u.url, a.url), a.status,
-                    a.error, a.response_excerpt
+                    a.error, a.response_excerpt, a.retry_after_ms
              FROM attempts a LEFT JOIN attempt_urls u ON u.id = a.url_id
              WHERE a.delivery_id = $1 ORDER BY a.id",
             &[&delivery.0],
@@ -104,6 +104,7 @@ async fn attempts_of(
                 status: status.and_then(|s| u16::try_from(s).ok()),
                 error: error.as_deref().and_then(parse_error_kind),
                 response_excerpt: row.try_get(6)?,
+                retry_after_ms: row.try_get(7)?,
             })
         })
         .collect()

@@ -120,7 +120,7 @@ async fn update_held(
         Some(_) => {
             let first = params.len() + 1;
             let types = [
-                "bigint", "bigint", "bigint", "bigint", "text", "bigint", "text", "text",
+                "bigint", "bigint", "bigint", "bigint", "text", "bigint", "text", "text", "bigint",
             ];
             let values: Vec<String> = (first..)
                 .zip(types)
@@ -130,7 +130,7 @@ async fn update_held(
                 "WITH u AS ({update}),
                       a AS (INSERT INTO attempts (delivery_id, number, started_at, duration_ms,
                                                   url_id, url, status, error,
-                                                  response_excerpt)
+                                                  response_excerpt, retry_after_ms)
                             SELECT u.id, {} FROM u)
                  SELECT event_id, channel_id FROM u",
                 values.join(", ")
@@ -160,6 +160,7 @@ async fn update_held(
             status,
             error,
             &attempt.response_excerpt,
+            &attempt.retry_after_ms,
         ]);
     }
     let statement = tx.prepare_cached(&sql).await?;

@@ -387,8 +387,8 @@ fn insert_attempt(
 ) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, url_id, url, status,
-                               error, response_excerpt)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                               error, response_excerpt, retry_after_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
         delivery.0,
@@ -400,6 +400,7 @@ fn insert_attempt(
         attempt.status,
         attempt.error.map(AttemptErrorKind::as_str),
         attempt.response_excerpt,
+        attempt.retry_after_ms,
     ])?;
     Ok(())
 }

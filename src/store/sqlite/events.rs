@@ -98,7 +98,7 @@ pub fn event(conn: &Connection, id: EventId) -> Result<Option<EventRecord>, Stor
 fn attempts_of(conn: &Connection, delivery: DeliveryId) -> Result<Vec<AttemptRecord>, StoreError> {
     let mut statement = conn.prepare_cached(
         "SELECT a.number, a.started_at, a.duration_ms, coalesce(u.url, a.url), a.status,
-                a.error, a.response_excerpt
+                a.error, a.response_excerpt, a.retry_after_ms
          FROM attempts a LEFT JOIN attempt_urls u ON u.id = a.url_id
          WHERE a.delivery_id = ?1 ORDER BY a.id",
     )?;
@@ -112,6 +112,7 @@ fn attempts_of(conn: &Connection, delivery: DeliveryId) -> Result<Vec<AttemptRec
             status: row.get(4)?,
             error: error.as_deref().and_then(parse_error_kind),
             response_excerpt: row.get(6)?,
+            retry_after_ms: row.get(7)?,
         })
     })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)

@@ -532,7 +532,9 @@ async fn a_slow_destination_does_not_delay_a_healthy_one() {
     .await;
     let slow_number = app.provision().await;
     let fast_number = app.provision().await;
-    let slow = TestReceiver::with_default(Behavior::Delay(Duration::from_secs(3), 200)).await;
+    // The slow receiver answers after the attempt timeout: none of its attempts can count
+    // as delivered, however long a loaded machine takes to post the events below.
+    let slow = TestReceiver::with_default(Behavior::Delay(Duration::from_secs(30), 200)).await;
     let fast = TestReceiver::start().await;
     app.set_webhook(&slow_number.api_key, &slow.url, json!({}))
         .await;

@@ -973,14 +973,16 @@ async fn a_backlog_behind_a_full_destination_is_parked_once_and_woken_when_there
         app.wait_for_event(event, |e| is_in_state(e, "primary", "delivered"))
             .await;
     }
-    // 43 did not fit (2 in flight, 3 waiting) and were parked; each is woken when there is
-    // room, instead of coming back every second or two for the ~10 s the backlog takes.
+    // Up to 43 did not fit (2 in flight, 3 waiting) and were parked; each is woken when there
+    // is room, instead of coming back every second or two for the ~10 s the backlog takes.
     let deferred = metric_sum(
         &app.metrics().await,
         "switchboard_deliveries_deferred_total",
         &[],
     );
-    assert!((43..=72).contains(&deferred), "{deferred} deferrals");
+    // (Fewer than 43 when a loaded machine posts slower than the receiver answers; the old
+    // re-deferral every 1-2 s made about 200.)
+    assert!(deferred <= 100, "{deferred} deferrals");
     assert_eq!(receiver.received().len(), 48, "each sent once");
 }
 

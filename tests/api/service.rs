@@ -138,6 +138,7 @@ async fn openapi_document_lists_every_endpoint() {
         ("/admin/deliveries", &["get"]),
         ("/admin/deliveries/{delivery_id}/retry", &["post"]),
         ("/admin/deliveries/retry", &["post"]),
+        ("/admin/deliveries/recover", &["post"]),
         ("/webhooks/whatsapp", &["get", "post"]),
         ("/metrics", &["get"]),
         ("/health", &["get"]),

@@ -3,8 +3,8 @@
 //! - `messaging` and `multi_webhook`: the provider-compatible Messaging API (`D360-API-KEY`).
 //! - `partner`: the provider-compatible Partner API (partner key, `{"meta"}` errors).
 //! - `meta`: Meta's Cloud API webhook (handshake and signed notifications).
-//! - `admin`, `partner_events`, `events`, `deliveries`: the admin API (admin token):
-//!   provisioning, partner events, inspection and replay.
+//! - `admin`, `partner_events`, `events`, `deliveries`, `recover`: the admin API (admin
+//!   token): provisioning, partner events, inspection, replay and recovery over a window.
 //! - `system`: health, readiness, metrics, and `/openapi.json`.
 //!
 //! The OpenAPI document is generated from the same annotations that register the routes
@@ -21,6 +21,7 @@ mod meta;
 mod multi_webhook;
 mod partner;
 mod partner_events;
+mod recover;
 mod server;
 mod system;
 
@@ -147,6 +148,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(deliveries::retry_deliveries))
         .routes(routes!(destinations::list_destinations))
         .routes(routes!(destinations::get_destination))
+        .routes(routes!(recover::recover_deliveries))
         .routes(routes!(meta::verify, meta::receive))
         .routes(routes!(system::metrics))
         .routes(routes!(system::health))

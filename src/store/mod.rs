@@ -30,8 +30,8 @@ pub use types::{
 };
 pub use types::{
     AttemptRecord, ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventBody, EventFilter,
-    EventRecord, EventSummary, NewEvent, Outcome, PartnerRecord, Routing, SavedEvent, Settlement,
-    WriteCounters, WriteStats,
+    EventRecord, EventSummary, NewEvent, Outcome, PartnerRecord, RecoverFilter, Recovered, Routing,
+    SavedEvent, Settlement, WriteCounters, WriteStats,
 };
 
 pub use lease::{CreatedDelivery, HeldLease, LeaseToken, Settled};
@@ -255,6 +255,16 @@ pub trait Store: Send + Sync + 'static {
         partner: Option<PartnerId>,
         now: i64,
     ) -> Result<u64, StoreError>;
+
+    /// Puts every delivery matching `filter` that is not pending back in the queue, as
+    /// [`Store::retry_delivery`] does (due `now`, a new age window), in one transaction; or,
+    /// with `filter.dry_run`, only counts them. Re-queued deliveries are routed with the
+    /// configuration of their next attempt.
+    async fn recover_deliveries(
+        &self,
+        filter: RecoverFilter,
+        now: i64,
+    ) -> Result<Recovered, StoreError>;
 
     /// An event with its deliveries and every attempt of each.
     async fn event(&self, id: EventId) -> Result<Option<EventRecord>, StoreError>;

@@ -4,9 +4,9 @@ use bytes::Bytes;
 
 use super::LeaseToken;
 use crate::domain::{
-    AttemptErrorKind, ChannelId, DeliveryId, DeliveryState, DestinationName, EventId, EventKind,
-    MultiWebhook, Partner, PartnerEvent, PartnerId, PhoneNumber, PhoneNumberId, Route, Target,
-    WabaId, Webhook, WebhookHeaders, WebhookUrl,
+    AttemptErrorKind, ChannelId, DeliveryId, DeliveryState, DestinationId, DestinationName,
+    EventId, EventKind, MultiWebhook, Partner, PartnerEvent, PartnerId, PhoneNumber, PhoneNumberId,
+    Route, Target, WabaId, Webhook, WebhookHeaders, WebhookUrl,
 };
 
 /// A notification to store.
@@ -267,6 +267,36 @@ pub struct DeliveryFilter {
     pub after: Option<DeliveryId>,
     /// At most this many.
     pub limit: usize,
+}
+
+/// Which deliveries a recovery puts back in the queue: those of the events that arrived in a
+/// time window (e.g. a receiver's outage), narrowed to a channel, a destination and states.
+/// Parsed and checked by the API, so the store only runs it.
+#[derive(Debug, Clone)]
+pub struct RecoverFilter {
+    /// Start of the window on `events.received_at` (ms since the epoch), included.
+    pub since: i64,
+    /// End of the window (ms since the epoch), excluded.
+    pub until: i64,
+    /// Only this channel's deliveries.
+    pub channel: Option<ChannelId>,
+    /// Only deliveries with an attempt to a URL of this destination.
+    pub destination: Option<DestinationId>,
+    /// Only deliveries in one of these states; a pending delivery is never matched (it is
+    /// queued already), whatever this says.
+    pub states: Vec<DeliveryState>,
+    /// Count the matching deliveries and change nothing.
+    pub dry_run: bool,
+}
+
+/// What a recovery did: how many deliveries matched, how many it put back in the queue
+/// (none on a dry run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recovered {
+    /// Deliveries matching the filter.
+    pub matched: u64,
+    /// Deliveries re-queued.
+    pub requeued: u64,
 }
 
 /// A partner with its webhook settings.

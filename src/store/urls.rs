@@ -5,9 +5,14 @@
 //! lookup in memory; a URL not seen yet is stored in a small transaction of its own, which
 //! has committed before its id is remembered or used. Rows of `attempt_urls` are never
 //! deleted, so a remembered id stays valid.
+//!
+//! Each row also names the URL's destination ([`destination_of`]), so deliveries can be
+//! found by the receiver their attempts went to (recovery's destination filter).
 
 use std::collections::HashMap;
 use std::sync::RwLock;
+
+use crate::domain::DestinationId;
 
 /// URLs remembered at most; the memo is emptied when full (ids are then read again).
 const MAX_REMEMBERED: usize = 100_000;
@@ -31,4 +36,11 @@ impl UrlIds {
         }
         known.insert(url.to_owned(), id);
     }
+}
+
+/// The destination stored beside `url` in `attempt_urls` (its `DestinationId`), computed here
+/// for both backends so the column means the same everywhere; `None` for text that is not an
+/// absolute URL.
+pub fn destination_of(url: &str) -> Option<String> {
+    DestinationId::of(url).map(|id| id.as_str().to_owned())
 }

@@ -21,6 +21,7 @@ mod partner;
 mod phone_webhook;
 mod postgres;
 mod receiver;
+mod recover;
 mod secrets;
 mod service;
 mod waba_webhook;

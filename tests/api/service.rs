@@ -140,6 +140,7 @@ async fn openapi_document_lists_every_endpoint() {
         ("/admin/deliveries/retry", &["post"]),
         ("/admin/destinations", &["get"]),
         ("/admin/destinations/{id}", &["get"]),
+        ("/admin/deliveries/recover", &["post"]),
         ("/webhooks/whatsapp", &["get", "post"]),
         ("/metrics", &["get"]),
         ("/health", &["get"]),

@@ -41,6 +41,8 @@ mod postgres;
 mod proxy;
 #[path = "../api/receiver.rs"]
 mod receiver;
+#[path = "../api/recover.rs"]
+mod recover;
 mod retention;
 #[path = "../api/service.rs"]
 mod service;

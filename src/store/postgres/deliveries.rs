@@ -384,8 +384,8 @@ pub async fn renew_leases(
         .collect()
 }
 
-/// The columns a replay resets: due now, new age window, lease cleared.
-const REQUEUE: &str = "state = 'pending', next_attempt_at = $1, leased_until = NULL, \
+/// The columns a replay resets: due now, new age window, lease cleared (recovery too).
+pub(super) const REQUEUE: &str = "state = 'pending', next_attempt_at = $1, leased_until = NULL, \
      window_start = $1, window_attempts = attempts, updated_at = $1";
 
 /// Re-queues every delivery in `state`, optionally of one channel or partner.

@@ -14,6 +14,7 @@ mod idempotency;
 mod inspect;
 mod listener;
 mod provisioning;
+mod recover;
 mod schema;
 mod settle;
 
@@ -33,8 +34,9 @@ use super::urls::UrlIds;
 use super::{types, ConfiguredRoute, PendingGroup};
 use super::{
     ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventFilter, EventRecord,
-    EventSummary, HeldLease, NewChannel, NewEvent, Outcome, PartnerRecord, Routing, SavedEvent,
-    Settled, Store, StoreError, WabaWebhookView, WriteCounters, WriteStats,
+    EventSummary, HeldLease, NewChannel, NewEvent, Outcome, PartnerRecord, RecoverFilter,
+    Recovered, Routing, SavedEvent, Settled, Store, StoreError, WabaWebhookView, WriteCounters,
+    WriteStats,
 };
 use crate::domain::{
     Channel, ChannelId, DeliveryId, DeliveryState, EventId, KeyHash, MultiWebhook,
@@ -112,6 +114,16 @@ impl PostgresStore {
         let config = connect::config(url, node)?;
         let pool = connect::pool(config.clone())?;
         schema::migrate(&pool).await?;
+        let filled = {
+            let mut client = pool.get().await?;
+            let tx = client.transaction().await?;
+            let filled = recover::backfill_destinations(&tx).await?;
+            tx.commit().await?;
+            filled
+        };
+        if filled > 0 {
+            tracing::info!(filled, "destinations of earlier attempt URLs filled");
+        }
         let cache = Arc::new(ConfigCache::default());
         let listener = Listener::start(config, CONFIG_CHANNEL, Arc::clone(&cache)).await?;
         let counters = Arc::new(WriteCounters::default());
@@ -439,6 +451,25 @@ impl Store for PostgresStore {
             partner.as_ref(),
             now
         ))
+    }
+
+    async fn recover_deliveries(
+        &self,
+        filter: RecoverFilter,
+        now: i64,
+    ) -> Result<Recovered, StoreError> {
+        if filter.dry_run {
+            let matched = transact!(self, read, |tx| recover::count(&tx, &filter))?;
+            return Ok(Recovered {
+                matched,
+                requeued: 0,
+            });
+        }
+        let requeued = transact!(self, write, |tx| recover::requeue(&tx, &filter, now))?;
+        Ok(Recovered {
+            matched: requeued,
+            requeued,
+        })
     }
 
     async fn event(&self, id: EventId) -> Result<Option<EventRecord>, StoreError> {

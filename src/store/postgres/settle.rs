@@ -13,6 +13,7 @@ use super::deliveries::insert_delivery;
 use super::Param;
 use crate::clock::now_ms;
 use crate::domain::{ChannelId, DeliveryId, DeliveryState, EventId, Target};
+use crate::store::urls::destination_of;
 use crate::store::{
     AttemptRecord, CreatedDelivery, LeaseToken, Outcome, Settled, Settlement, StoreError,
 };
@@ -86,11 +87,12 @@ pub async fn settle(
 
 /// Stores `url` in `attempt_urls` if it is not there yet (another node may be storing it at
 /// the same time: the insert then waits for it, and the select, a statement of its own, sees
-/// its row); returns its id.
+/// its row); returns its id. The URL's destination is stored with it.
 pub async fn store_url(tx: &Transaction<'_>, url: &str) -> Result<i64, StoreError> {
     tx.execute(
-        "INSERT INTO attempt_urls (url) VALUES ($1) ON CONFLICT (url) DO NOTHING",
-        &[&url],
+        "INSERT INTO attempt_urls (url, destination) VALUES ($1, $2)
+         ON CONFLICT (url) DO NOTHING",
+        &[&url, &destination_of(url)],
     )
     .await?;
     let row = tx

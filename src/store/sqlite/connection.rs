@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use crate::store::StoreError;
 
 /// The migrations, in order; each runs once, in its own transaction.
-const MIGRATIONS: [(i64, &str); 8] = [
+const MIGRATIONS: [(i64, &str); 9] = [
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_delivery.sql")),
     (3, include_str!("migrations/0003_partner_webhook.sql")),
@@ -17,6 +17,10 @@ const MIGRATIONS: [(i64, &str); 8] = [
     (6, include_str!("migrations/0006_lease_token.sql")),
     (7, include_str!("migrations/0007_attempt_urls.sql")),
     (8, include_str!("migrations/0008_retry_after.sql")),
+    (
+        9,
+        include_str!("migrations/0009_attempt_url_destination.sql"),
+    ),
 ];
 
 /// Opens the writing connection, creating the file and bringing its schema up to date.

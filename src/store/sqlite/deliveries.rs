@@ -14,6 +14,7 @@ use super::now_ms;
 use crate::domain::{
     AttemptErrorKind, ChannelId, DeliveryId, DeliveryState, EventId, PartnerId, Target,
 };
+use crate::store::urls::destination_of;
 use crate::store::{
     AttemptRecord, CreatedDelivery, DueDelivery, EventBody, HeldLease, LeaseToken, NewEvent,
     Outcome, SavedEvent, Settled, Settlement, StoreError,
@@ -368,10 +369,12 @@ fn settled_before(conn: &Connection, outcome: &Outcome) -> Result<Settled, Store
     }
     Ok(Settled::Recorded { extras })
 }
-/// Stores `url` in `attempt_urls` if it is not there yet; returns its id.
+/// Stores `url` in `attempt_urls` with its destination if it is not there yet; returns its id.
 pub fn store_url(conn: &Connection, url: &str) -> Result<i64, StoreError> {
-    conn.prepare_cached("INSERT INTO attempt_urls (url) VALUES (?1) ON CONFLICT (url) DO NOTHING")?
-        .execute([url])?;
+    conn.prepare_cached(
+        "INSERT INTO attempt_urls (url, destination) VALUES (?1, ?2) ON CONFLICT (url) DO NOTHING",
+    )?
+    .execute(params![url, destination_of(url)])?;
     let id = conn
         .prepare_cached("SELECT id FROM attempt_urls WHERE url = ?1")?
         .query_row([url], |row| row.get(0))?;
@@ -405,8 +408,8 @@ fn insert_attempt(
     Ok(())
 }
 
-/// The columns a replay resets: due now, new age window, lease cleared.
-const REQUEUE: &str = "state = 'pending', next_attempt_at = ?1, leased_until = NULL, \
+/// The columns a replay resets: due now, new age window, lease cleared (recovery too).
+pub(super) const REQUEUE: &str = "state = 'pending', next_attempt_at = ?1, leased_until = NULL, \
      window_start = ?1, window_attempts = attempts, updated_at = ?1";
 
 /// Re-queues every failed (or dropped) delivery, optionally of one channel or partner.

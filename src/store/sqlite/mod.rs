@@ -7,6 +7,7 @@ mod connection;
 mod deliveries;
 mod events;
 mod provisioning;
+mod recover;
 mod rows;
 mod writer;
 
@@ -25,8 +26,8 @@ use super::urls::UrlIds;
 use super::{types, ConfiguredRoute, PendingGroup};
 use super::{
     ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventFilter, EventRecord,
-    EventSummary, HeldLease, NewChannel, NewEvent, Outcome, PartnerRecord, Routing, SavedEvent,
-    Settled, Store, StoreError, WabaWebhookView, WriteStats,
+    EventSummary, HeldLease, NewChannel, NewEvent, Outcome, PartnerRecord, RecoverFilter,
+    Recovered, Routing, SavedEvent, Settled, Store, StoreError, WabaWebhookView, WriteStats,
 };
 use crate::domain::{
     Channel, ChannelId, DeliveryId, DeliveryState, EventId, KeyHash, MultiWebhook,
@@ -60,9 +61,16 @@ impl SqliteStore {
     /// Opens (creating and migrating if needed) the database file at `path`.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         let owned = path.to_owned();
-        let conn = tokio::task::spawn_blocking(move || connection::open_writer(&owned))
-            .await
-            .map_err(|e| StoreError::Open(e.to_string()))??;
+        let conn = tokio::task::spawn_blocking(move || {
+            let conn = connection::open_writer(&owned)?;
+            let filled = recover::backfill_destinations(&conn)?;
+            if filled > 0 {
+                tracing::info!(filled, "destinations of earlier attempt URLs filled");
+            }
+            Ok::<_, StoreError>(conn)
+        })
+        .await
+        .map_err(|e| StoreError::Open(e.to_string()))??;
         Ok(Self {
             writer: Writer::start(conn)?,
             readers: Readers::new(path),
@@ -400,6 +408,31 @@ impl Store for SqliteStore {
                 deliveries::retry_deliveries(conn, state, channel.as_ref(), partner.as_ref(), now)
             })
             .await
+    }
+
+    async fn recover_deliveries(
+        &self,
+        filter: RecoverFilter,
+        now: i64,
+    ) -> Result<Recovered, StoreError> {
+        if filter.dry_run {
+            let matched = self
+                .readers
+                .read(move |conn| recover::count(conn, &filter))
+                .await?;
+            return Ok(Recovered {
+                matched,
+                requeued: 0,
+            });
+        }
+        let requeued = self
+            .writer
+            .write(move |conn| recover::requeue(conn, &filter, now))
+            .await?;
+        Ok(Recovered {
+            matched: requeued,
+            requeued,
+        })
     }
 
     async fn event(&self, id: EventId) -> Result<Option<EventRecord>, StoreError> {

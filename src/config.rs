@@ -141,6 +141,13 @@ pub struct ServeArgs {
     /// after the restart [default: 10000].
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_MS", value_name = "MS")]
     pub shutdown_grace_ms: Option<u64>,
+    /// Pause a destination that has answered nothing but failures for this long, in
+    /// seconds; 0 never pauses [default: 432000, 5 days].
+    #[arg(long, env = "SWITCHBOARD_PAUSE_AFTER_S", value_name = "SECONDS")]
+    pub pause_after_s: Option<u64>,
+    /// How often a paused destination gets one probe attempt, in seconds [default: 300].
+    #[arg(long, env = "SWITCHBOARD_PROBE_INTERVAL_S", value_name = "SECONDS")]
+    pub probe_interval_s: Option<u64>,
     /// TOML file with the same settings (keys are the flag names with `_`).
     #[arg(long, env = "SWITCHBOARD_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -173,6 +180,8 @@ struct FileConfig {
     max_connections: Option<usize>,
     max_body_buffer_mib: Option<usize>,
     shutdown_grace_ms: Option<u64>,
+    pause_after_s: Option<u64>,
+    probe_interval_s: Option<u64>,
 }
 
 /// A setting that cannot be used; the text tells the operator what to fix.
@@ -304,6 +313,10 @@ pub struct Config {
     pub delivery_lease: Duration,
     /// Limits of the HTTP server that keep one client from exhausting it.
     pub http: HttpLimits,
+    /// A destination that answered nothing but failures this long is paused; `None` never.
+    pub pause_after: Option<Duration>,
+    /// One probe attempt per paused destination this often.
+    pub probe_interval: Duration,
 }
 
 /// What one client may hold of the HTTP server: without these, half-sent requests and
@@ -379,6 +392,8 @@ impl Config {
             node_id: host_name(),
             delivery_lease: Duration::from_secs(300),
             http: HttpLimits::default(),
+            pause_after: Some(Duration::from_secs(432_000)),
+            probe_interval: Duration::from_secs(300),
         }
     }
 
@@ -488,6 +503,15 @@ impl Config {
                     defaults.http.shutdown_grace,
                 ),
             },
+            pause_after: match args.pause_after_s.or(file.pause_after_s) {
+                None => defaults.pause_after,
+                Some(0) => None,
+                Some(seconds) => Some(Duration::from_secs(seconds)),
+            },
+            probe_interval: args
+                .probe_interval_s
+                .or(file.probe_interval_s)
+                .map_or(defaults.probe_interval, Duration::from_secs),
             ..defaults
         };
         config.validate()?;
@@ -539,6 +563,11 @@ impl Config {
             ));
         }
         self.http.validate()?;
+        if self.probe_interval.is_zero() {
+            return Err(ConfigError(
+                "--probe-interval-s must be greater than 0".into(),
+            ));
+        }
         if !(2 * MIB..=4095 * MIB).contains(&self.max_queue_memory) {
             return Err(ConfigError(
                 "--max-queue-memory-mib must be between 2 and 4095".into(),

@@ -86,6 +86,7 @@ pub async fn run(
     let state = api::AppState {
         ingest: ingest::Ingest::new(Arc::clone(&store), engine.clone(), Arc::clone(&metrics)),
         health: engine.health(),
+        pauses: engine.pauses(),
         store,
         metrics,
         admin_token_hash: KeyHash::of(config.admin_token.secret.expose()),
@@ -126,5 +127,7 @@ fn engine_settings(config: &Config) -> delivery::EngineSettings {
     settings.per_destination_waiting = config.max_waiting_per_destination;
     settings.lease = config.delivery_lease;
     settings.memory = config.max_queue_memory;
+    settings.pause_after = config.pause_after;
+    settings.probe_interval = config.probe_interval;
     settings
 }

@@ -102,6 +102,8 @@ pub struct Metrics {
     held_deliveries: AtomicI64,
     held_bytes: AtomicI64,
     leases_lost: AtomicU64,
+    destinations_paused: AtomicU64,
+    destinations_recovered: AtomicU64,
     latency_buckets: [AtomicU64; 13],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -143,6 +145,16 @@ impl Metrics {
         self.held_deliveries
             .fetch_add(deliveries, Ordering::Relaxed);
         self.held_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts a destination paused (`true`) or recovered (`false`) by this node.
+    pub fn destination_state_changed(&self, paused: bool) {
+        let counter = if paused {
+            &self.destinations_paused
+        } else {
+            &self.destinations_recovered
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts deliveries whose lease this node lost (found at renewal or refused at settle):
@@ -229,6 +241,22 @@ impl Metrics {
         );
         let lost = load(&self.leases_lost);
         let _ = writeln!(out, "switchboard_leases_lost_total {lost}");
+        header(
+            &mut out,
+            "switchboard_destination_state_changes_total",
+            "counter",
+            "Destinations this node paused (after continuous failure) or recovered (by a probe's 200).",
+        );
+        for (change, counter) in [
+            ("paused", &self.destinations_paused),
+            ("recovered", &self.destinations_recovered),
+        ] {
+            let _ = writeln!(
+                out,
+                "switchboard_destination_state_changes_total{{change=\"{change}\"}} {}",
+                load(counter)
+            );
+        }
         if let Some(up) = listener_up {
             header(
                 &mut out,

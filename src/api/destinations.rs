@@ -21,7 +21,7 @@ use crate::clock::rfc3339;
 use crate::delivery::{DestinationHealth, Grade, WindowFigures};
 use crate::domain::{redact_query, DestinationId};
 use crate::domain::{ChannelId, PartnerId, Target};
-use crate::store::{ConfiguredRoute, PendingGroup, RouteReason};
+use crate::store::{ConfiguredRoute, DestinationPause, PauseReason, PendingGroup, RouteReason};
 
 /// Destinations per page unless `limit` says otherwise, and at most.
 const PAGE: usize = 100;
@@ -99,8 +99,15 @@ pub struct DestinationView {
     id: String,
     /// A URL of it, with query values masked.
     url: String,
-    /// `healthy`, or `degraded` while its grade is not `ok`.
+    /// `paused` (no attempts but one probe every `--probe-interval-s`), else `healthy`, or
+    /// `degraded` while its grade is not `ok`.
     state: String,
+    /// Since when it is paused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    paused_at: Option<String>,
+    /// Why: `failing` (nothing but failures for `--pause-after-s`) or `manual`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pause_reason: Option<String>,
     /// `ok`, `degraded` or `failing`, over the last 5 minutes (at least 20 attempts to be
     /// graded below `ok`).
     grade: String,
@@ -210,6 +217,80 @@ pub async fn get_destination(
     all.remove(wanted.as_str()).map(Json).ok_or_else(not_found)
 }
 
+/// Pause a destination by hand: no attempts but one probe every `--probe-interval-s`,
+/// until a probe is answered 200 or it is resumed.
+#[utoipa::path(
+    post, path = "/admin/destinations/{id}/pause", tag = "Admin",
+    security(("admin" = [])),
+    params(("id" = String, Path, description = "The destination id (16 hex digits)")),
+    responses(
+        (status = 200, description = "Paused (or paused already)", body = DestinationView),
+        (status = 401, description = "No or wrong admin token", body = ErrorBody),
+        (status = 404, description = "Neither configured nor attempted in the last hour", body = ErrorBody),
+    )
+)]
+pub async fn pause_destination(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    id: PathParam,
+) -> Result<Json<DestinationView>, ApiError> {
+    let not_found = || ApiError::NotFound(format!("Destination {} not found", id.0));
+    let wanted = DestinationId::parse(&id.0).ok_or_else(not_found)?;
+    let url = destinations(&state)
+        .await?
+        .remove(wanted.as_str())
+        .ok_or_else(not_found)?
+        .url;
+    let pause = DestinationPause {
+        id: wanted.clone(),
+        url,
+        reason: PauseReason::Manual,
+        paused_at: now_ms(),
+    };
+    let interval = state.config.probe_interval;
+    if state
+        .pauses
+        .pause(state.store.as_ref(), pause, interval)
+        .await?
+    {
+        tracing::warn!(destination = %wanted, "destination paused by an operator");
+    }
+    let mut all = destinations(&state).await?;
+    all.remove(wanted.as_str()).map(Json).ok_or_else(not_found)
+}
+
+/// Resume a paused destination: its waiting deliveries drain at once, under the usual
+/// per-destination limits.
+#[utoipa::path(
+    post, path = "/admin/destinations/{id}/resume", tag = "Admin",
+    security(("admin" = [])),
+    params(("id" = String, Path, description = "The destination id (16 hex digits)")),
+    responses(
+        (status = 200, description = "Resumed", body = DestinationView),
+        (status = 401, description = "No or wrong admin token", body = ErrorBody),
+        (status = 404, description = "Unknown destination", body = ErrorBody),
+        (status = 409, description = "Not paused", body = ErrorBody),
+    )
+)]
+pub async fn resume_destination(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    id: PathParam,
+) -> Result<Json<DestinationView>, ApiError> {
+    let not_found = || ApiError::NotFound(format!("Destination {} not found", id.0));
+    let wanted = DestinationId::parse(&id.0).ok_or_else(not_found)?;
+    let resumed = state.pauses.resume(state.store.as_ref(), &wanted).await?;
+    let mut all = destinations(&state).await?;
+    let view = all.remove(wanted.as_str()).ok_or_else(not_found)?;
+    if resumed.is_none() {
+        return Err(ApiError::Conflict(format!(
+            "Destination {wanted} is not paused"
+        )));
+    }
+    tracing::warn!(destination = %wanted, "destination resumed by an operator");
+    Ok(Json(view))
+}
+
 /// Every destination by id: the configured routes grouped by destination, joined with the
 /// health of those attempted.
 async fn destinations(state: &AppState) -> Result<BTreeMap<String, DestinationView>, ApiError> {
@@ -235,13 +316,24 @@ async fn destinations(state: &AppState) -> Result<BTreeMap<String, DestinationVi
             .entry(id.clone())
             .or_insert_with(|| (h.url.clone(), Vec::new()));
     }
+    for pause in state.store.paused_destinations().await? {
+        by_id
+            .entry(pause.id.to_string())
+            .or_insert_with(|| (pause.url.clone(), Vec::new()));
+    }
     let mut backlogs = backlogs(&routes, &state.store.pending_groups().await?);
     Ok(by_id
         .into_iter()
         .map(|(id, (url, routes))| {
             let health = health.remove(&id);
             let backlog = backlogs.remove(&id).unwrap_or_default();
-            let view = view(id.clone(), url, routes, health.as_ref(), backlog);
+            let mut view = view(id.clone(), url, routes, health.as_ref(), backlog);
+            let paused = DestinationId::parse(&id).and_then(|id| state.pauses.get(&id));
+            if let Some(paused) = paused {
+                view.state = "paused".to_owned();
+                view.paused_at = Some(rfc3339(paused.pause.paused_at));
+                view.pause_reason = Some(paused.pause.reason.as_str().to_owned());
+            }
             (id, view)
         })
         .collect())
@@ -318,6 +410,8 @@ fn view(
             "degraded"
         }
         .to_owned(),
+        paused_at: None,
+        pause_reason: None,
         grade: grade.as_str().to_owned(),
         last_5m: WindowView::of(health.map_or(&empty, |h| &h.five_minutes)),
         last_1h: WindowView::of(health.map_or(&empty, |h| &h.hour)),

@@ -59,6 +59,8 @@ pub struct AppState {
     pub admin_token_hash: KeyHash,
     /// Every destination's recent answers, graded (the engine's).
     pub health: Arc<crate::delivery::Health>,
+    /// The paused destinations (the engine's).
+    pub pauses: Arc<crate::delivery::Pauses>,
     /// Bytes of request bodies that may be read at once, across connections (one permit a
     /// byte): memory an unfinished body holds is bounded server-wide.
     pub body_budget: Arc<tokio::sync::Semaphore>,
@@ -148,6 +150,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(deliveries::retry_deliveries))
         .routes(routes!(destinations::list_destinations))
         .routes(routes!(destinations::get_destination))
+        .routes(routes!(destinations::pause_destination))
+        .routes(routes!(destinations::resume_destination))
         .routes(routes!(recover::recover_deliveries))
         .routes(routes!(meta::verify, meta::receive))
         .routes(routes!(system::metrics))

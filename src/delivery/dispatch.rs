@@ -20,6 +20,7 @@ use super::backoff::RetryPolicy;
 use super::gate::{Admission, Gate, Gates};
 use super::health::Health;
 use super::lease::{self, Held};
+use super::pause::{Paused, Pauses};
 use super::route::{self, Resolution};
 use crate::domain::{redact_query, AddressPolicy};
 use crate::metrics::{AttemptOutcome, FinalState, Metrics};
@@ -49,6 +50,10 @@ pub struct EngineSettings {
     pub poll_interval: Duration,
     /// How long a claimed delivery belongs to this node.
     pub lease: Duration,
+    /// Pause a destination that answered nothing but failures this long (`None`: never).
+    pub pause_after: Option<Duration>,
+    /// One probe attempt per paused destination this often.
+    pub probe_interval: Duration,
 }
 
 impl EngineSettings {
@@ -64,6 +69,8 @@ impl EngineSettings {
             per_destination_waiting: 2_000,
             poll_interval: Duration::from_millis(50),
             lease: Duration::from_secs(300),
+            pause_after: Some(Duration::from_secs(432_000)),
+            probe_interval: Duration::from_secs(300),
         }
     }
 }
@@ -98,6 +105,8 @@ struct Inner {
     shutdown: CancellationToken,
     /// Every destination's recent answers, graded.
     health: Arc<Health>,
+    /// The paused destinations.
+    pauses: Arc<Pauses>,
 }
 
 /// Memory reserved for deliveries about to be handed over: a count and bytes, split per
@@ -161,6 +170,7 @@ impl Engine {
                 tracker: TaskTracker::new(),
                 shutdown,
                 health: Arc::default(),
+                pauses: Arc::default(),
             }),
         };
         let poller = engine.clone();
@@ -168,6 +178,11 @@ impl Engine {
             .inner
             .tracker
             .spawn(async move { poller.poll().await });
+        let refresher = engine.clone();
+        engine
+            .inner
+            .tracker
+            .spawn(async move { refresher.refresh_pauses().await });
         let renewer = Arc::clone(&engine.inner);
         engine.inner.tracker.spawn(async move {
             let inner = renewer.as_ref();
@@ -258,7 +273,7 @@ impl Engine {
         let engine = self.clone();
         self.inner.tracker.spawn(async move {
             let at = crate::clock::now_ms();
-            let deferred = Settlement::Deferred { at };
+            let deferred = Settlement::Deferred { at, behind: None };
             let unwatched = CancellationToken::new();
             if let Err(error) = engine.settle(&job, None, deferred, &unwatched).await {
                 tracing::warn!(delivery = %job.id, %error, "cannot put a delivery back; its lease will run out");
@@ -293,6 +308,28 @@ impl Engine {
             self.hand_over(job, &mut reservation);
         }
         Ok(started)
+    }
+
+    /// The paused destinations, for the admin API to pause and resume.
+    pub fn pauses(&self) -> Arc<Pauses> {
+        Arc::clone(&self.inner.pauses)
+    }
+
+    /// Re-reads the paused destinations every second (other nodes pause and resume too).
+    async fn refresh_pauses(&self) {
+        let (store, interval) = (
+            self.inner.store.as_ref(),
+            self.inner.settings.probe_interval,
+        );
+        loop {
+            if let Err(error) = self.inner.pauses.refresh(store, interval).await {
+                tracing::warn!(%error, "cannot read the paused destinations");
+            }
+            tokio::select! {
+                () = self.inner.shutdown.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
     }
 
     /// The health of the destinations this engine attempted, for the admin API and metrics.
@@ -361,7 +398,19 @@ impl Engine {
             }
             Resolution::Send(target) => target,
         };
-        let gate = self.inner.gates.gate(target.webhook.url.as_str());
+        let url = target.webhook.url.as_str();
+        let destination = self.inner.health.id_of(url);
+        let paused = destination
+            .as_ref()
+            .and_then(|id| self.inner.pauses.get(id));
+        if let Some(paused) = &paused {
+            let interval = self.inner.settings.probe_interval;
+            if !paused.take_probe(crate::clock::now_ms(), interval) {
+                return self.wait_out_pause(paused, &job, lost).await;
+            }
+            tracing::info!("probing a paused destination");
+        }
+        let gate = self.inner.gates.gate(url);
         let slot = match gate.enter(&self.inner.shutdown, lost).await {
             Admission::Slot(slot) => slot,
             Admission::Full => {
@@ -384,11 +433,16 @@ impl Engine {
         let took = clock.elapsed();
         drop(slot);
         let delivered = matches!(result, AttemptResult::Answered { status: 200, .. });
-        let url = target.webhook.url.as_str();
-        self.inner.health.record(url, took, delivered, started_at);
+        let failing_since = self.inner.health.record(url, took, delivered, started_at);
         self.wake_parked(&gate);
+        if let Some(id) = destination {
+            let probing = paused.is_some();
+            self.lifecycle(id, url, probing, delivered, failing_since)
+                .await;
+        }
         let attempt = result.record(job.attempts + 1, url, started_at, took);
-        self.finish(job, attempt, result, took, lost).await
+        self.finish(job, attempt, result, took, lost, paused.is_some())
+            .await
     }
 
     /// Settles an attempt: delivered (then clones to extras), retry, or give up.
@@ -399,6 +453,7 @@ impl Engine {
         result: AttemptResult,
         took: Duration,
         lost: &CancellationToken,
+        probing: bool,
     ) -> Result<(), StoreError> {
         let metrics = &self.inner.metrics;
         let (error, asked) = match result {
@@ -430,6 +485,12 @@ impl Engine {
         ) {
             Some(delay) => Settlement::Retry {
                 at: now + delay.as_millis() as i64,
+                error,
+            },
+            // A paused destination's deliveries do not age out: a failed probe waits for
+            // the next one.
+            None if probing => Settlement::Retry {
+                at: now + self.inner.settings.probe_interval.as_millis() as i64,
                 error,
             },
             None => Settlement::GaveUp { error },
@@ -523,6 +584,79 @@ impl Engine {
         }
     }
 
+    /// A delivery for a paused destination, outside its probe: back to the store, due after
+    /// the next probe (the pause's resume wakes it sooner), nothing attempted.
+    async fn wait_out_pause(
+        &self,
+        paused: &Paused,
+        job: &DueDelivery,
+        lost: &CancellationToken,
+    ) -> Result<(), StoreError> {
+        let now = crate::clock::now_ms();
+        let interval = self.inner.settings.probe_interval.as_millis() as i64;
+        let at = paused.next_probe().max(now) + interval;
+        let behind = Some(paused.pause.id.clone());
+        let waits = Settlement::Deferred { at, behind };
+        self.settle(job, None, waits, lost).await?;
+        Ok(())
+    }
+
+    /// After an attempt: a probe's 200 resumes its paused destination; a failure after
+    /// nothing but failures for `pause_after` pauses it.
+    async fn lifecycle(
+        &self,
+        id: crate::domain::DestinationId,
+        url: &str,
+        probing: bool,
+        delivered: bool,
+        failing_since: Option<i64>,
+    ) {
+        let (store, metrics) = (self.inner.store.as_ref(), &self.inner.metrics);
+        let pauses = &self.inner.pauses;
+        if probing && delivered {
+            match pauses.resume(store, &id).await {
+                Ok(Some(pause)) => {
+                    let paused_s = (crate::clock::now_ms() - pause.paused_at) / 1000;
+                    tracing::warn!(destination = %id, url = %redact_query(url), paused_s, "destination recovered: a probe was answered 200");
+                    metrics.destination_state_changed(false);
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, destination = %id, "cannot resume"),
+            }
+            return;
+        }
+        let (Some(after), Some(since), false, false) = (
+            self.inner.settings.pause_after,
+            failing_since,
+            probing,
+            delivered,
+        ) else {
+            return;
+        };
+        let now = crate::clock::now_ms();
+        if now - since < after.as_millis() as i64 {
+            return;
+        }
+        let pause = crate::store::DestinationPause {
+            id: id.clone(),
+            url: redact_query(url).into_owned(),
+            reason: crate::store::PauseReason::Failing,
+            paused_at: now,
+        };
+        match pauses
+            .pause(store, pause, self.inner.settings.probe_interval)
+            .await
+        {
+            Ok(true) => {
+                let failing_s = (now - since) / 1000;
+                tracing::warn!(destination = %id, url = %redact_query(url), failing_s, "destination paused: nothing but failures; probing it from now on");
+                metrics.destination_state_changed(true);
+            }
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, destination = %id, "cannot pause"),
+        }
+    }
+
     /// `store.settle`, tried again with backoff while it fails for a reason that may pass:
     /// the attempt happened, and an outcome that is not recorded would be sent again (and
     /// a 200 would be missing from the attempt log).
@@ -558,7 +692,7 @@ impl Engine {
         tracing::debug!("destination saturated; parked in the store");
         self.inner.metrics.delivery_deferred();
         if self
-            .settle(job, None, Settlement::Deferred { at }, lost)
+            .settle(job, None, Settlement::Deferred { at, behind: None }, lost)
             .await?
             .is_some()
         {
@@ -577,7 +711,7 @@ impl Engine {
         let (engine, gate) = (self.clone(), Arc::clone(gate));
         self.inner.tracker.spawn(async move {
             let now = crate::clock::now_ms();
-            if let Err(error) = engine.inner.store.wake_deliveries(woken, now).await {
+            if let Err(error) = engine.inner.store.wake_deliveries(woken, now, 0).await {
                 tracing::warn!(%error, "cannot wake parked deliveries; they come due later");
             }
             gate.woken();

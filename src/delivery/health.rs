@@ -45,6 +45,8 @@ struct Track {
     /// A URL of the destination, as it may be shown (query masked).
     url: String,
     minutes: VecDeque<Minute>,
+    /// Since when every answer has been a failure (ms since the epoch); `None` after a 200.
+    failing_since: Option<i64>,
 }
 
 /// What a window's attempts looked like.
@@ -122,23 +124,36 @@ struct State {
     ids: HashMap<String, DestinationId>,
 }
 
+impl State {
+    /// The destination of `url`, from the memo.
+    fn id_of(&mut self, url: &str) -> Option<DestinationId> {
+        if let Some(id) = self.ids.get(url) {
+            return Some(id.clone());
+        }
+        let id = DestinationId::of(url)?;
+        if self.ids.len() >= MAX_TRACKED {
+            self.ids.clear();
+        }
+        self.ids.insert(url.to_owned(), id.clone());
+        Some(id)
+    }
+}
+
 impl Health {
-    /// Counts one attempt to `url` that took `took`, answered 200 or not, at `now_ms`.
-    pub fn record(&self, url: &str, took: Duration, delivered: bool, now_ms: i64) {
+    /// The destination `url` belongs to (memoised: the engine asks before every attempt).
+    pub fn id_of(&self, url: &str) -> Option<DestinationId> {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .id_of(url)
+    }
+
+    /// Counts one attempt to `url` that took `took`, answered 200 or not, at `now_ms`;
+    /// returns since when the destination has answered nothing but failures (`None` when
+    /// this attempt, or one since the last failure streak began, was a 200).
+    pub fn record(&self, url: &str, took: Duration, delivered: bool, now_ms: i64) -> Option<i64> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let id = match state.ids.get(url) {
-            Some(id) => id.clone(),
-            None => {
-                let Some(id) = DestinationId::of(url) else {
-                    return;
-                };
-                if state.ids.len() >= MAX_TRACKED {
-                    state.ids.clear();
-                }
-                state.ids.insert(url.to_owned(), id.clone());
-                id
-            }
-        };
+        let id = state.id_of(url)?;
         let minute = minute_of(now_ms);
         let tracks = &mut state.tracks;
         if tracks.len() >= MAX_TRACKED && !tracks.contains_key(&id) {
@@ -147,7 +162,13 @@ impl Health {
         let track = tracks.entry(id).or_insert_with(|| Track {
             url: redact_query(url).into_owned(),
             minutes: VecDeque::new(),
+            failing_since: None,
         });
+        track.failing_since = match (delivered, track.failing_since) {
+            (true, _) => None,
+            (false, since) => Some(since.unwrap_or(now_ms)),
+        };
+        let failing_since = track.failing_since;
         if track.minutes.back().is_none_or(|last| last.at != minute) {
             track.minutes.push_back(Minute {
                 at: minute,
@@ -162,7 +183,7 @@ impl Health {
             }
         }
         let Some(current) = track.minutes.back_mut() else {
-            return;
+            return failing_since;
         };
         let ms = took.as_millis() as u64;
         current.attempts += 1;
@@ -170,6 +191,7 @@ impl Health {
         current.over_1s += u64::from(ms > 1000);
         let bucket = BOUNDS_MS.iter().position(|&bound| ms <= bound);
         current.latency[bucket.unwrap_or(BOUNDS_MS.len())] += 1;
+        failing_since
     }
 
     /// The figures of one destination, if it was attempted in the last hour.

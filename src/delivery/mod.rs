@@ -13,9 +13,11 @@ mod dns;
 mod gate;
 mod health;
 mod lease;
+mod pause;
 mod route;
 
 pub use attempt::{signature, AttemptResult, Attempter, ClientError};
 pub use backoff::RetryPolicy;
 pub use dispatch::{Engine, EngineSettings};
 pub use health::{DestinationHealth, Grade, Health, WindowFigures};
+pub use pause::Pauses;

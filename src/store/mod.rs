@@ -19,14 +19,15 @@ use async_trait::async_trait;
 
 use crate::config::DatabaseUrl;
 use crate::domain::{
-    Channel, ChannelId, DeliveryId, DeliveryState, EventId, KeyHash, MultiWebhook,
+    Channel, ChannelId, DeliveryId, DeliveryState, DestinationId, EventId, KeyHash, MultiWebhook,
     MultiWebhookChange, MultiWebhookError, Partner, PartnerId, PhoneNumber, PhoneNumberId, Route,
     WabaId, WabaWebhook, Webhook, WebhookHeaders, WebhookUrl,
 };
 
 mod types;
 pub use types::{
-    memory_cost, ConfiguredRoute, PendingGroup, RouteReason, DELIVERY_MEMORY_OVERHEAD,
+    memory_cost, ConfiguredRoute, DestinationPause, PauseReason, PendingGroup, RouteReason,
+    DELIVERY_MEMORY_OVERHEAD,
 };
 pub use types::{
     AttemptRecord, ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventBody, EventFilter,
@@ -225,9 +226,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<DeliveryId>, StoreError>;
 
     /// Makes the `parked` deliveries due at `now`, those still pending and not leased (the
-    /// engine parked them behind a saturated destination that has room again); returns how
-    /// many it woke.
-    async fn wake_deliveries(&self, parked: Vec<DeliveryId>, now: i64) -> Result<u64, StoreError>;
+    /// engine parked them behind a saturated or paused destination that can take them
+    /// again), moving their age windows `age_shift` ms later (the time they were paused does
+    /// not age them); returns how many it woke.
+    async fn wake_deliveries(
+        &self,
+        parked: Vec<DeliveryId>,
+        now: i64,
+        age_shift: i64,
+    ) -> Result<u64, StoreError>;
 
     /// Records an attempt and what follows from it, in one transaction, if the delivery is
     /// still held under `outcome.lease` (by this node); returns the extra deliveries it
@@ -239,6 +246,27 @@ pub trait Store: Send + Sync + 'static {
     /// Every configuration that sends deliveries somewhere (the admin API groups them by
     /// destination).
     async fn configured_routes(&self) -> Result<Vec<ConfiguredRoute>, StoreError>;
+
+    /// Pauses a destination; `false` when it was paused already (nothing changed).
+    async fn pause_destination(&self, pause: DestinationPause) -> Result<bool, StoreError>;
+
+    /// Resumes a destination; its pause, or `None` when it was not paused.
+    async fn resume_destination(
+        &self,
+        id: &DestinationId,
+    ) -> Result<Option<DestinationPause>, StoreError>;
+
+    /// Makes every delivery parked behind the paused destination `id` due at `now`, their
+    /// age windows moved `age_shift` ms later (a pause does not age them); returns how many.
+    async fn wake_paused(
+        &self,
+        id: &DestinationId,
+        now: i64,
+        age_shift: i64,
+    ) -> Result<u64, StoreError>;
+
+    /// Every paused destination.
+    async fn paused_destinations(&self) -> Result<Vec<DestinationPause>, StoreError>;
 
     /// The pending deliveries, grouped by channel (or partner) and target.
     async fn pending_groups(&self) -> Result<Vec<PendingGroup>, StoreError>;

@@ -165,10 +165,14 @@ pub enum Settlement {
         /// Why there is no route.
         reason: String,
     },
-    /// Not attempted (its destination is saturated); due again at `at`, no attempt counted.
+    /// Not attempted (its destination is saturated, or paused); due again at `at`, no
+    /// attempt counted.
     Deferred {
         /// When, ms since the epoch.
         at: i64,
+        /// The paused destination it waits behind, so resuming it can wake the delivery
+        /// (after a restart too); `None` behind a saturated one.
+        behind: Option<DestinationId>,
     },
 }
 
@@ -508,3 +512,63 @@ pub const PENDING_GROUPS: &str = "
     SELECT channel_id, partner_id, target, count(*), min(window_start), min(next_attempt_at)
       FROM deliveries WHERE state = 'pending'
      GROUP BY channel_id, partner_id, target";
+
+/// Why a destination is paused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseReason {
+    /// It answered nothing but failures for `--pause-after-s`.
+    Failing,
+    /// An operator paused it.
+    Manual,
+}
+
+impl PauseReason {
+    /// The stored and shown spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Failing => "failing",
+            Self::Manual => "manual",
+        }
+    }
+
+    /// Reads a stored reason (anything unknown reads as manual: it stays paused).
+    pub fn from_stored(raw: &str) -> Self {
+        if raw == "failing" {
+            Self::Failing
+        } else {
+            Self::Manual
+        }
+    }
+}
+
+/// A paused destination, as stored (every node reads the same list).
+#[derive(Debug, Clone)]
+pub struct DestinationPause {
+    /// Which destination.
+    pub id: DestinationId,
+    /// A URL of it, query masked, for operators.
+    pub url: String,
+    /// Why.
+    pub reason: PauseReason,
+    /// Since when (ms since the epoch).
+    pub paused_at: i64,
+}
+
+/// SQL of the paused destinations, the same on both backends (`$n`/`?n` placeholders are
+/// written per backend).
+pub const PAUSED_DESTINATIONS: &str = "SELECT id, url, reason, paused_at FROM destination_pauses";
+
+/// A stored pause row back as a [`DestinationPause`]; `None` for an id that cannot be read.
+pub fn pause_of_row(
+    id: String,
+    url: String,
+    reason: String,
+    paused_at: i64,
+) -> Option<DestinationPause> {
+    Some(DestinationPause {
+        id: DestinationId::parse(&id)?,
+        url,
+        reason: PauseReason::from_stored(&reason),
+        paused_at,
+    })
+}

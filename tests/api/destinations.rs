@@ -194,3 +194,118 @@ async fn a_failing_receiver_shows_its_backlog_and_is_graded_failing() {
     assert!(view["oldest_waiting_s"].as_i64().unwrap() >= 0);
     assert!(view["next_attempt_at"].is_string(), "{view:#}");
 }
+
+async fn post_admin(app: &TestApp, path: &str) -> (StatusCode, Value) {
+    let response = app.admin(Method::POST, path).send().await.unwrap();
+    status_and_json(response).await
+}
+
+/// Waits until the destination of `url` is in `state`.
+async fn wait_for_state(app: &TestApp, url: &str, state: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let view = destination(app, url).await;
+        if view["state"] == state {
+            return view;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never {state}: {view:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_paused_destination_gets_nothing_until_resumed_even_across_a_restart() {
+    let app = spawn_app_with(|config| {
+        fast_delivery(config);
+        config.probe_interval = Duration::from_secs(600);
+    })
+    .await;
+    let number = app.provision().await;
+    let receiver = TestReceiver::start().await;
+    app.set_webhook(&number.api_key, &receiver.url, json!({}))
+        .await;
+    let id = DestinationId::of(&receiver.url).unwrap();
+    let (status, view) = post_admin(&app, &format!("/admin/destinations/{id}/pause")).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["state"], "paused");
+    assert_eq!(view["pause_reason"], "manual");
+
+    let mut events = Vec::new();
+    for n in 0..3 {
+        events.push(
+            app.post_event(&number.channel_id, message(&format!("wamid.p{n}")))
+                .await,
+        );
+    }
+    let app = app.restart().await;
+    assert_eq!(
+        wait_for_state(&app, &receiver.url, "paused").await["backlog"],
+        3
+    );
+    events.push(
+        app.post_event(&number.channel_id, message("wamid.p3"))
+            .await,
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        receiver.received().is_empty(),
+        "nothing is attempted while paused"
+    );
+
+    let (status, view) = post_admin(&app, &format!("/admin/destinations/{id}/resume")).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["state"], "healthy");
+    for event in events {
+        app.wait_for_event(event, |e| {
+            crate::helpers::is_in_state(e, "primary", "delivered")
+        })
+        .await;
+    }
+    assert_eq!(receiver.received().len(), 4, "each sent once, none lost");
+    let (status, body) = post_admin(&app, &format!("/admin/destinations/{id}/resume")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+}
+
+#[tokio::test]
+async fn continuous_failure_pauses_a_destination_and_a_probe_answered_200_recovers_it() {
+    let app = spawn_app_with(|config| {
+        fast_delivery(config);
+        config.pause_after = Some(Duration::from_millis(500));
+        config.probe_interval = Duration::from_millis(400);
+    })
+    .await;
+    let number = app.provision().await;
+    let receiver = TestReceiver::with_default(Behavior::Status(500)).await;
+    app.set_webhook(&number.api_key, &receiver.url, json!({}))
+        .await;
+    let mut events = Vec::new();
+    for n in 0..3 {
+        events.push(
+            app.post_event(&number.channel_id, message(&format!("wamid.c{n}")))
+                .await,
+        );
+    }
+    let view = wait_for_state(&app, &receiver.url, "paused").await;
+    assert_eq!(view["pause_reason"], "failing");
+    // Paused: one probe every 400 ms, not the 50–200 ms retries of three deliveries.
+    let before = receiver.received().len();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let probes = receiver.received().len() - before;
+    assert!(probes <= 7, "{probes} attempts in 2 s while paused");
+
+    receiver.set_default(Behavior::Status(200));
+    wait_for_state(&app, &receiver.url, "healthy").await;
+    for event in events {
+        app.wait_for_event(event, |e| {
+            crate::helpers::is_in_state(e, "primary", "delivered")
+        })
+        .await;
+    }
+    let metrics = app.metrics().await;
+    let changes = "switchboard_destination_state_changes_total";
+    assert_eq!(metric_sum(&metrics, changes, &[("change", "paused")]), 1);
+    assert_eq!(metric_sum(&metrics, changes, &[("change", "recovered")]), 1);
+}

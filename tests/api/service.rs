@@ -140,6 +140,8 @@ async fn openapi_document_lists_every_endpoint() {
         ("/admin/deliveries/retry", &["post"]),
         ("/admin/destinations", &["get"]),
         ("/admin/destinations/{id}", &["get"]),
+        ("/admin/destinations/{id}/pause", &["post"]),
+        ("/admin/destinations/{id}/resume", &["post"]),
         ("/admin/deliveries/recover", &["post"]),
         ("/webhooks/whatsapp", &["get", "post"]),
         ("/metrics", &["get"]),

@@ -31,13 +31,14 @@ use self::provisioning::{find_channel, find_partner, stored_key_hash, update_one
 use super::cache::ConfigCache;
 use super::columns::{self, webhook_columns};
 use super::urls::UrlIds;
-use super::{types, ConfiguredRoute, PendingGroup};
+use super::{types, ConfiguredRoute, DestinationPause, PendingGroup};
 use super::{
     ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventFilter, EventRecord,
     EventSummary, HeldLease, NewChannel, NewEvent, Outcome, PartnerRecord, RecoverFilter,
     Recovered, Routing, SavedEvent, Settled, Store, StoreError, WabaWebhookView, WriteCounters,
     WriteStats,
 };
+use crate::domain::DestinationId;
 use crate::domain::{
     Channel, ChannelId, DeliveryId, DeliveryState, EventId, KeyHash, MultiWebhook,
     MultiWebhookChange, Partner, PartnerId, WabaId, WabaWebhook, Webhook, WebhookHeaders,
@@ -375,13 +376,18 @@ impl Store for PostgresStore {
         ))
     }
 
-    async fn wake_deliveries(&self, parked: Vec<DeliveryId>, now: i64) -> Result<u64, StoreError> {
+    async fn wake_deliveries(
+        &self,
+        parked: Vec<DeliveryId>,
+        now: i64,
+        age_shift: i64,
+    ) -> Result<u64, StoreError> {
         let ids: Vec<i64> = parked.iter().map(|id| id.0).collect();
         transact!(self, write, |tx| tx.execute(
-            "UPDATE deliveries SET next_attempt_at = $1
+            "UPDATE deliveries SET next_attempt_at = $1, window_start = window_start + $3
              WHERE id = ANY($2) AND state = 'pending' AND leased_until IS NULL
                AND next_attempt_at > $1",
-            &[&now, &ids],
+            &[&now, &ids, &age_shift],
         ))
     }
 
@@ -408,6 +414,66 @@ impl Store for PostgresStore {
                 )?);
             }
             Ok::<_, StoreError>(routes)
+        })
+    }
+
+    async fn pause_destination(&self, pause: DestinationPause) -> Result<bool, StoreError> {
+        let inserted = transact!(self, write, |tx| tx.execute(
+            "INSERT INTO destination_pauses (id, url, reason, paused_at)
+             VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+            &[
+                &pause.id.as_str(),
+                &pause.url,
+                &pause.reason.as_str(),
+                &pause.paused_at
+            ],
+        ))?;
+        Ok(inserted > 0)
+    }
+
+    async fn resume_destination(
+        &self,
+        id: &DestinationId,
+    ) -> Result<Option<DestinationPause>, StoreError> {
+        transact!(self, write, |tx| async {
+            let row = tx
+                .query_opt(
+                    "DELETE FROM destination_pauses WHERE id = $1
+                     RETURNING id, url, reason, paused_at",
+                    &[&id.as_str()],
+                )
+                .await?;
+            let Some(row) = row else {
+                return Ok::<_, StoreError>(None);
+            };
+            let (id, url, reason) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            Ok(types::pause_of_row(id, url, reason, row.try_get(3)?))
+        })
+    }
+
+    async fn wake_paused(
+        &self,
+        id: &DestinationId,
+        now: i64,
+        age_shift: i64,
+    ) -> Result<u64, StoreError> {
+        transact!(self, write, |tx| tx.execute(
+            "UPDATE deliveries SET next_attempt_at = $1, window_start = window_start + $2,
+                                   parked_behind = NULL
+             WHERE parked_behind = $3 AND state = 'pending' AND leased_until IS NULL",
+            &[&now, &age_shift, &id.as_str()],
+        ))
+    }
+
+    async fn paused_destinations(&self) -> Result<Vec<DestinationPause>, StoreError> {
+        transact!(self, read, |tx| async {
+            let rows = tx.query(types::PAUSED_DESTINATIONS, &[]).await?;
+            let mut pauses = Vec::new();
+            for row in rows {
+                let (id, url, reason) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+                pauses.extend(types::pause_of_row(id, url, reason, row.try_get(3)?));
+            }
+            Ok::<_, StoreError>(pauses)
         })
     }
 

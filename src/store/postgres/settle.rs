@@ -23,7 +23,7 @@ const SETTLED: &str = "state = $4, attempts = attempts + $5, next_attempt_at = $
      leased_until = NULL, last_error = $7, updated_at = $8";
 
 /// What a deferral sets: due again later, no attempt counted.
-const DEFERRED: &str = "next_attempt_at = $4, leased_until = NULL";
+const DEFERRED: &str = "next_attempt_at = $4, leased_until = NULL, parked_behind = $5";
 
 /// Records an attempt and its settlement if `node` still holds the delivery under
 /// `outcome.lease`; returns the extra deliveries created.
@@ -43,9 +43,11 @@ pub async fn settle(
         Settlement::Retry { at, error } => (DeliveryState::Pending, *at, Some(error.as_str())),
         Settlement::GaveUp { error } => (DeliveryState::Failed, now, Some(error.as_str())),
         Settlement::Dropped { reason } => (DeliveryState::Dropped, now, Some(reason.as_str())),
-        Settlement::Deferred { at } => {
+        Settlement::Deferred { at, behind } => {
+            let behind = behind.as_ref().map(|d| d.as_str());
             let mut params = held.to_vec();
             params.push(at);
+            params.push(&behind);
             let attempt = outcome.attempt.as_ref().map(|a| (a, url_id));
             return match update_held(tx, DEFERRED, &params, attempt).await? {
                 Some(_) => Ok(Settled::Recorded { extras: Vec::new() }),

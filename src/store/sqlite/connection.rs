@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use crate::store::StoreError;
 
 /// The migrations, in order; each runs once, in its own transaction.
-const MIGRATIONS: [(i64, &str); 9] = [
+const MIGRATIONS: [(i64, &str); 10] = [
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_delivery.sql")),
     (3, include_str!("migrations/0003_partner_webhook.sql")),
@@ -21,6 +21,7 @@ const MIGRATIONS: [(i64, &str); 9] = [
         9,
         include_str!("migrations/0009_attempt_url_destination.sql"),
     ),
+    (10, include_str!("migrations/0010_destination_pauses.sql")),
 ];
 
 /// Opens the writing connection, creating the file and bringing its schema up to date.

@@ -234,14 +234,15 @@ pub fn wake_deliveries(
     conn: &Connection,
     parked: &[DeliveryId],
     now: i64,
+    age_shift: i64,
 ) -> Result<u64, StoreError> {
     let mut wake = conn.prepare_cached(
-        "UPDATE deliveries SET next_attempt_at = ?1
+        "UPDATE deliveries SET next_attempt_at = ?1, window_start = window_start + ?3
          WHERE id = ?2 AND state = 'pending' AND leased_until IS NULL AND next_attempt_at > ?1",
     )?;
     let mut woken = 0;
     for id in parked {
-        woken += wake.execute(params![now, id.0])? as u64;
+        woken += wake.execute(params![now, id.0, age_shift])? as u64;
     }
     Ok(woken)
 }
@@ -282,11 +283,13 @@ pub fn settle(
         Settlement::Retry { at, error } => update(DeliveryState::Pending, *at, Some(error))?,
         Settlement::GaveUp { error } => update(DeliveryState::Failed, now, Some(error))?,
         Settlement::Dropped { reason } => update(DeliveryState::Dropped, now, Some(reason))?,
-        Settlement::Deferred { at } => conn
+        Settlement::Deferred { at, behind } => conn
             .prepare_cached(&format!(
-                "UPDATE deliveries SET next_attempt_at = ?3, leased_until = NULL WHERE {HELD}"
+                "UPDATE deliveries SET next_attempt_at = ?3, leased_until = NULL,
+                                       parked_behind = ?4
+                 WHERE {HELD}"
             ))?
-            .execute(params![id, lease, at])?,
+            .execute(params![id, lease, at, behind.as_ref().map(|d| d.as_str())])?,
     };
     if changed == 0 {
         return settled_before(conn, outcome);

@@ -23,12 +23,13 @@ use self::writer::Writer;
 use super::cache::ConfigCache;
 use super::columns::{self, require_changed, webhook_columns};
 use super::urls::UrlIds;
-use super::{types, ConfiguredRoute, PendingGroup};
+use super::{types, ConfiguredRoute, DestinationPause, PendingGroup};
 use super::{
     ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventFilter, EventRecord,
     EventSummary, HeldLease, NewChannel, NewEvent, Outcome, PartnerRecord, RecoverFilter,
     Recovered, Routing, SavedEvent, Settled, Store, StoreError, WabaWebhookView, WriteStats,
 };
+use crate::domain::DestinationId;
 use crate::domain::{
     Channel, ChannelId, DeliveryId, DeliveryState, EventId, KeyHash, MultiWebhook,
     MultiWebhookChange, Partner, PartnerId, WabaId, WabaWebhook, Webhook, WebhookHeaders,
@@ -331,9 +332,14 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn wake_deliveries(&self, parked: Vec<DeliveryId>, now: i64) -> Result<u64, StoreError> {
+    async fn wake_deliveries(
+        &self,
+        parked: Vec<DeliveryId>,
+        now: i64,
+        age_shift: i64,
+    ) -> Result<u64, StoreError> {
         self.writer
-            .write(move |conn| deliveries::wake_deliveries(conn, &parked, now))
+            .write(move |conn| deliveries::wake_deliveries(conn, &parked, now, age_shift))
             .await
     }
 
@@ -367,6 +373,88 @@ impl Store for SqliteStore {
                     )?);
                 }
                 Ok(routes)
+            })
+            .await
+    }
+
+    async fn pause_destination(&self, pause: DestinationPause) -> Result<bool, StoreError> {
+        self.writer
+            .write(move |conn| {
+                let inserted = conn
+                    .prepare_cached(
+                        "INSERT INTO destination_pauses (id, url, reason, paused_at)
+                         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING",
+                    )?
+                    .execute(rusqlite::params![
+                        pause.id.as_str(),
+                        pause.url,
+                        pause.reason.as_str(),
+                        pause.paused_at
+                    ])?;
+                Ok(inserted > 0)
+            })
+            .await
+    }
+
+    async fn resume_destination(
+        &self,
+        id: &DestinationId,
+    ) -> Result<Option<DestinationPause>, StoreError> {
+        let id = id.as_str().to_owned();
+        self.writer
+            .write(move |conn| {
+                let mut delete = conn.prepare_cached(
+                    "DELETE FROM destination_pauses WHERE id = ?1
+                     RETURNING id, url, reason, paused_at",
+                )?;
+                let mut rows = delete.query([id])?;
+                let Some(row) = rows.next()? else {
+                    return Ok(None);
+                };
+                Ok(types::pause_of_row(
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                ))
+            })
+            .await
+    }
+
+    async fn wake_paused(
+        &self,
+        id: &DestinationId,
+        now: i64,
+        age_shift: i64,
+    ) -> Result<u64, StoreError> {
+        let id = id.as_str().to_owned();
+        self.writer
+            .write(move |conn| {
+                let woken = conn
+                    .prepare_cached(
+                        "UPDATE deliveries SET next_attempt_at = ?1, window_start = window_start + ?2,
+                            parked_behind = NULL
+                 WHERE parked_behind = ?3 AND state = 'pending' AND leased_until IS NULL",
+                    )?
+                    .execute(rusqlite::params![now, age_shift, id])?;
+                Ok(woken as u64)
+            })
+            .await
+    }
+
+    async fn paused_destinations(&self) -> Result<Vec<DestinationPause>, StoreError> {
+        self.readers
+            .read(|conn| {
+                let mut statement = conn.prepare_cached(types::PAUSED_DESTINATIONS)?;
+                let rows = statement.query_map([], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                })?;
+                let mut pauses = Vec::new();
+                for row in rows {
+                    let (id, url, reason, at) = row?;
+                    pauses.extend(types::pause_of_row(id, url, reason, at));
+                }
+                Ok(pauses)
             })
             .await
     }

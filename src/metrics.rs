@@ -23,6 +23,18 @@ pub enum Source {
 }
 
 const SOURCES: [&str; 3] = ["meta", "admin", "platform"];
+const STATE_CHANGES: [&str; 3] = ["degraded", "paused", "recovered"];
+
+/// A destination's state change, as counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateChange {
+    /// Its grade fell below `ok`.
+    Degraded = 0,
+    /// It was paused.
+    Paused = 1,
+    /// It is healthy again (resumed, or its grade is back to `ok`).
+    Recovered = 2,
+}
 const KINDS: [&str; 3] = ["whatsapp", "unroutable", "partner"];
 const TARGETS: [&str; 3] = ["primary", "extra", "partner"];
 const OUTCOMES: [&str; 7] = [
@@ -102,8 +114,7 @@ pub struct Metrics {
     held_deliveries: AtomicI64,
     held_bytes: AtomicI64,
     leases_lost: AtomicU64,
-    destinations_paused: AtomicU64,
-    destinations_recovered: AtomicU64,
+    destination_changes: [AtomicU64; 3],
     latency_buckets: [AtomicU64; 13],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -147,14 +158,9 @@ impl Metrics {
         self.held_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    /// Counts a destination paused (`true`) or recovered (`false`) by this node.
-    pub fn destination_state_changed(&self, paused: bool) {
-        let counter = if paused {
-            &self.destinations_paused
-        } else {
-            &self.destinations_recovered
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+    /// Counts a destination's state change seen by this node.
+    pub fn destination_state_changed(&self, change: StateChange) {
+        self.destination_changes[change as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts deliveries whose lease this node lost (found at renewal or refused at settle):
@@ -245,12 +251,9 @@ impl Metrics {
             &mut out,
             "switchboard_destination_state_changes_total",
             "counter",
-            "Destinations this node paused (after continuous failure) or recovered (by a probe's 200).",
+            "Destination state changes this node made or saw: degraded (grade), paused, recovered.",
         );
-        for (change, counter) in [
-            ("paused", &self.destinations_paused),
-            ("recovered", &self.destinations_recovered),
-        ] {
+        for (change, counter) in STATE_CHANGES.iter().zip(&self.destination_changes) {
             let _ = writeln!(
                 out,
                 "switchboard_destination_state_changes_total{{change=\"{change}\"}} {}",

@@ -18,9 +18,10 @@ use super::extract::{AdminAuth, PathParam};
 use super::AppState;
 use crate::clock::now_ms;
 use crate::clock::rfc3339;
-use crate::delivery::{DestinationHealth, Grade, WindowFigures};
+use crate::delivery::{destination_changed, DestinationHealth, Grade, WindowFigures};
 use crate::domain::{redact_query, DestinationId};
 use crate::domain::{ChannelId, PartnerId, Target};
+use crate::metrics::StateChange;
 use crate::store::{ConfiguredRoute, DestinationPause, PauseReason, PendingGroup, RouteReason};
 
 /// Destinations per page unless `limit` says otherwise, and at most.
@@ -243,17 +244,23 @@ pub async fn pause_destination(
         .url;
     let pause = DestinationPause {
         id: wanted.clone(),
-        url,
+        url: url.clone(),
         reason: PauseReason::Manual,
         paused_at: now_ms(),
     };
-    let interval = state.config.probe_interval;
-    if state
-        .pauses
-        .pause(state.store.as_ref(), pause, interval)
-        .await?
-    {
+    let (store, interval) = (state.store.as_ref(), state.config.probe_interval);
+    if state.pauses.pause(store, pause, interval).await? {
         tracing::warn!(destination = %wanted, "destination paused by an operator");
+        let details = serde_json::json!({"reason": "manual"});
+        let destination = (&wanted, url.as_str());
+        destination_changed(
+            store,
+            &state.metrics,
+            destination,
+            StateChange::Paused,
+            details,
+        )
+        .await?;
     }
     let mut all = destinations(&state).await?;
     all.remove(wanted.as_str()).map(Json).ok_or_else(not_found)
@@ -282,12 +289,17 @@ pub async fn resume_destination(
     let resumed = state.pauses.resume(state.store.as_ref(), &wanted).await?;
     let mut all = destinations(&state).await?;
     let view = all.remove(wanted.as_str()).ok_or_else(not_found)?;
-    if resumed.is_none() {
+    let Some(pause) = resumed else {
         return Err(ApiError::Conflict(format!(
             "Destination {wanted} is not paused"
         )));
-    }
+    };
     tracing::warn!(destination = %wanted, "destination resumed by an operator");
+    let paused_s = (now_ms() - pause.paused_at) / 1000;
+    let details = serde_json::json!({"from": "paused", "paused_s": paused_s, "by": "operator"});
+    let (store, metrics) = (state.store.as_ref(), &state.metrics);
+    let destination = (&wanted, pause.url.as_str());
+    destination_changed(store, metrics, destination, StateChange::Recovered, details).await?;
     Ok(Json(view))
 }
 

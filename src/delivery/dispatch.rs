@@ -20,6 +20,7 @@ use super::backoff::RetryPolicy;
 use super::gate::{Admission, Gate, Gates};
 use super::health::Health;
 use super::lease::{self, Held};
+use super::lifecycle;
 use super::pause::{Paused, Pauses};
 use super::route::{self, Resolution};
 use crate::domain::{redact_query, AddressPolicy};
@@ -310,6 +311,17 @@ impl Engine {
         Ok(started)
     }
 
+    /// What the destination lifecycle needs of the engine.
+    fn lifecycle(&self) -> lifecycle::Lifecycle<'_> {
+        lifecycle::Lifecycle {
+            store: self.inner.store.as_ref(),
+            metrics: &self.inner.metrics,
+            pauses: &self.inner.pauses,
+            pause_after: self.inner.settings.pause_after,
+            probe_interval: self.inner.settings.probe_interval,
+        }
+    }
+
     /// The paused destinations, for the admin API to pause and resume.
     pub fn pauses(&self) -> Arc<Pauses> {
         Arc::clone(&self.inner.pauses)
@@ -433,12 +445,15 @@ impl Engine {
         let took = clock.elapsed();
         drop(slot);
         let delivered = matches!(result, AttemptResult::Answered { status: 200, .. });
-        let failing_since = self.inner.health.record(url, took, delivered, started_at);
+        let recorded = self.inner.health.record(url, took, delivered, started_at);
         self.wake_parked(&gate);
         if let Some(id) = destination {
-            let probing = paused.is_some();
-            self.lifecycle(id, url, probing, delivered, failing_since)
-                .await;
+            let seen = lifecycle::Attempted {
+                probing: paused.is_some(),
+                delivered,
+                recorded,
+            };
+            lifecycle::after_attempt(self.lifecycle(), (&id, url), seen).await;
         }
         let attempt = result.record(job.attempts + 1, url, started_at, took);
         self.finish(job, attempt, result, took, lost, paused.is_some())
@@ -599,62 +614,6 @@ impl Engine {
         let waits = Settlement::Deferred { at, behind };
         self.settle(job, None, waits, lost).await?;
         Ok(())
-    }
-
-    /// After an attempt: a probe's 200 resumes its paused destination; a failure after
-    /// nothing but failures for `pause_after` pauses it.
-    async fn lifecycle(
-        &self,
-        id: crate::domain::DestinationId,
-        url: &str,
-        probing: bool,
-        delivered: bool,
-        failing_since: Option<i64>,
-    ) {
-        let (store, metrics) = (self.inner.store.as_ref(), &self.inner.metrics);
-        let pauses = &self.inner.pauses;
-        if probing && delivered {
-            match pauses.resume(store, &id).await {
-                Ok(Some(pause)) => {
-                    let paused_s = (crate::clock::now_ms() - pause.paused_at) / 1000;
-                    tracing::warn!(destination = %id, url = %redact_query(url), paused_s, "destination recovered: a probe was answered 200");
-                    metrics.destination_state_changed(false);
-                }
-                Ok(None) => {}
-                Err(error) => tracing::warn!(%error, destination = %id, "cannot resume"),
-            }
-            return;
-        }
-        let (Some(after), Some(since), false, false) = (
-            self.inner.settings.pause_after,
-            failing_since,
-            probing,
-            delivered,
-        ) else {
-            return;
-        };
-        let now = crate::clock::now_ms();
-        if now - since < after.as_millis() as i64 {
-            return;
-        }
-        let pause = crate::store::DestinationPause {
-            id: id.clone(),
-            url: redact_query(url).into_owned(),
-            reason: crate::store::PauseReason::Failing,
-            paused_at: now,
-        };
-        match pauses
-            .pause(store, pause, self.inner.settings.probe_interval)
-            .await
-        {
-            Ok(true) => {
-                let failing_s = (now - since) / 1000;
-                tracing::warn!(destination = %id, url = %redact_query(url), failing_s, "destination paused: nothing but failures; probing it from now on");
-                metrics.destination_state_changed(true);
-            }
-            Ok(false) => {}
-            Err(error) => tracing::warn!(%error, destination = %id, "cannot pause"),
-        }
     }
 
     /// `store.settle`, tried again with backoff while it fails for a reason that may pass:

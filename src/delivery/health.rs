@@ -47,6 +47,18 @@ struct Track {
     minutes: VecDeque<Minute>,
     /// Since when every answer has been a failure (ms since the epoch); `None` after a 200.
     failing_since: Option<i64>,
+    /// The grade last computed, and when (ms since the epoch): regraded at most every second.
+    grade: Grade,
+    graded_at: i64,
+}
+
+/// What one recorded attempt changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// Since when the destination has answered nothing but failures (`None` after a 200).
+    pub failing_since: Option<i64>,
+    /// The grade, when it changed between `ok` and not `ok` with this attempt.
+    pub regraded: Option<Grade>,
 }
 
 /// What a window's attempts looked like.
@@ -70,9 +82,10 @@ pub struct WindowFigures {
 }
 
 /// How a receiver measures up to the provider's standards over the last 5 minutes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Grade {
     /// Meets them (or too few attempts to say otherwise).
+    #[default]
     Ok,
     /// Misses one: median over 250 ms, 1 % or more over 1 s, or 1 % or more not answered
     /// 200 (within the 5 s limit).
@@ -151,9 +164,11 @@ impl Health {
     /// Counts one attempt to `url` that took `took`, answered 200 or not, at `now_ms`;
     /// returns since when the destination has answered nothing but failures (`None` when
     /// this attempt, or one since the last failure streak began, was a 200).
-    pub fn record(&self, url: &str, took: Duration, delivered: bool, now_ms: i64) -> Option<i64> {
+    pub fn record(&self, url: &str, took: Duration, delivered: bool, now_ms: i64) -> Recorded {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let id = state.id_of(url)?;
+        let Some(id) = state.id_of(url) else {
+            return Recorded::default();
+        };
         let minute = minute_of(now_ms);
         let tracks = &mut state.tracks;
         if tracks.len() >= MAX_TRACKED && !tracks.contains_key(&id) {
@@ -163,6 +178,8 @@ impl Health {
             url: redact_query(url).into_owned(),
             minutes: VecDeque::new(),
             failing_since: None,
+            grade: Grade::Ok,
+            graded_at: now_ms,
         });
         track.failing_since = match (delivered, track.failing_since) {
             (true, _) => None,
@@ -183,7 +200,10 @@ impl Health {
             }
         }
         let Some(current) = track.minutes.back_mut() else {
-            return failing_since;
+            return Recorded {
+                failing_since,
+                regraded: None,
+            };
         };
         let ms = took.as_millis() as u64;
         current.attempts += 1;
@@ -191,7 +211,10 @@ impl Health {
         current.over_1s += u64::from(ms > 1000);
         let bucket = BOUNDS_MS.iter().position(|&bound| ms <= bound);
         current.latency[bucket.unwrap_or(BOUNDS_MS.len())] += 1;
-        failing_since
+        Recorded {
+            failing_since,
+            regraded: regrade(track, minute, now_ms),
+        }
     }
 
     /// The figures of one destination, if it was attempted in the last hour.
@@ -216,6 +239,20 @@ impl Health {
     }
 }
 
+/// Regrades `track` if its grade is over a second old; the new grade when it crossed
+/// between `ok` and not `ok` (degraded and failing are one side: a move between them is not
+/// a change an operator is told about).
+fn regrade(track: &mut Track, minute: u64, now_ms: i64) -> Option<Grade> {
+    if now_ms - track.graded_at < 1000 {
+        return None;
+    }
+    track.graded_at = now_ms;
+    let grade = grade(&window_of(track, minute, 5));
+    let crossed = (grade == Grade::Ok) != (track.grade == Grade::Ok);
+    track.grade = grade;
+    crossed.then_some(grade)
+}
+
 fn minute_of(now_ms: i64) -> u64 {
     (now_ms.max(0) as u64) / 60_000
 }
@@ -233,21 +270,23 @@ fn forget_idle(tracks: &mut HashMap<DestinationId, Track>, minute: u64) {
     }
 }
 
-fn figures(id: &DestinationId, track: &Track, minute: u64) -> Option<DestinationHealth> {
-    let window = |minutes: u64| {
-        let mut sum = Minute::default();
-        for m in track.minutes.iter().filter(|m| m.at + minutes > minute) {
-            sum.attempts += m.attempts;
-            sum.delivered += m.delivered;
-            sum.over_1s += m.over_1s;
-            for (total, count) in sum.latency.iter_mut().zip(m.latency) {
-                *total += count;
-            }
+/// The figures of the last `minutes` minutes of `track`.
+fn window_of(track: &Track, minute: u64, minutes: u64) -> WindowFigures {
+    let mut sum = Minute::default();
+    for m in track.minutes.iter().filter(|m| m.at + minutes > minute) {
+        sum.attempts += m.attempts;
+        sum.delivered += m.delivered;
+        sum.over_1s += m.over_1s;
+        for (total, count) in sum.latency.iter_mut().zip(m.latency) {
+            *total += count;
         }
-        summarize(&sum)
-    };
-    let five_minutes = window(5);
-    let hour = window(MINUTES);
+    }
+    summarize(&sum)
+}
+
+fn figures(id: &DestinationId, track: &Track, minute: u64) -> Option<DestinationHealth> {
+    let five_minutes = window_of(track, minute, 5);
+    let hour = window_of(track, minute, MINUTES);
     Some(DestinationHealth {
         id: id.clone(),
         url: track.url.clone(),

@@ -13,6 +13,8 @@ mod dns;
 mod gate;
 mod health;
 mod lease;
+mod lifecycle;
+mod notify;
 mod pause;
 mod route;
 
@@ -20,4 +22,5 @@ pub use attempt::{signature, AttemptResult, Attempter, ClientError};
 pub use backoff::RetryPolicy;
 pub use dispatch::{Engine, EngineSettings};
 pub use health::{DestinationHealth, Grade, Health, WindowFigures};
+pub use notify::destination_changed;
 pub use pause::Pauses;

@@ -19,6 +19,12 @@ impl PartnerEventType {
     pub const WABA_TEMPLATE_STATUS_CHANGED: &'static str = "waba_template_status_changed";
     /// The operator enabled template messaging on a channel.
     pub const TEMPLATE_MESSAGING_ENABLED: &'static str = "template_messaging_enabled";
+    /// A receiver of the partner's channels started missing the provider's standards.
+    pub const DESTINATION_DEGRADED: &'static str = "destination_degraded";
+    /// A receiver of the partner's channels was paused (nothing but failures, or by hand).
+    pub const DESTINATION_PAUSED: &'static str = "destination_paused";
+    /// A paused or degraded receiver of the partner's channels is healthy again.
+    pub const DESTINATION_RECOVERED: &'static str = "destination_recovered";
 
     /// Checks a type given by a client.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::delivery::Engine;
-use crate::domain::{EventId, EventKind, PartnerEvent, PartnerEventType, PartnerId, WabaId};
+use crate::domain::{EventId, EventKind, PartnerEventType, PartnerId, WabaId};
 use crate::metrics::{Metrics, Source};
 use crate::store::{memory_cost, DueDelivery, EventBody, NewEvent, SavedEvent, Store, StoreError};
 
@@ -185,19 +185,7 @@ pub fn typed_partner_event(
     data: Value,
     at: i64,
 ) -> NewEvent {
-    NewEvent {
-        kind: EventKind::Partner,
-        channel: None,
-        partner: Some(partner.clone()),
-        phone_number_id: None,
-        body: EventBody::Partner(PartnerEvent {
-            kind,
-            partner,
-            data,
-            created_at: at,
-        }),
-        received_at: at,
-    }
+    NewEvent::partner(partner, kind, data, at)
 }
 
 /// Failure of [`Ingest::meta_events`]: a bad body, or the store.

@@ -5,8 +5,8 @@ use bytes::Bytes;
 use super::LeaseToken;
 use crate::domain::{
     AttemptErrorKind, ChannelId, DeliveryId, DeliveryState, DestinationId, DestinationName,
-    EventId, EventKind, MultiWebhook, Partner, PartnerEvent, PartnerId, PhoneNumber, PhoneNumberId,
-    Route, Target, WabaId, Webhook, WebhookHeaders, WebhookUrl,
+    EventId, EventKind, MultiWebhook, Partner, PartnerEvent, PartnerEventType, PartnerId,
+    PhoneNumber, PhoneNumberId, Route, Target, WabaId, Webhook, WebhookHeaders, WebhookUrl,
 };
 
 /// A notification to store.
@@ -27,6 +27,29 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
+    /// A partner event of `kind` for `partner`, happened `at` (ms since the epoch): stored
+    /// with one delivery to the partner's webhook.
+    pub fn partner(
+        partner: PartnerId,
+        kind: PartnerEventType,
+        data: serde_json::Value,
+        at: i64,
+    ) -> Self {
+        Self {
+            kind: EventKind::Partner,
+            channel: None,
+            partner: Some(partner.clone()),
+            phone_number_id: None,
+            body: EventBody::Partner(PartnerEvent {
+                kind,
+                partner,
+                data,
+                created_at: at,
+            }),
+            received_at: at,
+        }
+    }
+
     /// The delivery the event gets when stored: primary for a WhatsApp event with a channel,
     /// partner for a partner event, none otherwise.
     pub fn first_target(&self) -> Option<Target> {
@@ -434,6 +457,8 @@ impl RouteReason {
 pub struct ConfiguredRoute {
     /// Where it sends them.
     pub url: String,
+    /// The partner it serves: the channel's (through its WABA), or the partner webhook's.
+    pub owner: Option<PartnerId>,
     /// The channel it serves (not for partner webhooks).
     pub channel: Option<ChannelId>,
     /// The partner it serves (partner webhooks only).
@@ -446,29 +471,33 @@ pub struct ConfiguredRoute {
 /// webhooks of each channel, its enabled multi webhook (decoded by the caller), and each
 /// partner's webhook.
 pub const CONFIGURED_ROUTES: &str = "
-    SELECT 'phone_number_webhook', c.id, NULL, c.webhook_url FROM channels c
-     WHERE c.webhook_url IS NOT NULL
+    SELECT 'phone_number_webhook', c.id, w.partner_id, c.webhook_url FROM channels c
+      JOIN wabas w ON w.id = c.waba_id WHERE c.webhook_url IS NOT NULL
     UNION ALL
-    SELECT 'waba_webhook', c.id, NULL, w.webhook_url FROM channels c
+    SELECT 'waba_webhook', c.id, w.partner_id, w.webhook_url FROM channels c
       JOIN wabas w ON w.id = c.waba_id WHERE w.webhook_url IS NOT NULL
     UNION ALL
-    SELECT 'multi_webhook', c.id, NULL, c.multi_webhook FROM channels c
-     WHERE c.multi_webhook LIKE '%\"enabled\":true%'
+    SELECT 'multi_webhook', c.id, w.partner_id, c.multi_webhook FROM channels c
+      JOIN wabas w ON w.id = c.waba_id WHERE c.multi_webhook LIKE '%\"enabled\":true%'
     UNION ALL
     SELECT 'partner_webhook', NULL, p.id, p.webhook_url FROM partners p
      WHERE p.webhook_url IS NOT NULL";
 
-/// The routes of one row of [`CONFIGURED_ROUTES`]: `(kind, channel, partner, value)`.
+/// The routes of one row of [`CONFIGURED_ROUTES`]: `(kind, channel, owner, value)`.
 pub fn configured_routes_of_row(
     kind: &str,
     channel: Option<String>,
     partner: Option<String>,
     value: String,
 ) -> Result<Vec<ConfiguredRoute>, super::StoreError> {
+    let owner = partner.map(PartnerId::from_raw);
     let route = |url: String, reason| ConfiguredRoute {
         url,
+        owner: owner.clone(),
         channel: channel.clone().map(ChannelId::from_raw),
-        partner: partner.clone().map(PartnerId::from_raw),
+        partner: owner
+            .clone()
+            .filter(|_| reason == RouteReason::PartnerWebhook),
         reason,
     };
     Ok(match kind {

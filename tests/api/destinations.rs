@@ -309,3 +309,83 @@ async fn continuous_failure_pauses_a_destination_and_a_probe_answered_200_recove
     assert_eq!(metric_sum(&metrics, changes, &[("change", "paused")]), 1);
     assert_eq!(metric_sum(&metrics, changes, &[("change", "recovered")]), 1);
 }
+
+#[tokio::test]
+async fn state_changes_are_partner_events_for_the_partners_whose_channels_route_there() {
+    let app = spawn_app_with(|config| {
+        fast_delivery(config);
+        config.pause_after = Some(Duration::from_millis(500));
+        config.probe_interval = Duration::from_millis(300);
+    })
+    .await;
+    let partner = app.create_partner("Ops").await;
+    let partner_id = partner["id"].as_str().unwrap();
+    let partner_receiver = TestReceiver::start().await;
+    let response = app
+        .client
+        .post(app.url(&format!("/api/v2/partners/{partner_id}/webhook_url")))
+        .header("X-API-Key", partner["api_key"].as_str().unwrap())
+        .json(&json!({"webhook_url": partner_receiver.url}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let waba = app.create_waba(partner_id, None).await;
+    let channel = app
+        .create_channel(waba, &crate::helpers::unique_phone_number())
+        .await;
+    let (channel_id, key) = (
+        channel["id"].as_str().unwrap(),
+        channel["api_key"].as_str().unwrap(),
+    );
+    let receiver = TestReceiver::with_default(Behavior::Status(500)).await;
+    app.set_webhook(key, &receiver.url, json!({})).await;
+    app.post_event(channel_id, message("wamid.ops")).await;
+
+    let event_of = |kind: &'static str| {
+        let partner_receiver = partner_receiver.clone();
+        async move {
+            let all = partner_receiver
+                .wait_until(|r| r.iter().any(|r| r.json()["type"] == kind))
+                .await;
+            all.into_iter()
+                .map(|r| r.json())
+                .find(|e| e["type"] == kind)
+                .unwrap()
+        }
+    };
+    let paused = event_of("destination_paused").await;
+    let id = DestinationId::of(&receiver.url).unwrap();
+    assert_eq!(paused["partner_id"], partner_id);
+    assert_eq!(
+        paused["data"]["destination"]["id"],
+        id.as_str(),
+        "{paused:#}"
+    );
+    assert_eq!(paused["data"]["channels"], json!([channel_id]));
+    assert_eq!(paused["data"]["reason"], "failing");
+
+    receiver.set_default(Behavior::Status(200));
+    let recovered = event_of("destination_recovered").await;
+    assert_eq!(recovered["data"]["from"], "paused", "{recovered:#}");
+    assert_eq!(recovered["data"]["destination"]["id"], id.as_str());
+
+    // A slow receiver misses the standards: degraded (graded at most once a second).
+    let slow = TestReceiver::with_default(Behavior::Delay(Duration::from_millis(300), 200)).await;
+    app.set_webhook(key, &slow.url, json!({})).await;
+    for n in 0..22 {
+        app.post_event(channel_id, message(&format!("wamid.slow{n}")))
+            .await;
+    }
+    slow.wait_for(22).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app.post_event(channel_id, message("wamid.slow-last")).await;
+    let degraded = event_of("destination_degraded").await;
+    let slow_id = DestinationId::of(&slow.url).unwrap();
+    assert_eq!(
+        degraded["data"]["destination"]["id"],
+        slow_id.as_str(),
+        "{degraded:#}"
+    );
+    assert_eq!(degraded["data"]["grade"], "degraded");
+}

@@ -437,14 +437,40 @@ fn view(
 /// Reads one figure of a window, for a metrics family.
 type WindowValue = fn(&WindowFigures) -> f64;
 
-/// The per-destination series of `/metrics`: labelled by destination id (bounded, and no
-/// URL in the label), for each window, plus a 0/1 series per grade.
-pub(super) fn render_metrics(out: &mut String, all: &[DestinationHealth]) {
+/// The per-destination series of `/metrics`: the backlog and pause state of every
+/// destination, and for those attempted lately, their figures per window and a 0/1 series
+/// per grade; labelled by destination id (bounded, and no URL in the label).
+pub(super) async fn render_metrics(out: &mut String, state: &AppState) -> Result<(), ApiError> {
+    use std::fmt::Write as _;
+    let views = destinations(state).await?;
+    for (name, help, value) in [
+        (
+            "switchboard_destination_backlog",
+            "Deliveries waiting for the destination (pending, routed to it).",
+            (|v: &DestinationView| v.backlog) as fn(&DestinationView) -> u64,
+        ),
+        (
+            "switchboard_destination_paused",
+            "1 while the destination is paused.",
+            |v: &DestinationView| u64::from(v.state == "paused"),
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for view in views.values() {
+            let _ = writeln!(out, "{name}{{destination=\"{}\"}} {}", view.id, value(view));
+        }
+    }
+    let all = state.health.all(now_ms());
+    render_health(out, &all);
+    Ok(())
+}
+
+fn render_health(out: &mut String, all: &[DestinationHealth]) {
     use std::fmt::Write as _;
     if all.is_empty() {
         return;
     }
-    let families: [(&str, &str, WindowValue); 4] = [
+    let families: [(&str, &str, WindowValue); 6] = [
         (
             "switchboard_destination_attempts",
             "Attempts to the destination in the window.",
@@ -464,6 +490,16 @@ pub(super) fn render_metrics(out: &mut String, all: &[DestinationHealth]) {
             "switchboard_destination_latency_p50_seconds",
             "Median attempt latency in the window (histogram bucket bound).",
             |w| w.p50_ms.unwrap_or(0) as f64 / 1000.0,
+        ),
+        (
+            "switchboard_destination_latency_p90_seconds",
+            "90th percentile of attempt latency in the window (histogram bucket bound).",
+            |w| w.p90_ms.unwrap_or(0) as f64 / 1000.0,
+        ),
+        (
+            "switchboard_destination_latency_p99_seconds",
+            "99th percentile of attempt latency in the window (histogram bucket bound).",
+            |w| w.p99_ms.unwrap_or(0) as f64 / 1000.0,
         ),
     ];
     for (name, help, value) in families {

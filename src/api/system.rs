@@ -47,8 +47,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         state.store.write_stats(),
         state.store.config_listener_up(),
     );
-    let health = state.health.all(crate::clock::now_ms());
-    super::destinations::render_metrics(&mut text, &health);
+    super::destinations::render_metrics(&mut text, &state).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }
 

@@ -193,6 +193,18 @@ async fn a_failing_receiver_shows_its_backlog_and_is_graded_failing() {
     assert_eq!(view["backlog"], 3, "{view:#}");
     assert!(view["oldest_waiting_s"].as_i64().unwrap() >= 0);
     assert!(view["next_attempt_at"].is_string(), "{view:#}");
+    let metrics = app.metrics().await;
+    let id = DestinationId::of(&receiver.url).unwrap().to_string();
+    let labels = [("destination", id.as_str())];
+    assert_eq!(
+        metric_sum(&metrics, "switchboard_destination_backlog", &labels),
+        3
+    );
+    let failing = [("destination", id.as_str()), ("grade", "failing")];
+    assert_eq!(
+        metric_sum(&metrics, "switchboard_destination_grade", &failing),
+        1
+    );
 }
 
 async fn post_admin(app: &TestApp, path: &str) -> (StatusCode, Value) {
@@ -253,6 +265,12 @@ async fn a_paused_destination_gets_nothing_until_resumed_even_across_a_restart()
     assert!(
         receiver.received().is_empty(),
         "nothing is attempted while paused"
+    );
+    let labels = [("destination", id.as_str())];
+    let metrics = app.metrics().await;
+    assert_eq!(
+        metric_sum(&metrics, "switchboard_destination_paused", &labels),
+        1
     );
 
     let (status, view) = post_admin(&app, &format!("/admin/destinations/{id}/resume")).await;

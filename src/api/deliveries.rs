@@ -173,17 +173,21 @@ pub(super) fn parse_page(
                 .map_err(|_| ApiError::BadRequest(format!("Invalid after {raw:?}: expected an id")))
         })
         .transpose()?;
-    let limit = match query.get("limit") {
-        None => PAGE,
+    Ok((after, parse_limit(query)?))
+}
+
+/// The `limit` of a paged list: 1 to 1000, 100 when absent.
+pub(super) fn parse_limit(query: &HashMap<String, String>) -> Result<usize, ApiError> {
+    match query.get("limit") {
+        None => Ok(PAGE),
         Some(raw) => raw
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=MAX_PAGE).contains(n))
             .ok_or_else(|| {
                 ApiError::BadRequest(format!("Invalid limit {raw:?}: expected 1 to {MAX_PAGE}"))
-            })?,
-    };
-    Ok((after, limit))
+            }),
+    }
 }
 
 /// Body of POST /admin/deliveries/retry: which deliveries to replay.

@@ -24,10 +24,6 @@ use crate::domain::{ChannelId, PartnerId, Target};
 use crate::metrics::StateChange;
 use crate::store::{ConfiguredRoute, DestinationPause, PauseReason, PendingGroup, RouteReason};
 
-/// Destinations per page unless `limit` says otherwise, and at most.
-const PAGE: usize = 100;
-const MAX_PAGE: usize = 1000;
-
 /// Latency percentiles of a window, in ms (bucket upper bounds).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LatencyView {
@@ -171,16 +167,7 @@ pub async fn list_destinations(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<DestinationPage>, ApiError> {
     let after = query.get("after").cloned().unwrap_or_default();
-    let limit = match query.get("limit") {
-        None => PAGE,
-        Some(raw) => raw
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!("Invalid limit {raw:?}: expected 1 to {MAX_PAGE}"))
-            })?,
-    };
+    let limit = super::deliveries::parse_limit(&query)?;
     let all = destinations(&state).await?;
     let destinations: Vec<DestinationView> = all
         .into_values()
@@ -212,10 +199,19 @@ pub async fn get_destination(
     _: AdminAuth,
     id: PathParam,
 ) -> Result<Json<DestinationView>, ApiError> {
-    let not_found = || ApiError::NotFound(format!("Destination {} not found", id.0));
-    let wanted = DestinationId::parse(&id.0).ok_or_else(not_found)?;
-    let mut all = destinations(&state).await?;
-    all.remove(wanted.as_str()).map(Json).ok_or_else(not_found)
+    Ok(Json(one(&state, &id.0).await?.1))
+}
+
+/// The destination a path names, and its view; 404 for an id that is malformed or names
+/// a destination neither configured, attempted lately, nor paused.
+async fn one(state: &AppState, raw: &str) -> Result<(DestinationId, DestinationView), ApiError> {
+    let not_found = || ApiError::NotFound(format!("Destination {raw} not found"));
+    let id = DestinationId::parse(raw).ok_or_else(not_found)?;
+    let view = destinations(state)
+        .await?
+        .remove(id.as_str())
+        .ok_or_else(not_found)?;
+    Ok((id, view))
 }
 
 /// Pause a destination by hand: no attempts but one probe every `--probe-interval-s`,
@@ -235,13 +231,8 @@ pub async fn pause_destination(
     _: AdminAuth,
     id: PathParam,
 ) -> Result<Json<DestinationView>, ApiError> {
-    let not_found = || ApiError::NotFound(format!("Destination {} not found", id.0));
-    let wanted = DestinationId::parse(&id.0).ok_or_else(not_found)?;
-    let url = destinations(&state)
-        .await?
-        .remove(wanted.as_str())
-        .ok_or_else(not_found)?
-        .url;
+    let (wanted, view) = one(&state, &id.0).await?;
+    let url = view.url;
     let pause = DestinationPause {
         id: wanted.clone(),
         url: url.clone(),
@@ -262,8 +253,7 @@ pub async fn pause_destination(
         )
         .await?;
     }
-    let mut all = destinations(&state).await?;
-    all.remove(wanted.as_str()).map(Json).ok_or_else(not_found)
+    Ok(Json(one(&state, wanted.as_str()).await?.1))
 }
 
 /// Resume a paused destination: its waiting deliveries drain at once, under the usual
@@ -284,11 +274,8 @@ pub async fn resume_destination(
     _: AdminAuth,
     id: PathParam,
 ) -> Result<Json<DestinationView>, ApiError> {
-    let not_found = || ApiError::NotFound(format!("Destination {} not found", id.0));
-    let wanted = DestinationId::parse(&id.0).ok_or_else(not_found)?;
+    let (wanted, _) = one(&state, &id.0).await?;
     let resumed = state.pauses.resume(state.store.as_ref(), &wanted).await?;
-    let mut all = destinations(&state).await?;
-    let view = all.remove(wanted.as_str()).ok_or_else(not_found)?;
     let Some(pause) = resumed else {
         return Err(ApiError::Conflict(format!(
             "Destination {wanted} is not paused"
@@ -300,7 +287,7 @@ pub async fn resume_destination(
     let (store, metrics) = (state.store.as_ref(), &state.metrics);
     let destination = (&wanted, pause.url.as_str());
     destination_changed(store, metrics, destination, StateChange::Recovered, details).await?;
-    Ok(Json(view))
+    Ok(Json(one(&state, wanted.as_str()).await?.1))
 }
 
 /// Every destination by id: the configured routes grouped by destination, joined with the

@@ -197,8 +197,33 @@ fn check_nesting(bytes: &[u8]) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Parses a body with serde; the error names the field it is about (`headers: invalid
+/// type: null, expected a map …`), after the provider's "Invalid json: " prefix.
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("Invalid json: {e}")))
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        match path.as_str() {
+            "." => ApiError::BadRequest(format!("Invalid json: {inner}")),
+            _ => ApiError::BadRequest(format!("Invalid json: {path}: {inner}")),
+        }
+    })?;
+    deserializer
+        .end()
+        .map_err(|e| ApiError::BadRequest(format!("Invalid json: {e}")))?;
+    Ok(value)
+}
+
+/// For an optional field whose schema has a type: absent is `None` (with
+/// `#[serde(default)]`), but `null` is refused like any other value of the wrong type, as
+/// the provider's schemas say.
+pub fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 /// One path segment as text; a segment that is not UTF-8 is a 400, not a plain-text error.

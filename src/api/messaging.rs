@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody, MessageBody};
-use super::extract::{ChannelAuth, JsonBody};
+use super::extract::{present, ChannelAuth, JsonBody};
 use super::AppState;
 use crate::domain::{redact_query, UrlPolicy, WabaWebhook, Webhook, WebhookHeaders, WebhookUrl};
 
@@ -48,7 +48,7 @@ pub struct SetWebhookRequest {
     /// https:// URL without `_` in the host and without a port; `""` removes the webhook.
     url: String,
     /// Headers to send with every delivery, e.g. `Authorization`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     headers: Option<BTreeMap<String, String>>,
 }
 
@@ -132,11 +132,11 @@ pub struct SetWabaWebhookRequest {
     /// https:// URL without `_` in the host and without a port; `""` removes the webhook.
     url: String,
     /// Headers to send with every delivery.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     headers: Option<BTreeMap<String, String>>,
     /// `true`: serve every number of the WABA, removing their phone-number webhooks;
     /// `false` (default): serve only numbers without a phone-number webhook.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     override_all: Option<bool>,
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody, MessageBody};
-use super::extract::{ChannelAuth, JsonBody, PathParam};
+use super::extract::{present, ChannelAuth, JsonBody, PathParam};
 use super::messaging::OPERATION_STARTED;
 use super::AppState;
 use crate::domain::{
@@ -26,7 +26,7 @@ pub struct DestinationBody {
     /// https:// URL without `_` in the host and without a port.
     url: String,
     /// Headers sent with each clone.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     headers: Option<BTreeMap<String, String>>,
 }
 
@@ -70,7 +70,7 @@ pub struct EnableMultiWebhookRequest {
     /// `true` enables (optionally with initial destinations), `false` disables.
     enabled: bool,
     /// Destinations to add while enabling.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     destinations: Option<Vec<DestinationBody>>,
 }
 
@@ -87,10 +87,10 @@ pub struct UpdateDestinationRequest {
     /// Name of the existing destination (exact, case-sensitive).
     name: String,
     /// New URL, if it changes.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     url: Option<String>,
     /// New headers (replacing the old ones), if they change.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     headers: Option<BTreeMap<String, String>>,
 }
 

@@ -237,3 +237,66 @@ async fn bodies_nested_deeper_than_128_levels_are_refused_everywhere() {
     let answer = status_and_json(response).await;
     assert_eq!(answer.0, StatusCode::BAD_REQUEST, "{answer:?}");
 }
+
+#[tokio::test]
+async fn null_where_the_schema_has_a_type_is_a_400_naming_the_field_and_changes_nothing() {
+    let app = spawn_app().await;
+    let key = app.provision().await.api_key;
+    let cases = [
+        (
+            Method::POST,
+            "/v1/configs/webhook",
+            json!({"url": "https://a.example.com", "headers": null}),
+            "headers",
+        ),
+        (
+            Method::POST,
+            "/waba_webhook",
+            json!({"url": "https://a.example.com", "headers": null}),
+            "headers",
+        ),
+        (
+            Method::POST,
+            "/waba_webhook",
+            json!({"url": "https://a.example.com", "override_all": null}),
+            "override_all",
+        ),
+        (
+            Method::POST,
+            "/multi_webhook",
+            json!({"enabled": true, "destinations": null}),
+            "destinations",
+        ),
+        (
+            Method::POST,
+            "/multi_webhook",
+            json!({"enabled": true, "destinations": [
+            {"name": "crm", "url": "https://crm.example.com", "headers": null}]}),
+            "destinations[0].headers",
+        ),
+    ];
+    for (method, path, body, field) in cases {
+        let answer = app.send(method.clone(), path, &key, body.clone()).await;
+        assert_bad_request(&answer, &["Invalid json", field, "null"]);
+    }
+    // Nothing was set by any of them.
+    let (_, webhook) = app.get("/v1/configs/webhook", &key).await;
+    assert_eq!(webhook["url"], "", "{webhook}");
+    let (_, waba) = app.get("/waba_webhook", &key).await;
+    assert_ne!(waba["url"], "https://a.example.com", "{waba}");
+    // PATCH of an existing destination: null url or headers are refused too.
+    let multi = json!({"enabled": true, "destinations": [{"name": "crm", "url": "https://crm.example.com"}]});
+    assert_eq!(
+        app.send(Method::POST, "/multi_webhook", &key, multi)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    for (body, field) in [
+        (json!({"name": "crm", "url": null}), "url"),
+        (json!({"name": "crm", "headers": null}), "headers"),
+    ] {
+        let answer = app.send(Method::PATCH, "/multi_webhook", &key, body).await;
+        assert_bad_request(&answer, &["Invalid json", field, "null"]);
+    }
+}

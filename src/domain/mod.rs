@@ -10,6 +10,7 @@ mod delivery;
 mod destination;
 mod headers;
 mod ids;
+mod json_text;
 mod keys;
 mod multi_webhook;
 mod partner_event;
@@ -23,6 +24,7 @@ pub use delivery::{
 pub use destination::DestinationId;
 pub use headers::{HeaderError, WebhookHeaders};
 pub use ids::{ChannelId, PartnerId, PhoneNumber, PhoneNumberId, WabaId};
+pub use json_text::ascii_escaped;
 pub use keys::{hex, random_alphanumeric, ApiKey, KeyHash};
 pub use multi_webhook::{
     Destination, DestinationName, MultiWebhook, MultiWebhookChange, MultiWebhookError,

@@ -75,13 +75,27 @@ impl PartnerEvent {
             "created_at": crate::clock::rfc3339(self.created_at),
             "data": self.data,
         });
-        Bytes::from(body.to_string())
+        Bytes::from(super::ascii_escaped(&body.to_string()).into_owned())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renders_in_the_escaped_unicode_form() {
+        let event = PartnerEvent {
+            kind: PartnerEventType::builtin(PartnerEventType::CHANNEL_CREATED),
+            partner: PartnerId::from_raw("p1"),
+            data: json!({"name": "Café 😀"}),
+            created_at: 0,
+        };
+        let body = event.render(EventId(1));
+        assert!(body.is_ascii());
+        let parsed: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(parsed["data"]["name"], "Café 😀");
+    }
 
     #[test]
     fn renders_the_documented_body() {

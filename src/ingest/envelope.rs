@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::{invalid, IngestError};
+use crate::domain::ascii_escaped;
 use crate::store::ChannelRef;
 
 /// One part of a Meta notification, as split by [`split_envelope`].
@@ -19,6 +20,9 @@ pub enum Part {
         phone_number_id: String,
         /// The envelope with only this number's changes.
         envelope: Value,
+        /// The notification's own bytes, when it holds this number's changes only: relayed
+        /// byte for byte, as Meta signed them.
+        whole: bool,
     },
     /// One `message_template_status_update` change, for the WABA's partner.
     TemplateStatus {
@@ -76,9 +80,10 @@ pub fn split_envelope(body: &[u8]) -> Result<Vec<Part>, IngestError> {
                     groups.len() - 1
                 }
             };
-            push_change(&mut groups[index].1, &entry_id, change.clone());
+            push_change(&mut groups[index].1, entry, &entry_id, change.clone());
         }
     }
+    let whole = groups.len() == 1 && templates.is_empty();
     let mut parts: Vec<Part> = groups
         .into_iter()
         .map(|(number, entry)| {
@@ -87,6 +92,7 @@ pub fn split_envelope(body: &[u8]) -> Result<Vec<Part>, IngestError> {
                 Some(phone_number_id) => Part::Number {
                     phone_number_id,
                     envelope,
+                    whole,
                 },
                 None => Part::Unknown { envelope },
             }
@@ -96,8 +102,9 @@ pub fn split_envelope(body: &[u8]) -> Result<Vec<Part>, IngestError> {
     Ok(parts)
 }
 
-/// Appends `change` to the last entry if it has the same id, else starts a new entry.
-fn push_change(entries: &mut Vec<Value>, entry_id: &Value, change: Value) {
+/// Appends `change` to the last entry if it has the same id, else starts a new entry that
+/// keeps every field of Meta's `entry` (`id`, `time`, …) but its other numbers' changes.
+fn push_change(entries: &mut Vec<Value>, entry: &Value, entry_id: &Value, change: Value) {
     if let Some(last) = entries.last_mut() {
         if last.get("id") == Some(entry_id) {
             if let Some(changes) = last.get_mut("changes").and_then(Value::as_array_mut) {
@@ -106,7 +113,14 @@ fn push_change(entries: &mut Vec<Value>, entry_id: &Value, change: Value) {
             }
         }
     }
-    entries.push(json!({ "id": entry_id, "changes": [change] }));
+    let mut copy = entry.clone();
+    match copy.as_object_mut() {
+        Some(fields) => {
+            fields.insert("changes".to_owned(), json!([change]));
+        }
+        None => copy = json!({ "id": entry_id, "changes": [change] }),
+    }
+    entries.push(copy);
 }
 
 /// The payload of an admin event for `channel`: a whole envelope is kept as sent; a value
@@ -152,7 +166,8 @@ pub fn admin_payload(channel: &ChannelRef, body: &[u8]) -> Result<Bytes, IngestE
         channel.waba_id,
         added.join(",")
     );
-    Ok(Bytes::from(envelope))
+    // Built here: in Meta's escaped-unicode form (see `ascii_escaped`).
+    Ok(Bytes::from(ascii_escaped(&envelope).into_owned()))
 }
 
 #[cfg(test)]
@@ -169,7 +184,7 @@ mod tests {
     #[test]
     fn splits_changes_per_phone_number_id_keeping_order() {
         let body = json!({"object": "whatsapp_business_account", "entry": [
-            {"id": "W1", "changes": [change("111", "a"), change("222", "b"), change("111", "c")]},
+            {"id": "W1", "time": 1700000000, "changes": [change("111", "a"), change("222", "b"), change("111", "c")]},
             {"id": "W2", "changes": [change("333", "d")]},
         ]});
         let parts = split_envelope(body.to_string().as_bytes()).unwrap();
@@ -180,13 +195,22 @@ mod tests {
             Part::Number {
                 phone_number_id: "111".into(),
                 envelope: json!({"object": "whatsapp_business_account",
-                   "entry": [{"id": "W1", "changes": [change("111", "a"), change("111", "c")]}]})
+                   "entry": [{"id": "W1", "time": 1700000000,
+                              "changes": [change("111", "a"), change("111", "c")]}]}),
+                whole: false,
             }
         );
         let Part::Number { envelope, .. } = &parts[2] else {
             panic!()
         };
         assert_eq!(envelope["entry"][0]["id"], "W2");
+        let one = json!({"object": "whatsapp_business_account",
+                         "entry": [{"id": "W1", "changes": [change("111", "a")]}]});
+        let parts = split_envelope(one.to_string().as_bytes()).unwrap();
+        assert!(
+            matches!(parts[0], Part::Number { whole: true, .. }),
+            "one number: relayed whole"
+        );
     }
 
     #[test]

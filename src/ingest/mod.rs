@@ -113,6 +113,7 @@ impl Ingest {
                 Part::Number {
                     phone_number_id,
                     envelope,
+                    whole,
                 } => match self
                     .store
                     .channel_by_phone_number_id(&phone_number_id)
@@ -123,7 +124,11 @@ impl Ingest {
                         channel: Some(channel.id),
                         partner: None,
                         phone_number_id: Some(phone_number_id),
-                        body: EventBody::Bytes(Bytes::from(envelope.to_string())),
+                        body: EventBody::Bytes(if whole {
+                            Bytes::copy_from_slice(body)
+                        } else {
+                            built_body(&envelope)
+                        }),
                         received_at,
                     },
                     None => unroutable(Some(phone_number_id), &envelope, received_at),
@@ -168,9 +173,14 @@ fn unroutable(phone_number_id: Option<String>, envelope: &Value, received_at: i6
         channel: None,
         partner: None,
         phone_number_id,
-        body: EventBody::Bytes(Bytes::from(envelope.to_string())),
+        body: EventBody::Bytes(built_body(envelope)),
         received_at,
     }
+}
+
+/// The bytes of an envelope Switchboard built, in Meta's escaped-unicode form.
+fn built_body(envelope: &Value) -> Bytes {
+    Bytes::from(crate::domain::ascii_escaped(&envelope.to_string()).into_owned())
 }
 
 /// A partner event of a built-in `kind` (or one given through the admin API).

@@ -226,3 +226,125 @@ async fn malformed_notifications_are_400() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
     }
 }
+
+/// A channel's signing secret, issued by the admin API.
+async fn signing_secret(app: &TestApp, channel_id: &str) -> String {
+    let response = app
+        .admin(
+            reqwest::Method::POST,
+            &format!("/admin/channels/{channel_id}/signing_secret"),
+        )
+        .send()
+        .await
+        .unwrap();
+    response.json::<Value>().await.unwrap()["signing_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Checks a delivery the way both kinds of receiver library do: the HMAC over the raw
+/// bytes (pywa, Meta's SDK), and over the escaped-unicode form (whatsapp-api-js).
+fn verify_like_every_library(received: &crate::receiver::Received, secret: &str) {
+    let header = received.header_values("x-hub-signature-256");
+    assert_eq!(header.len(), 1);
+    assert_eq!(
+        header[0],
+        signature(secret, &received.body),
+        "HMAC over the raw bytes"
+    );
+    let text = std::str::from_utf8(&received.body).unwrap();
+    let escaped = switchboard::domain::ascii_escaped(text);
+    assert_eq!(
+        header[0],
+        signature(secret, escaped.as_bytes()),
+        "HMAC over the escaped form"
+    );
+}
+
+const UNICODE: &str = "café, 中文, emoji 😀";
+
+#[tokio::test]
+async fn signed_deliveries_verify_in_every_receiver_library_whatever_the_characters() {
+    let app = spawn_app_with(meta).await;
+    let first = app.provision().await;
+    let second = app
+        .create_channel(first.waba_id, &unique_phone_number())
+        .await;
+    let second_channel = second["id"].as_str().unwrap();
+    let (first_receiver, second_receiver) =
+        (TestReceiver::start().await, TestReceiver::start().await);
+    app.set_webhook(&first.api_key, &first_receiver.url, json!({}))
+        .await;
+    let second_key = second["api_key"].as_str().unwrap();
+    app.set_webhook(second_key, &second_receiver.url, json!({}))
+        .await;
+    let first_secret = signing_secret(&app, &first.channel_id).await;
+    let second_secret = signing_secret(&app, second_channel).await;
+    let first_id = app.admin_channel(&first.channel_id).await["phone_number_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let second_id = second["phone_number_id"].as_str().unwrap().to_owned();
+    let with_text = |number: &str, id: &str| {
+        let mut change = change(number, id);
+        change["value"]["messages"][0]["text"]["body"] = json!(UNICODE);
+        change
+    };
+
+    // One number: Meta's bytes (escaped, as Meta sends them, with its own spacing) relayed
+    // as they are.
+    let waba = first.waba_id.to_string();
+    let envelope = json!({"object": "whatsapp_business_account",
+                          "entry": [{"id": waba, "time": 1700000000, "changes": [with_text(&first_id, "wamid.u1")]}]});
+    let meta_bytes =
+        switchboard::domain::ascii_escaped(&serde_json::to_string_pretty(&envelope).unwrap())
+            .into_owned();
+    let signed = Some(signature(APP_SECRET, meta_bytes.as_bytes()));
+    assert_eq!(
+        post_signed(&app, &meta_bytes, signed).await.0,
+        StatusCode::OK
+    );
+    let got = first_receiver.wait_for(1).await.remove(0);
+    assert_eq!(got.body, meta_bytes.as_bytes(), "byte for byte");
+    verify_like_every_library(&got, &first_secret);
+
+    // Two numbers in one POST (raw UTF-8 this time): each part is built, ASCII-only,
+    // keeps every field of its entry, and is the same JSON value.
+    let body = json!({"object": "whatsapp_business_account", "entry": [
+        {"id": waba, "time": 1700000001, "changes": [with_text(&first_id, "wamid.u2"), with_text(&second_id, "wamid.u3")]},
+    ]})
+    .to_string();
+    let signed = Some(signature(APP_SECRET, body.as_bytes()));
+    assert_eq!(post_signed(&app, &body, signed).await.0, StatusCode::OK);
+    let got = first_receiver.wait_for(2).await.remove(1);
+    assert!(
+        got.body.is_ascii(),
+        "{}",
+        String::from_utf8_lossy(&got.body)
+    );
+    verify_like_every_library(&got, &first_secret);
+    let expected = json!({"object": "whatsapp_business_account", "entry": [
+        {"id": waba, "time": 1700000001, "changes": [with_text(&first_id, "wamid.u2")]},
+    ]});
+    assert_eq!(got.json(), expected);
+    let other = second_receiver.wait_for(1).await.remove(0);
+    assert!(other.body.is_ascii());
+    verify_like_every_library(&other, &second_secret);
+    assert_eq!(
+        other.json()["entry"][0]["changes"][0]["value"]["messages"][0]["text"]["body"],
+        UNICODE
+    );
+
+    // A wrapped admin value is built too: ASCII-only, signed over those bytes.
+    let value =
+        json!({"messages": [{"id": "wamid.u4", "type": "text", "text": {"body": UNICODE}}]});
+    app.post_event(&first.channel_id, value).await;
+    let got = first_receiver.wait_for(3).await.remove(2);
+    assert!(got.body.is_ascii());
+    verify_like_every_library(&got, &first_secret);
+    assert_eq!(
+        got.json()["entry"][0]["changes"][0]["value"]["messages"][0]["text"]["body"],
+        UNICODE
+    );
+}

@@ -441,6 +441,11 @@ pub(super) async fn render_metrics(out: &mut String, state: &AppState) -> Result
             "1 while the destination is paused.",
             |v: &DestinationView| u64::from(v.state == "paused"),
         ),
+        (
+            "switchboard_destination_oldest_waiting_seconds",
+            "How long the oldest delivery waiting for the destination has waited (0: none).",
+            |v: &DestinationView| v.oldest_waiting_s.unwrap_or(0).max(0) as u64,
+        ),
     ] {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
         for view in views.values() {

@@ -10,24 +10,27 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+mod memory;
+mod waiting;
+
+use memory::MemoryShare;
+
 use super::attempt::{AttemptResult, Attempter, ClientError};
 use super::backoff::RetryPolicy;
-use super::gate::{Admission, Gate, Gates};
+use super::gate::{Admission, Gates};
 use super::health::Health;
 use super::lease::{self, Held};
 use super::lifecycle;
-use super::pause::{Paused, Pauses};
+use super::pause::Pauses;
 use super::route::{self, Resolution};
 use crate::domain::{redact_query, AddressPolicy};
 use crate::metrics::{AttemptOutcome, FinalState, Metrics};
-use crate::store::{
-    AttemptRecord, CreatedDelivery, DueDelivery, Outcome, Settled, Settlement, Store, StoreError,
-};
+use crate::store::{AttemptRecord, CreatedDelivery, DueDelivery, Settlement, Store, StoreError};
 
 /// Tuning of the engine; the defaults suit one node.
 #[derive(Debug, Clone)]
@@ -110,46 +113,6 @@ struct Inner {
     pauses: Arc<Pauses>,
 }
 
-/// Memory reserved for deliveries about to be handed over: a count and bytes, split per
-/// delivery as each is handed over.
-pub struct Reservation {
-    count: OwnedSemaphorePermit,
-    bytes: Option<OwnedSemaphorePermit>,
-}
-
-/// What one delivery held in memory owns of the engine's limits, counted in the metrics
-/// while it lives; dropped when the delivery leaves memory.
-struct MemoryShare {
-    _count: OwnedSemaphorePermit,
-    bytes: Option<OwnedSemaphorePermit>,
-    metrics: Arc<Metrics>,
-}
-
-impl MemoryShare {
-    fn new(
-        count: OwnedSemaphorePermit,
-        bytes: Option<OwnedSemaphorePermit>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        metrics.held_in_memory(1, Self::size(&bytes));
-        Self {
-            _count: count,
-            bytes,
-            metrics,
-        }
-    }
-
-    fn size(bytes: &Option<OwnedSemaphorePermit>) -> i64 {
-        bytes.as_ref().map_or(0, |p| p.num_permits() as i64)
-    }
-}
-
-impl Drop for MemoryShare {
-    fn drop(&mut self) {
-        self.metrics.held_in_memory(-1, -Self::size(&self.bytes));
-    }
-}
-
 impl Engine {
     /// Starts the engine and its poller; it stops when `shutdown` is cancelled.
     pub fn start(
@@ -194,92 +157,9 @@ impl Engine {
         Ok(engine)
     }
 
-    /// Reserves memory for `count` fresh deliveries of `bytes` in all (their
-    /// [`crate::store::memory_cost`]), if there is room for both.
-    pub fn reserve(&self, count: usize, bytes: usize) -> Option<Reservation> {
-        let count = u32::try_from(count).ok()?;
-        let bytes = u32::try_from(bytes).ok()?;
-        if count == 0 || self.inner.shutdown.is_cancelled() {
-            return None;
-        }
-        let count = Arc::clone(&self.inner.capacity)
-            .try_acquire_many_owned(count)
-            .ok()?;
-        let bytes = match bytes {
-            0 => None,
-            bytes => Some(
-                Arc::clone(&self.inner.memory)
-                    .try_acquire_many_owned(bytes)
-                    .ok()?,
-            ),
-        };
-        Some(Reservation { count, bytes })
-    }
-
     /// Until when a delivery claimed now belongs to this node (ms since the epoch).
     pub fn lease_until(&self) -> i64 {
         crate::clock::now_ms() + self.inner.settings.lease.as_millis() as i64
-    }
-
-    /// Runs `job` now, holding its share of `reservation` (its count, and its memory cost
-    /// in bytes, topped up from the budget if the reservation was an estimate too small).
-    ///
-    /// A job that does not fit after all is put back in the store, due now, for the poller
-    /// to claim when there is room.
-    pub fn hand_over(&self, job: DueDelivery, reservation: &mut Reservation) {
-        let Some(count) = reservation.count.split(1) else {
-            tracing::error!(delivery = %job.id, "hand-over without a reserved permit");
-            return self.put_back(job);
-        };
-        match self.take_bytes(reservation, job.memory_cost()) {
-            Some(bytes) => {
-                let share = MemoryShare::new(count, bytes, Arc::clone(&self.inner.metrics));
-                self.spawn(job, share)
-            }
-            None => self.put_back(job),
-        }
-    }
-
-    /// `cost` bytes out of `reservation`, or as much as it has plus the rest from the budget.
-    fn take_bytes(
-        &self,
-        reservation: &mut Reservation,
-        cost: usize,
-    ) -> Option<Option<OwnedSemaphorePermit>> {
-        let cost = u32::try_from(cost).ok()?;
-        if cost == 0 {
-            return Some(None);
-        }
-        let reserved = reservation.bytes.as_ref().map_or(0, |p| p.num_permits());
-        let from_reservation = (cost as usize).min(reserved) as u32;
-        let mut taken = match from_reservation {
-            0 => None,
-            n => reservation.bytes.as_mut().and_then(|p| p.split(n as usize)),
-        };
-        let missing = cost - from_reservation;
-        if missing > 0 {
-            let extra = Arc::clone(&self.inner.memory)
-                .try_acquire_many_owned(missing)
-                .ok()?;
-            match taken.as_mut() {
-                Some(taken) => taken.merge(extra),
-                None => taken = Some(extra),
-            }
-        }
-        Some(taken)
-    }
-
-    /// Gives a leased job back to the store, due now (a job this node cannot hold).
-    fn put_back(&self, job: DueDelivery) {
-        let engine = self.clone();
-        self.inner.tracker.spawn(async move {
-            let at = crate::clock::now_ms();
-            let deferred = Settlement::Deferred { at, behind: None };
-            let unwatched = CancellationToken::new();
-            if let Err(error) = engine.settle(&job, None, deferred, &unwatched).await {
-                tracing::warn!(delivery = %job.id, %error, "cannot put a delivery back; its lease will run out");
-            }
-        });
     }
 
     /// Claims the deliveries that are due and starts them; returns how many it started.
@@ -567,129 +447,4 @@ impl Engine {
         }
         Ok(())
     }
-
-    /// Writes an outcome under the delivery's lease; `None` when the lease turned out lost
-    /// (nothing was written: another node owns the delivery now), else the extras created.
-    async fn settle(
-        &self,
-        job: &DueDelivery,
-        attempt: Option<AttemptRecord>,
-        settlement: Settlement,
-        lost: &CancellationToken,
-    ) -> Result<Option<Vec<CreatedDelivery>>, StoreError> {
-        let outcome = Outcome {
-            delivery: job.id,
-            lease: job.lease,
-            attempt,
-            settlement,
-        };
-        match self.settle_retrying(outcome).await? {
-            Settled::Recorded { extras } => Ok(Some(extras)),
-            Settled::LeaseLost => {
-                // Counted once per lease: a renewal may have found it lost already.
-                if !lost.is_cancelled() {
-                    lost.cancel();
-                    self.inner.metrics.leases_lost(1);
-                }
-                tracing::warn!(
-                    "lease lost: another node owns this delivery now; its outcome is not recorded"
-                );
-                Ok(None)
-            }
-        }
-    }
-
-    /// A delivery for a paused destination, outside its probe: back to the store, due after
-    /// the next probe (the pause's resume wakes it sooner), nothing attempted.
-    async fn wait_out_pause(
-        &self,
-        paused: &Paused,
-        job: &DueDelivery,
-        lost: &CancellationToken,
-    ) -> Result<(), StoreError> {
-        let now = crate::clock::now_ms();
-        let interval = self.inner.settings.probe_interval.as_millis() as i64;
-        let at = paused.next_probe().max(now) + interval;
-        let behind = Some(paused.pause.id.clone());
-        let waits = Settlement::Deferred { at, behind };
-        self.settle(job, None, waits, lost).await?;
-        Ok(())
-    }
-
-    /// `store.settle`, tried again with backoff while it fails for a reason that may pass:
-    /// the attempt happened, and an outcome that is not recorded would be sent again (and
-    /// a 200 would be missing from the attempt log).
-    async fn settle_retrying(&self, outcome: Outcome) -> Result<Settled, StoreError> {
-        let mut pause = SETTLE_RETRY_FIRST;
-        let mut tries = 1;
-        loop {
-            match self.inner.store.settle(outcome.clone()).await {
-                Err(error) if tries < SETTLE_TRIES && retryable(&error) => {
-                    tracing::warn!(%error, tries, "cannot record the outcome yet; retrying");
-                    tokio::select! {
-                        () = tokio::time::sleep(pause) => {}
-                        () = self.inner.shutdown.cancelled() => return Err(error),
-                    }
-                    pause = (pause * 2).min(SETTLE_RETRY_MAX);
-                    tries += 1;
-                }
-                settled => return settled,
-            }
-        }
-    }
-
-    /// The destination is full: the delivery leaves memory for the store, due again when the
-    /// destination has room (see [`Engine::wake_parked`]) or after [`PARKED_AT_MOST`], so a
-    /// waiting backlog costs one write per delivery, not one every second or two.
-    async fn park(
-        &self,
-        gate: &Gate,
-        job: &DueDelivery,
-        lost: &CancellationToken,
-    ) -> Result<(), StoreError> {
-        let at = crate::clock::now_ms() + PARKED_AT_MOST.as_millis() as i64;
-        tracing::debug!("destination saturated; parked in the store");
-        self.inner.metrics.delivery_deferred();
-        if self
-            .settle(job, None, Settlement::Deferred { at, behind: None }, lost)
-            .await?
-            .is_some()
-        {
-            gate.park(job.id);
-        }
-        Ok(())
-    }
-
-    /// After an attempt freed a slot: when at most half of the destination's waiting room is
-    /// taken, makes as many parked deliveries due as fit in the rest (oldest parked first),
-    /// one wake-up write at a time per destination.
-    fn wake_parked(&self, gate: &Arc<Gate>) {
-        let Some(woken) = gate.to_wake() else {
-            return;
-        };
-        let (engine, gate) = (self.clone(), Arc::clone(gate));
-        self.inner.tracker.spawn(async move {
-            let now = crate::clock::now_ms();
-            if let Err(error) = engine.inner.store.wake_deliveries(woken, now, 0).await {
-                tracing::warn!(%error, "cannot wake parked deliveries; they come due later");
-            }
-            gate.woken();
-        });
-    }
 }
-
-/// Recording an outcome is tried this often (about a minute in all) before the delivery is
-/// left to its lease.
-const SETTLE_TRIES: u32 = 16;
-const SETTLE_RETRY_FIRST: Duration = Duration::from_millis(100);
-const SETTLE_RETRY_MAX: Duration = Duration::from_secs(5);
-
-/// Whether a failed write may succeed when tried again (the database was busy, locked or
-/// briefly unreachable); not when the store is closing.
-fn retryable(error: &StoreError) -> bool {
-    matches!(error, StoreError::Database(_) | StoreError::Abandoned)
-}
-
-/// A delivery parked behind a saturated destination is due again after this at the latest,
-/// even if no wake-up comes (another node's saturation, a restart, a full parking list).
-const PARKED_AT_MOST: Duration = Duration::from_secs(60);

@@ -293,6 +293,15 @@ pub async fn resume_destination(
 /// Every destination by id: the configured routes grouped by destination, joined with the
 /// health of those attempted.
 async fn destinations(state: &AppState) -> Result<BTreeMap<String, DestinationView>, ApiError> {
+    destinations_with(state, state.health.all(now_ms())).await
+}
+
+/// [`destinations`] over a snapshot of the health figures the caller took (`/metrics`
+/// renders the same snapshot again).
+async fn destinations_with(
+    state: &AppState,
+    health: Vec<DestinationHealth>,
+) -> Result<BTreeMap<String, DestinationView>, ApiError> {
     let routes = state.store.configured_routes().await?;
     let mut by_id: BTreeMap<String, (String, Vec<RouteView>)> = BTreeMap::new();
     for route in &routes {
@@ -304,21 +313,18 @@ async fn destinations(state: &AppState) -> Result<BTreeMap<String, DestinationVi
             .or_insert_with(|| (redact_query(&route.url).into_owned(), Vec::new()));
         entry.1.push(RouteView::of(route));
     }
-    let mut health: HashMap<String, DestinationHealth> = state
-        .health
-        .all(now_ms())
-        .into_iter()
-        .map(|h| (h.id.to_string(), h))
-        .collect();
+    let mut health: HashMap<String, DestinationHealth> =
+        health.into_iter().map(|h| (h.id.to_string(), h)).collect();
     for (id, h) in &health {
         by_id
             .entry(id.clone())
             .or_insert_with(|| (h.url.clone(), Vec::new()));
     }
-    for pause in state.store.paused_destinations().await? {
+    // The engine's list (kept in step with the store every second): no read of its own.
+    for paused in state.pauses.all() {
         by_id
-            .entry(pause.id.to_string())
-            .or_insert_with(|| (pause.url.clone(), Vec::new()));
+            .entry(paused.pause.id.to_string())
+            .or_insert_with(|| (paused.pause.url.clone(), Vec::new()));
     }
     let mut backlogs = backlogs(&routes, &state.store.pending_groups().await?);
     Ok(by_id
@@ -429,7 +435,9 @@ type WindowValue = fn(&WindowFigures) -> f64;
 /// per grade; labelled by destination id (bounded, and no URL in the label).
 pub(super) async fn render_metrics(out: &mut String, state: &AppState) -> Result<(), ApiError> {
     use std::fmt::Write as _;
-    let views = destinations(state).await?;
+    let health = state.health.all(now_ms());
+    render_health(out, &health);
+    let views = destinations_with(state, health).await?;
     for (name, help, value) in [
         (
             "switchboard_destination_backlog",
@@ -452,8 +460,6 @@ pub(super) async fn render_metrics(out: &mut String, state: &AppState) -> Result
             let _ = writeln!(out, "{name}{{destination=\"{}\"}} {}", view.id, value(view));
         }
     }
-    let all = state.health.all(now_ms());
-    render_health(out, &all);
     Ok(())
 }
 

@@ -14,7 +14,7 @@ use super::extract::{AdminAuth, JsonBody, PathParam};
 use super::AppState;
 use crate::clock::now_ms;
 use crate::domain::{random_alphanumeric, ChannelId, PartnerEventType, PartnerId};
-use crate::ingest::{partner_event, typed_partner_event};
+use crate::ingest::partner_event;
 use crate::metrics::Source;
 use crate::store::{ChannelRef, NewEvent};
 
@@ -108,7 +108,7 @@ pub async fn create_partner_event(
     }
     let kind = PartnerEventType::parse(&body.kind)?;
     let data = Value::Object(body.data.unwrap_or_default());
-    let event = typed_partner_event(partner, kind, data, now_ms());
+    let event = NewEvent::partner(partner, kind, data, now_ms());
     let event_id = state.ingest.accept_one(event, Source::Admin).await?.0;
     Ok((StatusCode::ACCEPTED, Json(Accepted { event_id })))
 }

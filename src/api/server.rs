@@ -293,13 +293,8 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.tcp).poll_write(cx, data) {
-            Poll::Pending => self.write_blocked(cx).map(|result| result.map(|()| 0)),
-            ready => {
-                self.write_blocked_since = None;
-                ready
-            }
-        }
+        let written = Pin::new(&mut self.tcp).poll_write(cx, data);
+        self.watch_write(cx, written)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -318,13 +313,8 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs) {
-            Poll::Pending => self.write_blocked(cx).map(|result| result.map(|()| 0)),
-            ready => {
-                self.write_blocked_since = None;
-                ready
-            }
-        }
+        let written = Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs);
+        self.watch_write(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -333,6 +323,22 @@ impl AsyncWrite for Watched {
 }
 
 impl Watched {
+    /// Times a write: one that made progress clears the stall clock, one that could not
+    /// waits at most the idle timeout.
+    fn watch_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        written: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match written {
+            Poll::Pending => self.write_blocked(cx).map(|result| result.map(|()| 0)),
+            ready => {
+                self.write_blocked_since = None;
+                ready
+            }
+        }
+    }
+
     /// A write could not proceed: pending until the idle timeout, then `TimedOut`.
     fn write_blocked(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let since = *self.write_blocked_since.get_or_insert_with(Instant::now);

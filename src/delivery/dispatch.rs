@@ -325,9 +325,10 @@ impl Engine {
         let took = clock.elapsed();
         drop(slot);
         let delivered = matches!(result, AttemptResult::Answered { status: 200, .. });
-        let recorded = self.inner.health.record(url, took, delivered, started_at);
         self.wake_parked(&gate);
         if let Some(id) = destination {
+            let health = &self.inner.health;
+            let recorded = health.record((&id, url), took, delivered, started_at);
             let seen = lifecycle::Attempted {
                 probing: paused.is_some(),
                 delivered,

@@ -161,26 +161,39 @@ impl Health {
             .id_of(url)
     }
 
-    /// Counts one attempt to `url` that took `took`, answered 200 or not, at `now_ms`;
-    /// returns since when the destination has answered nothing but failures (`None` when
-    /// this attempt, or one since the last failure streak began, was a 200).
-    pub fn record(&self, url: &str, took: Duration, delivered: bool, now_ms: i64) -> Recorded {
+    /// Counts one attempt to destination `id` (at `url`, shown as its URL when the
+    /// destination is new) that took `took`, answered 200 or not, at `now_ms`; returns since
+    /// when it has answered nothing but failures (`None` when this attempt, or one since
+    /// the last failure streak began, was a 200), and a grade change.
+    ///
+    /// The caller has the id already ([`Health::id_of`], asked before the attempt), so the
+    /// URL is not looked up again on the hot path.
+    pub fn record(
+        &self,
+        (id, url): (&DestinationId, &str),
+        took: Duration,
+        delivered: bool,
+        now_ms: i64,
+    ) -> Recorded {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(id) = state.id_of(url) else {
-            return Recorded::default();
-        };
         let minute = minute_of(now_ms);
         let tracks = &mut state.tracks;
-        if tracks.len() >= MAX_TRACKED && !tracks.contains_key(&id) {
-            forget_idle(tracks, minute);
+        if !tracks.contains_key(id) {
+            if tracks.len() >= MAX_TRACKED {
+                forget_idle(tracks, minute);
+            }
+            let track = Track {
+                url: redact_query(url).into_owned(),
+                minutes: VecDeque::new(),
+                failing_since: None,
+                grade: Grade::Ok,
+                graded_at: now_ms,
+            };
+            tracks.insert(id.clone(), track);
         }
-        let track = tracks.entry(id).or_insert_with(|| Track {
-            url: redact_query(url).into_owned(),
-            minutes: VecDeque::new(),
-            failing_since: None,
-            grade: Grade::Ok,
-            graded_at: now_ms,
-        });
+        let Some(track) = tracks.get_mut(id) else {
+            return Recorded::default();
+        };
         track.failing_since = match (delivered, track.failing_since) {
             (true, _) => None,
             (false, since) => Some(since.unwrap_or(now_ms)),
@@ -363,7 +376,7 @@ mod tests {
     fn a_fast_receiver_is_ok_and_its_figures_are_counted() {
         let health = Health::default();
         for _ in 0..30 {
-            health.record(URL, Duration::from_millis(40), true, 0);
+            health.record((&id(), URL), Duration::from_millis(40), true, 0);
         }
         let figures = health.of(&id(), 1_000).unwrap();
         assert_eq!(figures.five_minutes.attempts, 30);
@@ -378,7 +391,7 @@ mod tests {
         let graded = |records: &[(u64, bool)]| {
             let health = Health::default();
             for &(ms, ok) in records {
-                health.record(URL, Duration::from_millis(ms), ok, 0);
+                health.record((&id(), URL), Duration::from_millis(ms), ok, 0);
             }
             health.of(&id(), 0).unwrap().grade
         };
@@ -398,11 +411,16 @@ mod tests {
     fn the_five_minute_window_slides_and_the_hour_keeps_more() {
         let health = Health::default();
         for _ in 0..25 {
-            health.record(URL, Duration::from_millis(600), true, 0);
+            health.record((&id(), URL), Duration::from_millis(600), true, 0);
         }
         let ten_minutes_later = 10 * 60_000;
         for _ in 0..5 {
-            health.record(URL, Duration::from_millis(20), true, ten_minutes_later);
+            health.record(
+                (&id(), URL),
+                Duration::from_millis(20),
+                true,
+                ten_minutes_later,
+            );
         }
         let figures = health.of(&id(), ten_minutes_later).unwrap();
         assert_eq!(figures.five_minutes.attempts, 5);

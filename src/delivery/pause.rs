@@ -60,6 +60,12 @@ impl Pauses {
         paused.get(id).cloned()
     }
 
+    /// Every destination paused, as this node knows them.
+    pub fn all(&self) -> Vec<Arc<Paused>> {
+        let paused = self.paused.read().unwrap_or_else(|p| p.into_inner());
+        paused.values().cloned().collect()
+    }
+
     /// Whether `id` is paused.
     pub fn is_paused(&self, id: &DestinationId) -> bool {
         self.get(id).is_some()

@@ -183,19 +183,9 @@ fn built_body(envelope: &Value) -> Bytes {
     Bytes::from(crate::domain::ascii_escaped(&envelope.to_string()).into_owned())
 }
 
-/// A partner event of a built-in `kind` (or one given through the admin API).
+/// A partner event of a built-in `kind` (any validated type: [`NewEvent::partner`]).
 pub fn partner_event(partner: PartnerId, kind: &'static str, data: Value, at: i64) -> NewEvent {
-    typed_partner_event(partner, PartnerEventType::builtin(kind), data, at)
-}
-
-/// A partner event of any validated type.
-pub fn typed_partner_event(
-    partner: PartnerId,
-    kind: PartnerEventType,
-    data: Value,
-    at: i64,
-) -> NewEvent {
-    NewEvent::partner(partner, kind, data, at)
+    NewEvent::partner(partner, PartnerEventType::builtin(kind), data, at)
 }
 
 /// Failure of [`Ingest::meta_events`]: a bad body, or the store.

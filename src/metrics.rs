@@ -35,8 +35,8 @@ pub enum StateChange {
     /// It is healthy again (resumed, or its grade is back to `ok`).
     Recovered = 2,
 }
-const KINDS: [&str; 3] = ["whatsapp", "unroutable", "partner"];
-const TARGETS: [&str; 3] = ["primary", "extra", "partner"];
+const KINDS: [&str; 4] = ["whatsapp", "unroutable", "partner", "waba"];
+const TARGETS: [&str; 4] = ["primary", "extra", "partner", "waba"];
 const OUTCOMES: [&str; 7] = [
     "delivered",
     "http_error",
@@ -93,6 +93,7 @@ fn kind_index(kind: EventKind) -> usize {
         EventKind::Whatsapp => 0,
         EventKind::Unroutable => 1,
         EventKind::Partner => 2,
+        EventKind::Waba => 3,
     }
 }
 
@@ -101,15 +102,16 @@ fn target_index(target: &Target) -> usize {
         Target::Primary => 0,
         Target::Extra(_) => 1,
         Target::Partner => 2,
+        Target::Waba(_) => 3,
     }
 }
 
 /// The service's counters.
 #[derive(Default)]
 pub struct Metrics {
-    events: [[AtomicU64; 3]; 3],
-    attempts: [[AtomicU64; 7]; 3],
-    finals: [[AtomicU64; 3]; 3],
+    events: [[AtomicU64; 4]; 3],
+    attempts: [[AtomicU64; 7]; 4],
+    finals: [[AtomicU64; 3]; 4],
     deferred: AtomicU64,
     held_deliveries: AtomicI64,
     held_bytes: AtomicI64,

@@ -186,7 +186,12 @@ pub async fn create_channel(
         },
         key_hash: key.hash(),
     };
-    let Some(partner) = state.store.waba_partner(channel.waba_id).await? else {
+    let Some(partner) = state
+        .store
+        .waba_route(channel.waba_id)
+        .await?
+        .map(|r| r.partner)
+    else {
         return Err(ApiError::NotFound(format!(
             "WABA {} not found",
             channel.waba_id
@@ -360,6 +365,37 @@ pub async fn create_signing_secret(
     let id = ChannelId::from_raw(channel_id);
     state.store.set_signing_secret(&id, secret.clone()).await?;
     tracing::info!(channel = %id, "signing secret issued");
+    Ok(Json(SigningSecret {
+        signing_secret: secret,
+    }))
+}
+
+/// Issue a WABA's signing secret: from now on its WABA-level notifications (`account_update`,
+/// `message_template_status_update`, …), which belong to no channel, reach the WABA webhook
+/// with `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`.
+#[utoipa::path(
+    post, path = "/admin/wabas/{waba_id}/signing_secret", tag = "Admin",
+    security(("admin" = [])),
+    params(("waba_id" = String, Path, description = "The WABA's id")),
+    responses(
+        (status = 200, description = "The secret", body = SigningSecret),
+        (status = 400, description = "Not a WABA id", body = ErrorBody),
+        (status = 401, description = "Missing or invalid admin token", body = ErrorBody),
+        (status = 404, description = "Unknown WABA", body = ErrorBody),
+    )
+)]
+pub async fn create_waba_signing_secret(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    PathParam(waba_id): PathParam,
+) -> Result<Json<SigningSecret>, ApiError> {
+    let waba = WabaId::parse(&waba_id)?;
+    let secret = random_alphanumeric(40);
+    state
+        .store
+        .set_waba_signing_secret(waba, secret.clone())
+        .await?;
+    tracing::info!(%waba, "WABA signing secret issued");
     Ok(Json(SigningSecret {
         signing_secret: secret,
     }))

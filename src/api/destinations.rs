@@ -20,7 +20,7 @@ use crate::clock::now_ms;
 use crate::clock::rfc3339;
 use crate::delivery::{destination_changed, DestinationHealth, Grade, WindowFigures};
 use crate::domain::{redact_query, DestinationId};
-use crate::domain::{ChannelId, PartnerId, Target};
+use crate::domain::{ChannelId, PartnerId, Target, WabaId};
 use crate::metrics::StateChange;
 use crate::store::{ConfiguredRoute, DestinationPause, PauseReason, PendingGroup, RouteReason};
 
@@ -347,12 +347,13 @@ async fn destinations_with(
 /// Adds up the pending deliveries per destination, each routed as its next attempt would
 /// be: a primary delivery to its channel's phone-number webhook, else the WABA webhook; an
 /// extra one to the channel's destination of that name; a partner event to the partner's
-/// webhook.
+/// webhook; a WABA-level notification to its WABA's webhook.
 fn backlogs(routes: &[ConfiguredRoute], pending: &[PendingGroup]) -> HashMap<String, Backlog> {
     let mut phone: HashMap<&ChannelId, &str> = HashMap::new();
     let mut waba: HashMap<&ChannelId, &str> = HashMap::new();
     let mut extra: HashMap<(&ChannelId, &str), &str> = HashMap::new();
     let mut partner: HashMap<&PartnerId, &str> = HashMap::new();
+    let mut waba_level: HashMap<WabaId, &str> = HashMap::new();
     for route in routes {
         let url = route.url.as_str();
         match (&route.reason, &route.channel, &route.partner) {
@@ -361,6 +362,9 @@ fn backlogs(routes: &[ConfiguredRoute], pending: &[PendingGroup]) -> HashMap<Str
             }
             (RouteReason::WabaWebhook, Some(channel), _) => {
                 waba.insert(channel, url);
+                if let Some(id) = route.waba {
+                    waba_level.insert(id, url);
+                }
             }
             (RouteReason::ExtraDestination(name), Some(channel), _) => {
                 extra.insert((channel, name.as_str()), url);
@@ -385,6 +389,7 @@ fn backlogs(routes: &[ConfiguredRoute], pending: &[PendingGroup]) -> HashMap<Str
                 extra.get(&(channel, name.as_str())).copied()
             }
             (Some(Target::Partner), _, Some(owner)) => partner.get(owner).copied(),
+            (Some(Target::Waba(id)), _, _) => waba_level.get(&id).copied(),
             _ => None,
         };
         if let Some(id) = url.and_then(DestinationId::of) {

@@ -53,6 +53,7 @@ pub async fn create_event(
         kind: EventKind::Whatsapp,
         body: EventBody::Bytes(admin_payload(&channel, &body)?),
         phone_number_id: Some(channel.phone_number_id.as_str().to_owned()),
+        waba: None,
         channel: Some(channel.id),
         partner: None,
         received_at: now_ms(),
@@ -146,7 +147,7 @@ pub struct EventPage {
     get, path = "/admin/events", tag = "Admin",
     security(("admin" = [])),
     params(
-        ("kind" = Option<String>, Query, description = "whatsapp, unroutable or partner"),
+        ("kind" = Option<String>, Query, description = "whatsapp, waba, unroutable or partner"),
         ("after" = Option<i64>, Query, description = "Cursor: only ids greater than this"),
         ("limit" = Option<usize>, Query, description = "Page size, 1 to 1000 (default 100)"),
     ),
@@ -166,7 +167,7 @@ pub async fn list_events(
         .map(|raw| {
             EventKind::parse(raw).ok_or_else(|| {
                 ApiError::BadRequest(format!(
-                    "Invalid kind {raw:?}: expected whatsapp, unroutable or partner"
+                    "Invalid kind {raw:?}: expected whatsapp, waba, unroutable or partner"
                 ))
             })
         })

@@ -143,6 +143,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(partner_events::enable_messaging))
         .routes(routes!(events::create_event))
         .routes(routes!(admin::create_signing_secret))
+        .routes(routes!(admin::create_waba_signing_secret))
         .routes(routes!(events::get_event))
         .routes(routes!(events::list_events))
         .routes(routes!(deliveries::list_deliveries))

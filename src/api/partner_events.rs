@@ -55,7 +55,12 @@ pub async fn enable_messaging(
     let Some(channel) = state.store.channel_ref(&id).await? else {
         return Err(ApiError::NotFound(format!("Channel {id} not found")));
     };
-    let Some(partner) = state.store.waba_partner(channel.waba_id).await? else {
+    let Some(partner) = state
+        .store
+        .waba_route(channel.waba_id)
+        .await?
+        .map(|r| r.partner)
+    else {
         return Err(ApiError::NotFound(format!(
             "WABA {} not found",
             channel.waba_id

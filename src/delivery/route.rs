@@ -3,7 +3,7 @@
 //! Routes are resolved at each attempt, not at ingest, so fixing a broken URL drains the
 //! backlog, and removing every webhook makes the remaining attempts drop instead of fail.
 
-use crate::domain::{DeliveryTarget, DestinationName, Route, Target, Webhook};
+use crate::domain::{DeliveryTarget, DestinationName, Route, Target, WabaId, Webhook};
 use crate::store::{DueDelivery, Store, StoreError};
 
 /// Where this attempt goes, or why it goes nowhere.
@@ -19,8 +19,24 @@ pub enum Resolution {
 pub async fn resolve(store: &dyn Store, job: &DueDelivery) -> Result<Resolution, StoreError> {
     match &job.target {
         Target::Partner => resolve_partner(store, job).await,
+        Target::Waba(waba) => resolve_waba(store, *waba).await,
         Target::Primary | Target::Extra(_) => resolve_channel(store, job).await,
     }
+}
+
+/// A WABA-level notification goes to the WABA webhook as it is now, signed with the WABA's
+/// own secret.
+async fn resolve_waba(store: &dyn Store, waba: WabaId) -> Result<Resolution, StoreError> {
+    let Some(route) = store.waba_route(waba).await? else {
+        return Ok(Resolution::Drop(format!("WABA {waba} no longer exists")));
+    };
+    Ok(match route.webhook {
+        Some(webhook) => Resolution::Send(DeliveryTarget {
+            webhook,
+            signing_secret: route.signing_secret,
+        }),
+        None => Resolution::Drop("no WABA webhook configured".into()),
+    })
 }
 
 /// A partner event goes to the partner webhook URL as it is now, with the partner's headers.
@@ -78,7 +94,9 @@ async fn resolve_channel(store: &dyn Store, job: &DueDelivery) -> Result<Resolut
                 )),
             }
         }
-        Target::Partner => Resolution::Drop("a partner event has no channel route".into()),
+        Target::Partner | Target::Waba(_) => {
+            Resolution::Drop("this delivery has no channel route".into())
+        }
     })
 }
 

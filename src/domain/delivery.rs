@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{DestinationName, Webhook};
+use super::{DestinationName, WabaId, Webhook};
 
 /// An accepted notification's id, given by the store in arrival order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -36,6 +36,9 @@ pub enum EventKind {
     Unroutable,
     /// A platform event for a partner, delivered to the partner webhook.
     Partner,
+    /// A Meta notification that belongs to a WABA, not a number (`account_update`, …):
+    /// delivered to the WABA webhook.
+    Waba,
 }
 
 impl EventKind {
@@ -45,6 +48,7 @@ impl EventKind {
             Self::Whatsapp => "whatsapp",
             Self::Unroutable => "unroutable",
             Self::Partner => "partner",
+            Self::Waba => "waba",
         }
     }
 
@@ -54,6 +58,7 @@ impl EventKind {
             "whatsapp" => Some(Self::Whatsapp),
             "unroutable" => Some(Self::Unroutable),
             "partner" => Some(Self::Partner),
+            "waba" => Some(Self::Waba),
             _ => None,
         }
     }
@@ -68,15 +73,18 @@ pub enum Target {
     Extra(DestinationName),
     /// The partner webhook, for partner events.
     Partner,
+    /// The WABA webhook of this WABA, for WABA-level notifications.
+    Waba(WabaId),
 }
 
 impl Target {
-    /// The stored spelling: `primary` or `extra:<name>`.
+    /// The stored spelling: `primary`, `extra:<name>`, `partner` or `waba:<id>`.
     pub fn to_stored(&self) -> String {
         match self {
             Self::Primary => "primary".into(),
             Self::Extra(name) => format!("extra:{}", name.as_str()),
             Self::Partner => "partner".into(),
+            Self::Waba(waba) => format!("waba:{waba}"),
         }
     }
 
@@ -86,6 +94,11 @@ impl Target {
             None if raw == "primary" => Some(Self::Primary),
             None if raw == "partner" => Some(Self::Partner),
             Some(("extra", name)) => Some(Self::Extra(DestinationName::from_stored(name.into()))),
+            Some(("waba", id)) => id
+                .parse()
+                .ok()
+                .and_then(|id| WabaId::new(id).ok())
+                .map(Self::Waba),
             _ => None,
         }
     }

@@ -17,6 +17,9 @@ impl PartnerEventType {
     pub const CHANNEL_CREATED: &'static str = "channel_created";
     /// Meta reported a message template status change for one of the partner's WABAs.
     pub const WABA_TEMPLATE_STATUS_CHANGED: &'static str = "waba_template_status_changed";
+    /// Meta sent a WABA-level notification (`account_update`, `security`, …) for one of
+    /// the partner's WABAs: the field and the value unchanged.
+    pub const WABA_UPDATE: &'static str = "waba_update";
     /// The operator enabled template messaging on a channel.
     pub const TEMPLATE_MESSAGING_ENABLED: &'static str = "template_messaging_enabled";
     /// A receiver of the partner's channels started missing the provider's standards.

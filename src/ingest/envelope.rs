@@ -24,26 +24,44 @@ pub enum Part {
         /// byte for byte, as Meta signed them.
         whole: bool,
     },
-    /// One `message_template_status_update` change, for the WABA's partner.
-    TemplateStatus {
-        /// The entry id: Meta's WABA id.
+    /// The WABA-level changes of one WABA (`account_update`, `message_template_status_update`,
+    /// …: changes without `metadata.phone_number_id`), for the WABA webhook and the partner.
+    Waba {
+        /// The entry id: Meta's WABA id, as Meta wrote it.
         waba: Value,
-        /// The change as Meta sent it.
-        change: Value,
-    },
-    /// Changes that name no number: kept, not delivered.
-    Unknown {
-        /// Their envelope.
+        /// The envelope with only this WABA's WABA-level changes.
         envelope: Value,
+        /// The notification's own bytes, when it holds nothing else.
+        whole: bool,
     },
 }
 
-/// The `field` of template status changes.
-const TEMPLATE_STATUS_FIELD: &str = "message_template_status_update";
+impl Part {
+    /// The changes this part carries, in order (each `{"value", "field"}` as Meta sent it).
+    pub fn changes(&self) -> impl Iterator<Item = &Value> {
+        let envelope = match self {
+            Self::Number { envelope, .. } | Self::Waba { envelope, .. } => envelope,
+        };
+        envelope["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry["changes"].as_array())
+            .flatten()
+    }
+}
 
-/// Splits a WhatsApp envelope into one envelope per `metadata.phone_number_id`, in order of
-/// first appearance, each keeping its entries' ids and its changes' order; template status
-/// changes become parts of their own.
+/// Whom a change belongs to: a number, or (without `metadata.phone_number_id`) the WABA
+/// named by its entry's id.
+#[derive(Debug, Clone, PartialEq)]
+enum Owner {
+    Number(String),
+    Waba(Value),
+}
+
+/// Splits a WhatsApp envelope into one envelope per `metadata.phone_number_id` and one per
+/// WABA for the changes that name no number, in order of first appearance, each keeping its
+/// entries' fields and its changes' order.
 pub fn split_envelope(body: &[u8]) -> Result<Vec<Part>, IngestError> {
     let root: Value =
         serde_json::from_slice(body).map_err(|e| invalid(format!("Invalid json: {e}")))?;
@@ -54,52 +72,49 @@ pub fn split_envelope(body: &[u8]) -> Result<Vec<Part>, IngestError> {
     let Some(entries) = root.get("entry").and_then(Value::as_array) else {
         return Err(invalid("the notification has no \"entry\" array"));
     };
-    let mut groups: Vec<(Option<String>, Vec<Value>)> = Vec::new();
-    let mut templates = Vec::new();
+    let mut groups: Vec<(Owner, Vec<Value>)> = Vec::new();
     for entry in entries {
         let Some(changes) = entry.get("changes").and_then(Value::as_array) else {
             return Err(invalid("an entry has no \"changes\" array"));
         };
         let entry_id = entry.get("id").cloned().unwrap_or(Value::Null);
         for change in changes {
-            if change.get("field").and_then(Value::as_str) == Some(TEMPLATE_STATUS_FIELD) {
-                templates.push(Part::TemplateStatus {
-                    waba: entry_id.clone(),
-                    change: change.clone(),
-                });
-                continue;
-            }
-            let number = change
+            let owner = match change
                 .pointer("/value/metadata/phone_number_id")
                 .and_then(Value::as_str)
-                .map(str::to_owned);
-            let index = match groups.iter().position(|(n, _)| *n == number) {
+            {
+                Some(number) => Owner::Number(number.to_owned()),
+                None => Owner::Waba(entry_id.clone()),
+            };
+            let index = match groups.iter().position(|(o, _)| *o == owner) {
                 Some(index) => index,
                 None => {
-                    groups.push((number, Vec::new()));
+                    groups.push((owner, Vec::new()));
                     groups.len() - 1
                 }
             };
             push_change(&mut groups[index].1, entry, &entry_id, change.clone());
         }
     }
-    let whole = groups.len() == 1 && templates.is_empty();
-    let mut parts: Vec<Part> = groups
+    let whole = groups.len() == 1;
+    Ok(groups
         .into_iter()
-        .map(|(number, entry)| {
+        .map(|(owner, entry)| {
             let envelope = json!({ "object": object, "entry": entry });
-            match number {
-                Some(phone_number_id) => Part::Number {
+            match owner {
+                Owner::Number(phone_number_id) => Part::Number {
                     phone_number_id,
                     envelope,
                     whole,
                 },
-                None => Part::Unknown { envelope },
+                Owner::Waba(waba) => Part::Waba {
+                    waba,
+                    envelope,
+                    whole,
+                },
             }
         })
-        .collect();
-    parts.extend(templates);
-    Ok(parts)
+        .collect())
 }
 
 /// Appends `change` to the last entry if it has the same id, else starts a new entry that
@@ -214,23 +229,34 @@ mod tests {
     }
 
     #[test]
-    fn template_updates_and_changes_without_a_number_form_their_own_parts() {
+    fn changes_without_a_number_form_one_part_per_waba() {
         let template =
             json!({"value": {"event": "APPROVED"}, "field": "message_template_status_update"});
         let other = json!({"value": {"x": 1}, "field": "account_update"});
-        let body = json!({"object": "whatsapp_business_account",
-                          "entry": [{"id": "W1", "changes": [template.clone(), other, change("111", "a")]}]});
+        let body = json!({"object": "whatsapp_business_account", "entry": [
+            {"id": "W1", "time": 5, "changes": [template.clone(), change("111", "a"), other.clone()]},
+            {"id": "W2", "changes": [other.clone()]},
+        ]});
         let parts = split_envelope(body.to_string().as_bytes()).unwrap();
-        assert!(
-            matches!(&parts[0], Part::Unknown { envelope } if envelope["entry"][0]["changes"][0]["field"] == "account_update")
-        );
-        assert_eq!(number_of(&parts[1]), "111");
+        assert_eq!(parts.len(), 3);
         assert_eq!(
-            parts[2],
-            Part::TemplateStatus {
+            parts[0],
+            Part::Waba {
                 waba: json!("W1"),
-                change: template
+                envelope: json!({"object": "whatsapp_business_account",
+                    "entry": [{"id": "W1", "time": 5, "changes": [template.clone(), other.clone()]}]}),
+                whole: false,
             }
+        );
+        assert_eq!(parts[0].changes().count(), 2);
+        assert_eq!(number_of(&parts[1]), "111");
+        assert!(matches!(&parts[2], Part::Waba { waba, .. } if *waba == json!("W2")));
+        let alone = json!({"object": "whatsapp_business_account",
+                           "entry": [{"id": "W1", "changes": [template, other]}]});
+        let parts = split_envelope(alone.to_string().as_bytes()).unwrap();
+        assert!(
+            matches!(parts[..], [Part::Waba { whole: true, .. }]),
+            "one WABA's changes only: relayed whole"
         );
     }
 

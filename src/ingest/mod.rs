@@ -103,57 +103,70 @@ impl Ingest {
         saved.first().map(|s| s.event).ok_or(StoreError::Abandoned)
     }
 
-    /// Splits a Meta notification: one event per number, one partner event per template
-    /// status change; parts that name no known number or WABA are kept as unroutable.
+    /// Splits a Meta notification: one event per number; per WABA, one event of its
+    /// WABA-level changes (for the WABA webhook) and one partner event per change; parts
+    /// that name no known number or WABA are kept as unroutable.
     pub async fn meta_events(&self, body: &[u8]) -> Result<Vec<NewEvent>, IngestEventsError> {
         let received_at = crate::clock::now_ms();
         let mut events = Vec::new();
         for part in split_envelope(body)? {
-            let event = match part {
+            let bytes = |envelope: &Value, whole: bool| match whole {
+                true => Bytes::copy_from_slice(body),
+                false => built_body(envelope),
+            };
+            match &part {
                 Part::Number {
                     phone_number_id,
                     envelope,
                     whole,
-                } => match self
-                    .store
-                    .channel_by_phone_number_id(&phone_number_id)
-                    .await?
-                {
-                    Some(channel) => NewEvent {
-                        kind: EventKind::Whatsapp,
-                        channel: Some(channel.id),
-                        partner: None,
-                        phone_number_id: Some(phone_number_id),
-                        body: EventBody::Bytes(if whole {
-                            Bytes::copy_from_slice(body)
-                        } else {
-                            built_body(&envelope)
-                        }),
-                        received_at,
+                } => events.push(
+                    match self
+                        .store
+                        .channel_by_phone_number_id(phone_number_id)
+                        .await?
+                    {
+                        Some(channel) => NewEvent {
+                            kind: EventKind::Whatsapp,
+                            channel: Some(channel.id),
+                            partner: None,
+                            phone_number_id: Some(phone_number_id.clone()),
+                            waba: None,
+                            body: EventBody::Bytes(bytes(envelope, *whole)),
+                            received_at,
+                        },
+                        None => unroutable(Some(phone_number_id.clone()), envelope, received_at),
                     },
-                    None => unroutable(Some(phone_number_id), &envelope, received_at),
-                },
-                Part::TemplateStatus { waba, change } => match self.waba_partner(&waba).await? {
-                    Some((waba_id, partner)) => partner_event(
-                        partner,
-                        PartnerEventType::WABA_TEMPLATE_STATUS_CHANGED,
-                        json!({ "waba_id": waba_id.get(), "value": change["value"] }),
-                        received_at,
-                    ),
-                    None => {
-                        let envelope = json!({"object": "whatsapp_business_account",
-                                                  "entry": [{"id": waba, "changes": [change]}]});
-                        unroutable(None, &envelope, received_at)
+                ),
+                Part::Waba {
+                    waba,
+                    envelope,
+                    whole,
+                } => {
+                    match self.waba_route(waba).await? {
+                        Some((waba, partner)) => {
+                            events.push(NewEvent {
+                                kind: EventKind::Waba,
+                                channel: None,
+                                partner: Some(partner.clone()),
+                                phone_number_id: None,
+                                waba: Some(waba),
+                                body: EventBody::Bytes(bytes(envelope, *whole)),
+                                received_at,
+                            });
+                            events.extend(part.changes().map(|change| {
+                                waba_partner_event(&partner, waba, change, received_at)
+                            }));
+                        }
+                        None => events.push(unroutable(None, envelope, received_at)),
                     }
-                },
-                Part::Unknown { envelope } => unroutable(None, &envelope, received_at),
-            };
-            events.push(event);
+                }
+            }
         }
         Ok(events)
     }
 
-    async fn waba_partner(&self, waba: &Value) -> Result<Option<(WabaId, PartnerId)>, StoreError> {
+    /// The WABA a WABA-level part names (Meta writes the id as a string) and its owner.
+    async fn waba_route(&self, waba: &Value) -> Result<Option<(WabaId, PartnerId)>, StoreError> {
         let id = match waba {
             Value::String(text) => text.parse::<i64>().ok(),
             Value::Number(number) => number.as_i64(),
@@ -162,9 +175,34 @@ impl Ingest {
         let Some(waba) = id.and_then(|id| WabaId::new(id).ok()) else {
             return Ok(None);
         };
-        Ok(self.store.waba_partner(waba).await?.map(|p| (waba, p)))
+        Ok(self
+            .store
+            .waba_route(waba)
+            .await?
+            .map(|route| (waba, route.partner)))
     }
 }
+
+/// The partner event of one WABA-level change: `waba_template_status_changed` for a
+/// template status change (its data as before), `waba_update` with the field for the rest.
+fn waba_partner_event(partner: &PartnerId, waba: WabaId, change: &Value, at: i64) -> NewEvent {
+    let field = change.get("field").cloned().unwrap_or(Value::Null);
+    let value = change.get("value").cloned().unwrap_or(Value::Null);
+    if field == TEMPLATE_STATUS_FIELD {
+        let data = json!({ "waba_id": waba.get(), "value": value });
+        return partner_event(
+            partner.clone(),
+            PartnerEventType::WABA_TEMPLATE_STATUS_CHANGED,
+            data,
+            at,
+        );
+    }
+    let data = json!({ "waba_id": waba.get(), "field": field, "value": value });
+    partner_event(partner.clone(), PartnerEventType::WABA_UPDATE, data, at)
+}
+
+/// The `field` of template status changes, which keep their own partner event.
+const TEMPLATE_STATUS_FIELD: &str = "message_template_status_update";
 
 /// A notification kept for inspection, not delivered.
 fn unroutable(phone_number_id: Option<String>, envelope: &Value, received_at: i64) -> NewEvent {
@@ -173,6 +211,7 @@ fn unroutable(phone_number_id: Option<String>, envelope: &Value, received_at: i6
         channel: None,
         partner: None,
         phone_number_id,
+        waba: None,
         body: EventBody::Bytes(built_body(envelope)),
         received_at,
     }

@@ -47,6 +47,23 @@ pub fn waba_webhook_from_columns(
     )
 }
 
+/// Rebuilds a [`WabaRoute`](crate::store::WabaRoute) from `(partner_id, webhook_url,
+/// webhook_headers, signing_secret)`, the same four columns on both backends.
+pub fn waba_route_from_columns(
+    (partner, url, headers, signing_secret): (
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    ),
+) -> Result<crate::store::WabaRoute, StoreError> {
+    Ok(crate::store::WabaRoute {
+        partner: crate::domain::PartnerId::from_raw(partner),
+        webhook: webhook_from_columns(url, headers)?,
+        signing_secret,
+    })
+}
+
 /// The URL and headers columns of a webhook (both `NULL` for none).
 pub fn webhook_columns(
     webhook: Option<&Webhook>,

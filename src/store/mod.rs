@@ -94,6 +94,19 @@ pub struct WabaWebhookView {
     pub numbers: Vec<PhoneNumber>,
 }
 
+/// What a WABA-level notification needs from its WABA: who is told (the owning partner),
+/// where it is delivered and what signs it.
+#[derive(Debug, Clone)]
+pub struct WabaRoute {
+    /// The partner that owns the WABA: it gets the `waba_update` partner event.
+    pub partner: PartnerId,
+    /// The WABA webhook (URL and headers), if one is set.
+    pub webhook: Option<Webhook>,
+    /// The WABA's own signing secret (`POST /admin/wabas/{id}/signing_secret`): a WABA-level
+    /// notification belongs to no channel, so no channel's secret signs it.
+    pub signing_secret: Option<String>,
+}
+
 /// The operations Switchboard needs from its database.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -347,8 +360,13 @@ pub trait Store: Send + Sync + 'static {
         secret: String,
     ) -> Result<(), StoreError>;
 
-    /// The partner that owns a WABA, if the WABA exists.
-    async fn waba_partner(&self, waba: WabaId) -> Result<Option<PartnerId>, StoreError>;
+    /// The WABA's owner, webhook and signing secret, if the WABA exists (read from the
+    /// database each time: WABA-level notifications are rare).
+    async fn waba_route(&self, waba: WabaId) -> Result<Option<WabaRoute>, StoreError>;
+
+    /// Sets the secret that signs the WABA's WABA-level notifications.
+    async fn set_waba_signing_secret(&self, waba: WabaId, secret: String)
+        -> Result<(), StoreError>;
 }
 
 /// Opens the database named by `url`, creating and migrating it if needed; `node` names

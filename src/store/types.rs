@@ -20,6 +20,9 @@ pub struct NewEvent {
     pub partner: Option<PartnerId>,
     /// Meta's phone_number_id it came with, kept for unroutable events.
     pub phone_number_id: Option<String>,
+    /// The WABA a WABA-level notification belongs to: its delivery goes to that WABA's
+    /// webhook (not stored on the event: the delivery's target names it).
+    pub waba: Option<WabaId>,
     /// What every destination receives.
     pub body: EventBody,
     /// Arrival time (ms since the epoch): the start of its deliveries' age window.
@@ -40,6 +43,7 @@ impl NewEvent {
             channel: None,
             partner: Some(partner.clone()),
             phone_number_id: None,
+            waba: None,
             body: EventBody::Partner(PartnerEvent {
                 kind,
                 partner,
@@ -51,11 +55,12 @@ impl NewEvent {
     }
 
     /// The delivery the event gets when stored: primary for a WhatsApp event with a channel,
-    /// partner for a partner event, none otherwise.
+    /// partner for a partner event, the WABA webhook for a WABA-level one, none otherwise.
     pub fn first_target(&self) -> Option<Target> {
-        match (self.kind, &self.channel, &self.partner) {
-            (EventKind::Whatsapp, Some(_), _) => Some(Target::Primary),
-            (EventKind::Partner, _, Some(_)) => Some(Target::Partner),
+        match (self.kind, &self.channel, &self.partner, self.waba) {
+            (EventKind::Whatsapp, Some(_), _, _) => Some(Target::Primary),
+            (EventKind::Partner, _, Some(_), _) => Some(Target::Partner),
+            (EventKind::Waba, _, _, Some(waba)) => Some(Target::Waba(waba)),
             _ => None,
         }
     }
@@ -463,6 +468,9 @@ pub struct ConfiguredRoute {
     pub channel: Option<ChannelId>,
     /// The partner it serves (partner webhooks only).
     pub partner: Option<PartnerId>,
+    /// The WABA of the channel it serves (a WABA webhook also gets the WABA's WABA-level
+    /// notifications).
+    pub waba: Option<WabaId>,
     /// Which configuration it is.
     pub reason: RouteReason,
 }
@@ -471,40 +479,55 @@ pub struct ConfiguredRoute {
 /// webhooks of each channel, its enabled multi webhook (decoded by the caller), and each
 /// partner's webhook.
 pub const CONFIGURED_ROUTES: &str = "
-    SELECT 'phone_number_webhook', c.id, w.partner_id, c.webhook_url FROM channels c
+    SELECT 'phone_number_webhook', c.id, w.partner_id, c.webhook_url, w.id FROM channels c
       JOIN wabas w ON w.id = c.waba_id WHERE c.webhook_url IS NOT NULL
     UNION ALL
-    SELECT 'waba_webhook', c.id, w.partner_id, w.webhook_url FROM channels c
+    SELECT 'waba_webhook', c.id, w.partner_id, w.webhook_url, w.id FROM channels c
       JOIN wabas w ON w.id = c.waba_id WHERE w.webhook_url IS NOT NULL
     UNION ALL
-    SELECT 'multi_webhook', c.id, w.partner_id, c.multi_webhook FROM channels c
+    SELECT 'multi_webhook', c.id, w.partner_id, c.multi_webhook, w.id FROM channels c
       JOIN wabas w ON w.id = c.waba_id WHERE c.multi_webhook LIKE '%\"enabled\":true%'
     UNION ALL
-    SELECT 'partner_webhook', NULL, p.id, p.webhook_url FROM partners p
+    SELECT 'partner_webhook', NULL, p.id, p.webhook_url, NULL FROM partners p
      WHERE p.webhook_url IS NOT NULL";
 
-/// The routes of one row of [`CONFIGURED_ROUTES`]: `(kind, channel, owner, value)`.
+/// One row of [`CONFIGURED_ROUTES`], as both backends read it.
+#[derive(Debug)]
+pub struct ConfiguredRouteRow {
+    /// `phone_number_webhook`, `waba_webhook`, `multi_webhook` or `partner_webhook`.
+    pub kind: String,
+    /// The channel (not for partner webhooks).
+    pub channel: Option<String>,
+    /// The owning partner.
+    pub partner: Option<String>,
+    /// The URL, or the multi webhook's JSON.
+    pub value: String,
+    /// The channel's WABA (not for partner webhooks).
+    pub waba: Option<i64>,
+}
+
+/// The routes of one row of [`CONFIGURED_ROUTES`].
 pub fn configured_routes_of_row(
-    kind: &str,
-    channel: Option<String>,
-    partner: Option<String>,
-    value: String,
+    row: ConfiguredRouteRow,
 ) -> Result<Vec<ConfiguredRoute>, super::StoreError> {
-    let owner = partner.map(PartnerId::from_raw);
+    let owner = row.partner.map(PartnerId::from_raw);
+    let waba = row.waba.map(super::columns::stored_waba_id).transpose()?;
+    let channel = row.channel.map(ChannelId::from_raw);
     let route = |url: String, reason| ConfiguredRoute {
         url,
         owner: owner.clone(),
-        channel: channel.clone().map(ChannelId::from_raw),
+        channel: channel.clone(),
         partner: owner
             .clone()
             .filter(|_| reason == RouteReason::PartnerWebhook),
+        waba,
         reason,
     };
-    Ok(match kind {
-        "phone_number_webhook" => vec![route(value, RouteReason::PhoneNumberWebhook)],
-        "waba_webhook" => vec![route(value, RouteReason::WabaWebhook)],
-        "partner_webhook" => vec![route(value, RouteReason::PartnerWebhook)],
-        _ => super::columns::decode_multi_webhook(&value)?
+    Ok(match row.kind.as_str() {
+        "phone_number_webhook" => vec![route(row.value, RouteReason::PhoneNumberWebhook)],
+        "waba_webhook" => vec![route(row.value, RouteReason::WabaWebhook)],
+        "partner_webhook" => vec![route(row.value, RouteReason::PartnerWebhook)],
+        _ => super::columns::decode_multi_webhook(&row.value)?
             .destinations
             .into_iter()
             .map(|d| {
@@ -526,7 +549,7 @@ pub struct PendingGroup {
     pub channel: Option<ChannelId>,
     /// The partner (partner events).
     pub partner: Option<PartnerId>,
-    /// `primary`, `extra:<name>` or `partner`, as stored.
+    /// `primary`, `extra:<name>`, `partner` or `waba:<id>`, as stored.
     pub target: String,
     /// Deliveries pending.
     pub count: u64,

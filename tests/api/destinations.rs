@@ -14,7 +14,8 @@ fn message(id: &str) -> Value {
     json!({"messages": [{"from": "4917600000000", "id": id, "type": "text", "text": {"body": "hi"}}]})
 }
 
-async fn destination(app: &TestApp, url: &str) -> Value {
+/// The admin view of the destination of `url`.
+pub(crate) async fn destination(app: &TestApp, url: &str) -> Value {
     let id = DestinationId::of(url).unwrap();
     let response = app
         .admin(Method::GET, &format!("/admin/destinations/{id}"))

@@ -24,4 +24,5 @@ mod receiver;
 mod recover;
 mod secrets;
 mod service;
+mod waba_level;
 mod waba_webhook;

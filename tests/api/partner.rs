@@ -15,9 +15,10 @@ use crate::helpers::{
 };
 use crate::receiver::{Behavior, TestReceiver};
 
-struct PartnerCreds {
-    id: String,
-    key: String,
+/// A partner's id and Partner API key.
+pub(crate) struct PartnerCreds {
+    pub(crate) id: String,
+    pub(crate) key: String,
 }
 
 async fn partner(app: &TestApp, name: &str) -> PartnerCreds {
@@ -335,7 +336,10 @@ fn meta_config(config: &mut Config) {
 }
 
 /// A partner with its webhook on a fresh receiver, and a WABA.
-async fn partner_with_receiver(app: &TestApp, receiver: &TestReceiver) -> (PartnerCreds, i64) {
+pub(crate) async fn partner_with_receiver(
+    app: &TestApp,
+    receiver: &TestReceiver,
+) -> (PartnerCreds, i64) {
     let p = partner(app, "Events").await;
     let url_body = json!({"webhook_url": receiver.url}).to_string();
     let answer = call(

@@ -11,6 +11,7 @@ fn unroutable(n: usize) -> NewEvent {
         channel: None,
         partner: None,
         phone_number_id: Some(format!("999{n}")),
+        waba: None,
         body: EventBody::Bytes(Bytes::from(format!("{{\"n\":{n}}}"))),
         received_at: 0,
     }
@@ -20,6 +21,7 @@ fn unroutable(n: usize) -> NewEvent {
 fn broken_event() -> NewEvent {
     NewEvent {
         phone_number_id: Some("999\u{0}".into()),
+        waba: None,
         ..unroutable(999)
     }
 }

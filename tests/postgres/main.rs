@@ -46,5 +46,7 @@ mod recover;
 mod retention;
 #[path = "../api/service.rs"]
 mod service;
+#[path = "../api/waba_level.rs"]
+mod waba_level;
 #[path = "../api/waba_webhook.rs"]
 mod waba_webhook;

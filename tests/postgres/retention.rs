@@ -18,6 +18,7 @@ fn old_event() -> NewEvent {
         channel: Some(ChannelId::from_raw("ch_retention")),
         partner: None,
         phone_number_id: None,
+        waba: None,
         body: EventBody::Bytes(Bytes::from_static(b"{}")),
         received_at: 0,
     }

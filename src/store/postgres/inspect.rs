@@ -152,6 +152,7 @@ pub async fn events(
         Some(EventKind::Unroutable) => "kind = 'unroutable'",
         Some(EventKind::Whatsapp) => "kind = 'whatsapp'",
         Some(EventKind::Partner) => "kind = 'partner'",
+        Some(EventKind::Waba) => "kind = 'waba'",
         None => "TRUE",
     };
     let sql = format!(

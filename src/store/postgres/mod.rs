@@ -35,8 +35,8 @@ use super::{types, ConfiguredRoute, DestinationPause, PendingGroup};
 use super::{
     ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventFilter, EventRecord,
     EventSummary, HeldLease, NewChannel, NewEvent, Outcome, PartnerRecord, RecoverFilter,
-    Recovered, Routing, SavedEvent, Settled, Store, StoreError, WabaWebhookView, WriteCounters,
-    WriteStats,
+    Recovered, Routing, SavedEvent, Settled, Store, StoreError, WabaRoute, WabaWebhookView,
+    WriteCounters, WriteStats,
 };
 use crate::domain::DestinationId;
 use crate::domain::{
@@ -407,10 +407,14 @@ impl Store for PostgresStore {
             let rows = tx.query(types::CONFIGURED_ROUTES, &[]).await?;
             let mut routes = Vec::new();
             for row in rows {
-                let (kind, value): (String, String) = (row.try_get(0)?, row.try_get(3)?);
-                let (channel, partner) = (row.try_get(1)?, row.try_get(2)?);
                 routes.extend(types::configured_routes_of_row(
-                    &kind, channel, partner, value,
+                    types::ConfiguredRouteRow {
+                        kind: row.try_get(0)?,
+                        channel: row.try_get(1)?,
+                        partner: row.try_get(2)?,
+                        value: row.try_get(3)?,
+                        waba: row.try_get(4)?,
+                    },
                 )?);
             }
             Ok::<_, StoreError>(routes)
@@ -616,8 +620,22 @@ impl Store for PostgresStore {
         ))
     }
 
-    async fn waba_partner(&self, waba: WabaId) -> Result<Option<PartnerId>, StoreError> {
-        transact!(self, read, |tx| provisioning::waba_partner(&tx, waba))
+    async fn waba_route(&self, waba: WabaId) -> Result<Option<WabaRoute>, StoreError> {
+        transact!(self, read, |tx| provisioning::waba_route(&tx, waba))
+    }
+
+    async fn set_waba_signing_secret(
+        &self,
+        waba: WabaId,
+        secret: String,
+    ) -> Result<(), StoreError> {
+        let id = waba.to_string();
+        transact!(self, write, |tx| update_one(
+            &tx,
+            "UPDATE wabas SET signing_secret = $1 WHERE id = $2",
+            &[&secret, &waba.get()],
+            ("WABA", id.as_str()),
+        ))
     }
 }
 

@@ -16,7 +16,9 @@ use crate::store::columns::{
     self, decode_headers, decode_multi_webhook, require_changed, stored_waba_id,
     waba_webhook_from_columns, webhook_from_columns,
 };
-use crate::store::{NewChannel, NewEvent, PartnerRecord, Routing, StoreError, WabaWebhookView};
+use crate::store::{
+    NewChannel, NewEvent, PartnerRecord, Routing, StoreError, WabaRoute, WabaWebhookView,
+};
 
 /// Whether `sql` (a `SELECT EXISTS(…)` on `$1`) holds for `value`.
 async fn exists(tx: &Transaction<'_>, sql: &str, value: &Param<'_>) -> Result<bool, StoreError> {
@@ -306,15 +308,24 @@ pub async fn find_partner(
 }
 
 /// The partner owning a WABA, if the WABA exists.
-pub async fn waba_partner(
+pub async fn waba_route(
     tx: &Transaction<'_>,
     waba: WabaId,
-) -> Result<Option<PartnerId>, StoreError> {
+) -> Result<Option<WabaRoute>, StoreError> {
     let row = tx
-        .query_opt("SELECT partner_id FROM wabas WHERE id = $1", &[&waba.get()])
+        .query_opt(
+            "SELECT partner_id, webhook_url, webhook_headers, signing_secret
+             FROM wabas WHERE id = $1",
+            &[&waba.get()],
+        )
         .await?;
-    Ok(row
-        .map(|row| row.try_get::<_, String>(0))
-        .transpose()?
-        .map(PartnerId::from_raw))
+    row.map(|row| {
+        columns::waba_route_from_columns((
+            row.try_get(0)?,
+            row.try_get(1)?,
+            row.try_get(2)?,
+            row.try_get(3)?,
+        ))
+    })
+    .transpose()
 }

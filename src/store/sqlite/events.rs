@@ -34,6 +34,7 @@ pub fn events(conn: &Connection, filter: &EventFilter) -> Result<Vec<EventSummar
         Some(EventKind::Unroutable) => "kind = 'unroutable'",
         Some(EventKind::Whatsapp) => "kind = 'whatsapp'",
         Some(EventKind::Partner) => "kind = 'partner'",
+        Some(EventKind::Waba) => "kind = 'waba'",
         None => "1",
     };
     let sql = format!(

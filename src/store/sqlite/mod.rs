@@ -27,7 +27,8 @@ use super::{types, ConfiguredRoute, DestinationPause, PendingGroup};
 use super::{
     ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventFilter, EventRecord,
     EventSummary, HeldLease, NewChannel, NewEvent, Outcome, PartnerRecord, RecoverFilter,
-    Recovered, Routing, SavedEvent, Settled, Store, StoreError, WabaWebhookView, WriteStats,
+    Recovered, Routing, SavedEvent, Settled, Store, StoreError, WabaRoute, WabaWebhookView,
+    WriteStats,
 };
 use crate::domain::DestinationId;
 use crate::domain::{
@@ -358,19 +359,17 @@ impl Store for SqliteStore {
             .read(|conn| {
                 let mut statement = conn.prepare_cached(types::CONFIGURED_ROUTES)?;
                 let rows = statement.query_map([], |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get(1)?,
-                        row.get(2)?,
-                        row.get(3)?,
-                    ))
+                    Ok(types::ConfiguredRouteRow {
+                        kind: row.get(0)?,
+                        channel: row.get(1)?,
+                        partner: row.get(2)?,
+                        value: row.get(3)?,
+                        waba: row.get(4)?,
+                    })
                 })?;
                 let mut routes = Vec::new();
                 for row in rows {
-                    let (kind, channel, partner, value) = row?;
-                    routes.extend(types::configured_routes_of_row(
-                        &kind, channel, partner, value,
-                    )?);
+                    routes.extend(types::configured_routes_of_row(row?)?);
                 }
                 Ok(routes)
             })
@@ -613,17 +612,34 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn waba_partner(&self, waba: WabaId) -> Result<Option<PartnerId>, StoreError> {
+    async fn waba_route(&self, waba: WabaId) -> Result<Option<WabaRoute>, StoreError> {
         self.readers
             .read(move |conn| {
-                let partner: Option<String> = conn
-                    .query_row(
-                        "SELECT partner_id FROM wabas WHERE id = ?1",
-                        [waba.get()],
-                        |row| row.get(0),
-                    )
-                    .optional()?;
-                Ok(partner.map(PartnerId::from_raw))
+                conn.query_row(
+                    "SELECT partner_id, webhook_url, webhook_headers, signing_secret
+                     FROM wabas WHERE id = ?1",
+                    [waba.get()],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+                )
+                .optional()?
+                .map(columns::waba_route_from_columns)
+                .transpose()
+            })
+            .await
+    }
+
+    async fn set_waba_signing_secret(
+        &self,
+        waba: WabaId,
+        secret: String,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .write(move |conn| {
+                let changed = conn.execute(
+                    "UPDATE wabas SET signing_secret = ?1 WHERE id = ?2",
+                    (secret, waba.get()),
+                )?;
+                require_changed(changed as u64, "WABA", &waba.to_string())
             })
             .await
     }

@@ -93,7 +93,7 @@ pub fn split_envelope(body: &[u8]) -> Result<Vec<Part>, IngestError> {
                     groups.len() - 1
                 }
             };
-            push_change(&mut groups[index].1, entry, &entry_id, change.clone());
+            push_change(&mut groups[index].1, entry, change.clone());
         }
     }
     let whole = groups.len() == 1;
@@ -117,11 +117,13 @@ pub fn split_envelope(body: &[u8]) -> Result<Vec<Part>, IngestError> {
         .collect())
 }
 
-/// Appends `change` to the last entry if it has the same id, else starts a new entry that
-/// keeps every field of Meta's `entry` (`id`, `time`, …) but its other numbers' changes.
-fn push_change(entries: &mut Vec<Value>, entry: &Value, entry_id: &Value, change: Value) {
+/// Appends `change` to the last entry if that is the same entry as Meta's (equal but for its
+/// changes: Meta batches entries of one WABA id with different `time`s), else starts a new
+/// entry that keeps every field of Meta's `entry` (`id`, `time`, …) but its other owners'
+/// changes.
+fn push_change(entries: &mut Vec<Value>, entry: &Value, change: Value) {
     if let Some(last) = entries.last_mut() {
-        if last.get("id") == Some(entry_id) {
+        if same_but_changes(last, entry) {
             if let Some(changes) = last.get_mut("changes").and_then(Value::as_array_mut) {
                 changes.push(change);
                 return;
@@ -133,9 +135,24 @@ fn push_change(entries: &mut Vec<Value>, entry: &Value, entry_id: &Value, change
         Some(fields) => {
             fields.insert("changes".to_owned(), json!([change]));
         }
-        None => copy = json!({ "id": entry_id, "changes": [change] }),
+        None => copy = json!({ "changes": [change] }),
     }
     entries.push(copy);
+}
+
+/// Whether two entries have the same fields apart from `changes`.
+fn same_but_changes(built: &Value, entry: &Value) -> bool {
+    let (Some(built), Some(entry)) = (built.as_object(), entry.as_object()) else {
+        return false;
+    };
+    let others = |fields: &serde_json::Map<String, Value>| {
+        fields.len() - usize::from(fields.contains_key("changes"))
+    };
+    others(built) == others(entry)
+        && entry
+            .iter()
+            .filter(|(key, _)| *key != "changes")
+            .all(|(key, value)| built.get(key) == Some(value))
 }
 
 /// The payload of an admin event for `channel`: a whole envelope is kept as sent; a value

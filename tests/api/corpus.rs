@@ -5,10 +5,8 @@
 //! escapes as on the wire), with placeholder tokens (`"PHONE_NUMBER_ID"`, `"WABA_ID"`, …)
 //! replaced textually before signing, so every other byte stays Meta's. Each is posted to
 //! `/webhooks/whatsapp` and must reach the right receiver as the same JSON value, byte for
-//! byte when it holds one number's changes only, and the event view must show it.
-//!
-//! Two tests are ignored: the WABA-level one until #11 item 2 lands, and one that shows a
-//! split losing the `time` of a second entry under the same WABA id (a bug to fix).
+//! byte when it holds one number's changes only, and the event view must show it; the
+//! WABA-level ones reach the WABA webhook and the partner (docs/ROUTING.md).
 
 use std::collections::BTreeSet;
 
@@ -366,7 +364,6 @@ async fn every_notification_type_reaches_its_number_byte_for_byte_and_shows_in_t
 /// Meta batches entries: two entries under the same WABA id, each with its own `time`. Each
 /// number's part keeps both entries with their own fields.
 #[tokio::test]
-#[ignore = "bug: split_envelope appends an entry's changes to the previous entry with the same id, so the second entry's `time` is lost"]
 async fn entries_batched_under_one_waba_id_keep_their_own_fields_when_split() {
     let app = spawn_app_with(meta).await;
     let (numbers, wabas) = three_numbers(&app).await;
@@ -440,7 +437,6 @@ async fn waba_level_events(
 }
 
 #[tokio::test]
-#[ignore = "needs #11 item 2"]
 async fn waba_level_notifications_reach_the_waba_webhook_and_the_partner() {
     let app = spawn_app_with(meta).await;
     let partner_receiver = TestReceiver::start().await;

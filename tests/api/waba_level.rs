@@ -100,11 +100,12 @@ async fn a_waba_level_notification_reaches_the_waba_webhook_signed_and_the_partn
         "signed with the WABA's secret"
     );
     assert_eq!(delivered.header_values("x-waba"), ["yes"]);
-    let event = app.event(ids[0]).await;
+    let target = format!("waba:{waba}");
+    let event = app
+        .wait_for_event(ids[0], |e| is_in_state(e, &target, "delivered"))
+        .await;
     assert_eq!(event["kind"], "waba");
     assert_eq!(event["partner_id"], partner.id.as_str());
-    let target = format!("waba:{waba}");
-    assert!(is_in_state(&event, &target, "delivered"), "{event}");
 
     let told = partner_receiver.wait_for(2).await[1].json();
     assert_eq!(told["type"], "waba_update");

@@ -19,6 +19,9 @@ mod tests {
 
     #[test]
     fn the_held_sentinel_is_the_last_second_of_year_9999() {
-        assert_eq!(crate::clock::rfc3339(HELD_UNTIL), "9999-12-31T23:59:59.000Z");
+        assert_eq!(
+            crate::clock::rfc3339(HELD_UNTIL),
+            "9999-12-31T23:59:59.000Z"
+        );
     }
 }

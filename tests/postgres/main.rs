@@ -32,6 +32,8 @@ mod meta;
 #[path = "../api/multi_webhook.rs"]
 mod multi_webhook;
 mod nodes;
+#[path = "../api/ordering.rs"]
+mod ordering;
 #[path = "../api/partner.rs"]
 mod partner;
 #[path = "../api/phone_webhook.rs"]

@@ -134,9 +134,9 @@ async fn update_held(
     );
     let mut all: Vec<&Param<'_>> = params.to_vec();
     let sql = match attempt {
-        None => format!(
-            "WITH u AS ({update}) SELECT event_id, channel_id, ordered IS NOT NULL FROM u"
-        ),
+        None => {
+            format!("WITH u AS ({update}) SELECT event_id, channel_id, ordered IS NOT NULL FROM u")
+        }
         Some(_) => {
             let first = params.len() + 1;
             let types = [

@@ -8,13 +8,14 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use crate::cli::start_binary;
 use crate::helpers::{
-    assert_bad_request, assert_error, delivery, fast_delivery, is_in_state, spawn_app_with,
-    status_and_json, Provisioned, TestApp,
+    assert_bad_request, assert_error, delivery, fast_delivery, is_in_state, provision_over_http,
+    spawn_app_with, status_and_json, Provisioned, TestApp, ADMIN_TOKEN,
 };
 use crate::receiver::{Behavior, TestReceiver};
 
-fn message(id: &str) -> Value {
+pub fn message(id: &str) -> Value {
     json!({"messages": [{"from": "4917600000000", "id": id, "type": "text", "text": {"body": "hi"}}]})
 }
 
@@ -37,7 +38,8 @@ pub fn delivered_in_order(receiver: &TestReceiver) -> Vec<String> {
 }
 
 /// POST /admin/channels/{id}/ordering with `body`.
-async fn post_ordering(app: &TestApp, channel: &str, body: &str) -> (StatusCode, Value) {
+#[allow(dead_code)] // used by tests/postgres only
+pub async fn post_ordering(app: &TestApp, channel: &str, body: &str) -> (StatusCode, Value) {
     let response = app
         .admin(Method::POST, &format!("/admin/channels/{channel}/ordering"))
         .header("Content-Type", "application/json")
@@ -70,7 +72,7 @@ async fn post_events(app: &TestApp, channel: &str, prefix: &str, count: usize) -
     events
 }
 
-fn expected(prefix: &str, count: usize) -> Vec<String> {
+pub fn expected(prefix: &str, count: usize) -> Vec<String> {
     (0..count).map(|n| format!("{prefix}{n}")).collect()
 }
 
@@ -223,5 +225,62 @@ async fn replayed_events_of_an_ordered_channel_go_again_one_at_a_time_in_order()
             .await;
     }
     assert_eq!(delivered_in_order(&receiver), expected("wamid.r", 3));
+    assert_eq!(receiver.max_in_flight(), 1, "never two in flight");
+}
+
+#[tokio::test]
+async fn after_kill_9_the_held_events_still_arrive_in_order() {
+    let data = tempfile::tempdir().unwrap();
+    let database = crate::helpers::fresh_database_url(data.path());
+    let retries = ["--retry-base-ms", "50", "--retry-max-delay-ms", "200"];
+    let (mut server, base) = start_binary(&database, &retries, |_| {});
+    let client = reqwest::Client::new();
+    let channel = provision_over_http(&client, &base).await;
+    let channel_id = channel["id"].as_str().unwrap();
+    let receiver = TestReceiver::with_default(Behavior::Status(503)).await;
+    let response = client
+        .post(format!("{base}/v1/configs/webhook"))
+        .header("D360-API-KEY", channel["api_key"].as_str().unwrap())
+        .json(&json!({"url": receiver.url}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let admin = |path: String| {
+        client
+            .post(format!("{base}{path}"))
+            .bearer_auth(ADMIN_TOKEN)
+    };
+    let on = admin(format!("/admin/channels/{channel_id}/ordering"))
+        .json(&json!({"ordered": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on.status(), StatusCode::OK);
+    for n in 0..5 {
+        let posted = admin(format!("/admin/channels/{channel_id}/events"))
+            .json(&message(&format!("wamid.k{n}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(posted.status(), StatusCode::ACCEPTED);
+    }
+    // The head fails (and is retried) when the server is killed; the rest wait in the store.
+    receiver.wait_for(2).await;
+    server.kill().unwrap(); // SIGKILL: no shutdown code runs.
+    server.wait().unwrap();
+    assert!(receiver
+        .received()
+        .iter()
+        .all(|r| message_id(&r.json()) == "wamid.k0"));
+
+    receiver.set_default(Behavior::Status(200));
+    let (mut restarted, _) = start_binary(&database, &retries, |_| {});
+    receiver
+        .wait_until(|all| all.iter().filter(|r| r.answered == 200).count() >= 5)
+        .await;
+    let _ = restarted.kill();
+    let _ = restarted.wait();
+    assert_eq!(delivered_in_order(&receiver), expected("wamid.k", 5));
     assert_eq!(receiver.max_in_flight(), 1, "never two in flight");
 }

@@ -282,6 +282,8 @@ pub struct ChannelView {
     webhook: Option<WebhookConfig>,
     multi_webhook_enabled: bool,
     extra_destinations: Vec<String>,
+    /// Whether notifications reach the primary destination one at a time, in order.
+    ordered: bool,
     /// Where a notification would be delivered now.
     route: RouteView,
 }
@@ -306,6 +308,7 @@ impl ChannelView {
                 .iter()
                 .map(|d| d.name.as_str().to_owned())
                 .collect(),
+            ordered: channel.ordered,
             route: RouteView {
                 kind: route.0,
                 webhook: route.1.as_ref().map(|w| WebhookConfig::of(Some(w))),

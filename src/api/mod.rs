@@ -3,8 +3,9 @@
 //! - `messaging` and `multi_webhook`: the provider-compatible Messaging API (`D360-API-KEY`).
 //! - `partner`: the provider-compatible Partner API (partner key, `{"meta"}` errors).
 //! - `meta`: Meta's Cloud API webhook (handshake and signed notifications).
-//! - `admin`, `partner_events`, `events`, `deliveries`, `recover`: the admin API (admin
-//!   token): provisioning, partner events, inspection, replay and recovery over a window.
+//! - `admin`, `partner_events`, `ordering`, `events`, `deliveries`, `recover`: the admin API
+//!   (admin token): provisioning, partner events, ordered delivery, inspection, replay and
+//!   recovery over a window.
 //! - `system`: health, readiness, metrics, and `/openapi.json`.
 //!
 //! The OpenAPI document is generated from the same annotations that register the routes
@@ -19,6 +20,7 @@ mod extract;
 mod messaging;
 mod meta;
 mod multi_webhook;
+mod ordering;
 mod partner;
 mod partner_events;
 mod recover;
@@ -133,6 +135,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(admin::create_channel))
         .routes(routes!(admin::rotate_channel_key))
         .routes(routes!(admin::get_channel))
+        .routes(routes!(ordering::set_ordering))
         .routes(routes!(partner::get_webhook_url, partner::set_webhook_url))
         .routes(routes!(
             partner::get_webhook_headers,

@@ -49,6 +49,9 @@ pub struct Channel {
     pub webhook: Option<Webhook>,
     /// The extra destinations that get a copy after the main one answered 200.
     pub multi_webhook: MultiWebhook,
+    /// Whether its notifications reach the primary destination one at a time, in the order
+    /// they were acknowledged (opt-in: chat bots need a `read` after its `sent`).
+    pub ordered: bool,
 }
 
 /// Where a channel's notification goes, resolved at each attempt from the current config.

@@ -7,6 +7,7 @@
 
 mod cache;
 mod columns;
+mod ordering;
 mod urls;
 
 mod lease;
@@ -36,6 +37,7 @@ pub use types::{
 };
 
 pub use lease::{CreatedDelivery, HeldLease, LeaseToken, Settled};
+pub use ordering::HELD_UNTIL;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -181,6 +183,12 @@ pub trait Store: Send + Sync + 'static {
             }),
         }
     }
+
+    /// Turns ordered delivery of the channel on or off, in one transaction with what it
+    /// does to the channel's pending primary deliveries: on marks them ordered and holds
+    /// all but the head (those in flight finish); off releases the held ones, due `now`.
+    /// Setting the value it has already changes nothing.
+    async fn set_ordered(&self, id: &ChannelId, ordered: bool, now: i64) -> Result<(), StoreError>;
 
     /// Sets the secret that signs the channel's deliveries (`X-Hub-Signature-256`).
     async fn set_signing_secret(&self, id: &ChannelId, secret: String) -> Result<(), StoreError>;

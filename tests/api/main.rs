@@ -18,6 +18,7 @@ mod helpers;
 mod leases;
 mod meta;
 mod multi_webhook;
+mod ordering;
 mod partner;
 mod phone_webhook;
 mod postgres;

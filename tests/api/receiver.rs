@@ -60,6 +60,9 @@ struct Shared {
     script: VecDeque<Behavior>,
     default: Option<Behavior>,
     received: Vec<Received>,
+    /// Requests received and not answered yet, and the most there ever were at once.
+    in_flight: usize,
+    max_in_flight: usize,
 }
 
 /// A scripted receiver; clones share the script and the record.
@@ -100,6 +103,12 @@ impl TestReceiver {
     /// Changes the answer given once the script is used up.
     pub fn set_default(&self, behavior: Behavior) {
         self.lock().default = Some(behavior);
+    }
+
+    /// The most requests that were ever being answered at once.
+    #[allow(dead_code)] // only some test modules ask
+    pub fn max_in_flight(&self) -> usize {
+        self.lock().max_in_flight
     }
 
     /// Everything received so far.
@@ -152,24 +161,33 @@ async fn serve(mut stream: TcpStream, shared: Arc<Mutex<Shared>>) {
                 Behavior::Close => 0,
             };
             shared.received.push(request);
+            shared.in_flight += 1;
+            shared.max_in_flight = shared.max_in_flight.max(shared.in_flight);
             behavior
         };
-        let (status, extra) = match behavior {
-            Behavior::Close => return,
-            Behavior::Status(status) => (status, String::new()),
-            Behavior::StatusWithHeaders(status, headers) => (status, format!("{headers}\r\n")),
-            Behavior::Delay(wait, status) => {
-                tokio::time::sleep(wait).await;
-                (status, String::new())
-            }
-        };
-        let answer = format!(
-            "HTTP/1.1 {status} Scripted\r\ncontent-type: text/plain\r\n{extra}content-length: 8\r\n\r\nreceived"
-        );
-        if stream.write_all(answer.as_bytes()).await.is_err() {
+        let answered = answer(&mut stream, behavior).await;
+        shared.lock().unwrap_or_else(|p| p.into_inner()).in_flight -= 1;
+        if !answered {
             return;
         }
     }
+}
+
+/// Answers one request as `behavior` says; `false` when the connection is to be closed.
+async fn answer(stream: &mut TcpStream, behavior: Behavior) -> bool {
+    let (status, extra) = match behavior {
+        Behavior::Close => return false,
+        Behavior::Status(status) => (status, String::new()),
+        Behavior::StatusWithHeaders(status, headers) => (status, format!("{headers}\r\n")),
+        Behavior::Delay(wait, status) => {
+            tokio::time::sleep(wait).await;
+            (status, String::new())
+        }
+    };
+    let answer = format!(
+        "HTTP/1.1 {status} Scripted\r\ncontent-type: text/plain\r\n{extra}content-length: 8\r\n\r\nreceived"
+    );
+    stream.write_all(answer.as_bytes()).await.is_ok()
 }
 
 /// Reads one request (headers and a content-length body); `None` when the peer closed.

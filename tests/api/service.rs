@@ -133,6 +133,7 @@ async fn openapi_document_lists_every_endpoint() {
         ("/admin/channels/{channel_id}/events", &["post"]),
         ("/admin/channels/{channel_id}/signing_secret", &["post"]),
         ("/admin/channels/{channel_id}/messaging_enabled", &["post"]),
+        ("/admin/channels/{channel_id}/ordering", &["post"]),
         ("/admin/events/{event_id}", &["get"]),
         ("/admin/events", &["get"]),
         ("/admin/deliveries", &["get"]),

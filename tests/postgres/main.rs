@@ -34,6 +34,9 @@ mod meta;
 #[path = "../api/multi_webhook.rs"]
 mod multi_webhook;
 mod nodes;
+#[path = "../api/ordering.rs"]
+mod ordering;
+mod ordering_nodes;
 #[path = "../api/partner.rs"]
 mod partner;
 #[path = "../api/phone_webhook.rs"]

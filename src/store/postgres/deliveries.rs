@@ -9,12 +9,13 @@ use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 
 use super::idempotency::EventKey;
+use super::ordering::{hold_behind_heads, CLAIMABLE};
 use super::Param;
 use crate::clock::now_ms;
 use crate::domain::{ChannelId, DeliveryId, DeliveryState, EventId, PartnerId, Target};
 use crate::store::{
     DueDelivery, EventBody, HeldLease, LeaseToken, NewEvent, SavedEvent, StoreError,
-    DELIVERY_MEMORY_OVERHEAD,
+    DELIVERY_MEMORY_OVERHEAD, HELD_UNTIL,
 };
 
 /// A lease being taken: until when (ms since the epoch), and which node takes it.
@@ -147,20 +148,18 @@ async fn save_with_delivery(
     };
     let now = now_ms();
     let (claim_until, node) = (claim.map(|c| c.0), claim.map(|c| c.1));
-    let insert = tx
-        .prepare_cached(
-            "WITH e AS (
-                 INSERT INTO events (kind, channel_id, partner_id, phone_number_id, payload,
-                                     received_at, idempotency_key)
-                 VALUES ($1, $2, $3, $4, $5, $6, $12)
-                 ON CONFLICT (idempotency_key) DO NOTHING RETURNING id)
-             INSERT INTO deliveries (event_id, channel_id, partner_id, target, state,
-                                     next_attempt_at, leased_until, window_start, updated_at,
-                                     leased_by, lease_token)
-             SELECT e.id, $2, $3, $7, 'pending', $8, $9, $6, $10, $11, $13 FROM e
-             RETURNING event_id, id",
-        )
-        .await?;
+    let sql = format!(
+        "WITH e AS (
+             INSERT INTO events (kind, channel_id, partner_id, phone_number_id, payload,
+                                 received_at, idempotency_key)
+             VALUES ($1, $2, $3, $4, $5, $6, $12)
+             ON CONFLICT (idempotency_key) DO NOTHING RETURNING id),
+         {}
+         FROM e LEFT JOIN c ON TRUE
+         RETURNING event_id, id, ordered IS NOT NULL",
+        ORDERED_INSERT.replace("{EVENT}", "e.id")
+    );
+    let insert = tx.prepare_cached(&sql).await?;
     let lease = claim.map(|_| LeaseToken::FIRST);
     let row = tx
         .query_opt(
@@ -179,21 +178,51 @@ async fn save_with_delivery(
                 &node,
                 &key.as_bytes(),
                 &lease.map_or(0, |token| token.0),
+                &HELD_UNTIL,
             ],
         )
         .await?;
     let Some(row) = row else {
         return stored_before(tx, key).await.map(Some);
     };
+    let ordered: bool = row.try_get(2)?;
     Ok(Some(SavedEvent {
         event: EventId(row.try_get(0)?),
         delivery: Some(DeliveryId(row.try_get(1)?)),
-        lease,
+        lease: lease.filter(|_| !ordered),
         payload: payload.clone(),
     }))
 }
 
-/// Inserts a pending delivery, leased to `claim`'s node (first lease generation) if given.
+/// The deliveries insert both event inserts share, after a `WITH` and before its `FROM`
+/// (the event's `e.id` or `$1`, joined with `c`). `$2` channel, `$3` partner, `$6` window
+/// start, `$7` target, `$8` first due time, `$9` lease end, `$10` now, `$11` node, `$13`
+/// lease token, `$14` [`HELD_UNTIL`].
+///
+/// A primary delivery of an ordered channel (the flag read here, share-locking the channel
+/// row so the switch waits for it) is never leased: due now when its channel has no other
+/// pending ordered delivery, else held. The one it waits behind is share-locked (lowest id
+/// first), so that delivery's settle cannot miss it (module `ordering`). Other deliveries
+/// pay one primary-key lookup.
+const ORDERED_INSERT: &str = "c AS (SELECT 1::smallint AS ordered FROM channels
+               WHERE id = $2 AND ordered AND $7::text = 'primary' FOR SHARE),
+         ahead AS (SELECT 1 FROM deliveries q, c
+                   WHERE q.ordered IS NOT NULL AND q.state = 'pending' AND q.channel_id = $2
+                   ORDER BY q.id LIMIT 1 FOR SHARE OF q)
+         INSERT INTO deliveries (event_id, channel_id, partner_id, target, state,
+                                 next_attempt_at, leased_until, window_start, updated_at,
+                                 leased_by, lease_token, ordered)
+         SELECT {EVENT}, $2, $3, $7, 'pending',
+                CASE WHEN c.ordered IS NULL THEN $8::bigint
+                     WHEN EXISTS (SELECT 1 FROM ahead) THEN $14::bigint
+                     ELSE $10::bigint END,
+                CASE WHEN c.ordered IS NULL THEN $9::bigint END, $6, $10,
+                CASE WHEN c.ordered IS NULL THEN $11::text END,
+                CASE WHEN c.ordered IS NULL THEN $13::bigint ELSE 0 END, c.ordered";
+
+/// Inserts a pending delivery, leased to `claim`'s node (first lease generation) if given:
+/// an extra or a partner delivery, never ordered (a primary delivery is stored with its
+/// event by `save_with_delivery`, which applies the channel's ordering).
 pub(super) async fn insert_delivery(
     tx: &Transaction<'_>,
     event: EventId,
@@ -241,12 +270,13 @@ pub async fn claim_due(
     (limit, max_bytes): (usize, usize),
     (lease_until, node): Lease<'_>,
 ) -> Result<Vec<DueDelivery>, StoreError> {
-    let claim = tx
-        .prepare_cached(
-            "WITH due AS (
+    // An ordered delivery that is not its channel's head is not claimable (`CLAIMABLE`); the
+    // running sum is over the claimable rows only.
+    let sql = format!(
+        "WITH due AS (
                  SELECT d.id, d.next_attempt_at, octet_length(e.payload) AS size
                  FROM deliveries d JOIN events e ON e.id = d.event_id
-                 WHERE d.state = 'pending' AND d.next_attempt_at <= $1
+                 WHERE d.state = 'pending' AND d.next_attempt_at <= $1 AND {CLAIMABLE}
                  ORDER BY d.next_attempt_at LIMIT $2
                  FOR UPDATE OF d SKIP LOCKED),
              fitting AS (
@@ -260,9 +290,9 @@ pub async fn claim_due(
              FROM fitting, events e
              WHERE d.id = fitting.id AND e.id = d.event_id
              RETURNING d.id, d.event_id, d.channel_id, d.target, d.attempts, d.window_start,
-                       d.window_attempts, e.payload, d.partner_id, d.lease_token",
-        )
-        .await?;
+                       d.window_attempts, e.payload, d.partner_id, d.lease_token"
+    );
+    let claim = tx.prepare_cached(&sql).await?;
     let max_bytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
     let overhead = DELIVERY_MEMORY_OVERHEAD as i64;
     let rows = tx
@@ -385,8 +415,13 @@ pub async fn renew_leases(
 }
 
 /// The columns a replay resets: due now, new age window, lease cleared (recovery too).
+///
+/// A primary delivery is ordered again if its channel is ordered now; the caller then holds
+/// all but each channel's head (`ordering::hold_behind_heads`), so they go in id order.
 pub(super) const REQUEUE: &str = "state = 'pending', next_attempt_at = $1, leased_until = NULL, \
-     window_start = $1, window_attempts = attempts, updated_at = $1";
+     window_start = $1, window_attempts = attempts, updated_at = $1, \
+     ordered = CASE WHEN target = 'primary' THEN (SELECT CASE WHEN c.ordered THEN 1 END \
+                    FROM channels c WHERE c.id = deliveries.channel_id) END";
 
 /// Re-queues every delivery in `state`, optionally of one channel or partner.
 pub async fn retry_deliveries(
@@ -411,7 +446,11 @@ pub async fn retry_deliveries(
         &channel.map(ChannelId::as_str),
         &partner.map(PartnerId::as_str),
     ];
-    Ok(tx.execute(&sql, &params).await?)
+    let requeued = tx.execute(&sql, &params).await?;
+    if requeued > 0 {
+        hold_behind_heads(tx, None).await?;
+    }
+    Ok(requeued)
 }
 
 /// Re-queues a failed or dropped delivery with a fresh age window.
@@ -423,6 +462,7 @@ pub async fn retry_delivery(
     let sql =
         format!("UPDATE deliveries SET {REQUEUE} WHERE id = $2 AND state IN ('failed', 'dropped')");
     if tx.execute(&sql, &[&now, &id.0]).await? == 1 {
+        hold_behind_heads(tx, None).await?;
         return Ok(());
     }
     let state = tx

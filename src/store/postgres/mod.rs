@@ -13,6 +13,7 @@ mod deliveries;
 mod idempotency;
 mod inspect;
 mod listener;
+mod ordering;
 mod provisioning;
 mod recover;
 mod schema;
@@ -281,6 +282,10 @@ impl Store for PostgresStore {
         ))
     }
 
+    async fn set_ordered(&self, id: &ChannelId, on: bool, now: i64) -> Result<(), StoreError> {
+        transact!(self, config, |tx| ordering::set_ordered(&tx, id, on, now))
+    }
+
     async fn set_signing_secret(&self, id: &ChannelId, secret: String) -> Result<(), StoreError> {
         transact!(self, config, |tx| update_one(
             &tx,
@@ -386,8 +391,8 @@ impl Store for PostgresStore {
         transact!(self, write, |tx| tx.execute(
             "UPDATE deliveries SET next_attempt_at = $1, window_start = window_start + $3
              WHERE id = ANY($2) AND state = 'pending' AND leased_until IS NULL
-               AND next_attempt_at > $1",
-            &[&now, &ids, &age_shift],
+               AND next_attempt_at > $1 AND next_attempt_at <> $4",
+            &[&now, &ids, &age_shift, &super::HELD_UNTIL],
         ))
     }
 
@@ -464,8 +469,9 @@ impl Store for PostgresStore {
         transact!(self, write, |tx| tx.execute(
             "UPDATE deliveries SET next_attempt_at = $1, window_start = window_start + $2,
                                    parked_behind = NULL
-             WHERE parked_behind = $3 AND state = 'pending' AND leased_until IS NULL",
-            &[&now, &age_shift, &id.as_str()],
+             WHERE parked_behind = $3 AND state = 'pending' AND leased_until IS NULL
+               AND next_attempt_at <> $4",
+            &[&now, &age_shift, &id.as_str(), &super::HELD_UNTIL],
         ))
     }
 

@@ -140,7 +140,8 @@ pub async fn update_one(
 }
 
 const CHANNEL_COLUMNS: &str =
-    "id, waba_id, phone_number, phone_number_id, webhook_url, webhook_headers, multi_webhook";
+    "id, waba_id, phone_number, phone_number_id, webhook_url, webhook_headers, multi_webhook, \
+     ordered";
 
 /// Reads the one channel matched by `condition` (a SQL condition on `$1`), if any.
 pub async fn find_channel(
@@ -164,6 +165,7 @@ fn channel_from_row(row: &Row) -> Result<Channel, StoreError> {
         phone_number_id: PhoneNumberId::from_stored(row.try_get(3)?),
         webhook: webhook_from_columns(row.try_get(4)?, row.try_get(5)?)?,
         multi_webhook: decode_multi_webhook(&multi)?,
+        ordered: row.try_get(7)?,
     })
 }
 

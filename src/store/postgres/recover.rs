@@ -72,7 +72,11 @@ pub async fn requeue(
         &channel,
         &destination,
     ];
-    Ok(tx.execute(&sql, &params).await?)
+    let requeued = tx.execute(&sql, &params).await?;
+    if requeued > 0 {
+        super::ordering::hold_behind_heads(tx, None).await?;
+    }
+    Ok(requeued)
 }
 
 /// The filter's states, channel and destination as parameters.

@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("0005_retry_after.sql")),
     (6, include_str!("0006_attempt_url_destination.sql")),
     (7, include_str!("0007_destination_pauses.sql")),
+    (8, include_str!("0008_ordered.sql")),
     (9, include_str!("0009_waba_signing_secret.sql")),
 ];
 

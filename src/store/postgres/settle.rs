@@ -10,6 +10,7 @@
 use deadpool_postgres::Transaction;
 
 use super::deliveries::insert_delivery;
+use super::ordering::wake_head;
 use super::Param;
 use crate::clock::now_ms;
 use crate::domain::{ChannelId, DeliveryId, DeliveryState, EventId, Target};
@@ -58,7 +59,7 @@ pub async fn settle(
     let state = state.as_str();
     let mut params = held.to_vec();
     params.extend([&state as &Param<'_>, &counted, &next, &error, &now]);
-    let Some((event, channel)) = update_held(
+    let Some(held) = update_held(
         tx,
         SETTLED,
         &params,
@@ -68,6 +69,11 @@ pub async fn settle(
     else {
         return settled_before(tx, outcome, node).await;
     };
+    let (event, channel) = (held.event, held.channel);
+    if let (true, false, Some(channel)) = (held.ordered, state == "pending", &channel) {
+        // A statement of its own, after the update: it sees every insert that waited for it.
+        wake_head(tx, channel.as_str(), now).await?;
+    }
     let Settlement::Delivered {
         extras,
         claim_until,
@@ -103,24 +109,34 @@ pub async fn store_url(tx: &Transaction<'_>, url: &str) -> Result<i64, StoreErro
     Ok(row.try_get(0)?)
 }
 
+/// The settled delivery as the update left it.
+struct Updated {
+    event: EventId,
+    channel: Option<ChannelId>,
+    /// Whether it is ordered (its channel's next one waits for it to leave `pending`).
+    ordered: bool,
+}
+
 /// Runs `UPDATE deliveries SET {set}` on the delivery held under the lease in `params[..3]`
 /// (id, node, token) and, with an `attempt`, inserts the attempt from the updated row in
-/// the same statement (one round trip); returns the delivery's event and channel, or `None`
-/// when no row was held under that lease (nothing written).
+/// the same statement (one round trip); returns the updated delivery, or `None` when no
+/// row was held under that lease (nothing written).
 async fn update_held(
     tx: &Transaction<'_>,
     set: &str,
     params: &[&Param<'_>],
     attempt: Option<(&AttemptRecord, Option<i64>)>,
-) -> Result<Option<(EventId, Option<ChannelId>)>, StoreError> {
+) -> Result<Option<Updated>, StoreError> {
     let update = format!(
         "UPDATE deliveries SET {set}
          WHERE id = $1 AND leased_by = $2 AND lease_token = $3 AND leased_until IS NOT NULL
-         RETURNING id, event_id, channel_id"
+         RETURNING id, event_id, channel_id, ordered"
     );
     let mut all: Vec<&Param<'_>> = params.to_vec();
     let sql = match attempt {
-        None => format!("WITH u AS ({update}) SELECT event_id, channel_id FROM u"),
+        None => {
+            format!("WITH u AS ({update}) SELECT event_id, channel_id, ordered IS NOT NULL FROM u")
+        }
         Some(_) => {
             let first = params.len() + 1;
             let types = [
@@ -136,7 +152,7 @@ async fn update_held(
                                                   url_id, url, status, error,
                                                   response_excerpt, retry_after_ms)
                             SELECT u.id, {} FROM u)
-                 SELECT event_id, channel_id FROM u",
+                 SELECT event_id, channel_id, ordered IS NOT NULL FROM u",
                 values.join(", ")
             )
         }
@@ -174,7 +190,11 @@ async fn update_held(
     let channel = row
         .try_get::<_, Option<String>>(1)?
         .map(ChannelId::from_raw);
-    Ok(Some((EventId(row.try_get(0)?), channel)))
+    Ok(Some(Updated {
+        event: EventId(row.try_get(0)?),
+        channel,
+        ordered: row.try_get(2)?,
+    }))
 }
 
 /// A settle that found no lease to settle. If the delivery still names this very lease,

@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use crate::store::StoreError;
 
 /// The migrations, in order; each runs once, in its own transaction.
-const MIGRATIONS: [(i64, &str); 11] = [
+const MIGRATIONS: [(i64, &str); 12] = [
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_delivery.sql")),
     (3, include_str!("migrations/0003_partner_webhook.sql")),
@@ -22,6 +22,7 @@ const MIGRATIONS: [(i64, &str); 11] = [
         include_str!("migrations/0009_attempt_url_destination.sql"),
     ),
     (10, include_str!("migrations/0010_destination_pauses.sql")),
+    (11, include_str!("migrations/0011_ordered.sql")),
     (12, include_str!("migrations/0012_waba_signing_secret.sql")),
 ];
 

@@ -11,13 +11,14 @@ use bytes::Bytes;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::now_ms;
+use super::ordering::{hold_behind_heads, wake_head, CLAIMABLE};
 use crate::domain::{
     AttemptErrorKind, ChannelId, DeliveryId, DeliveryState, EventId, PartnerId, Target,
 };
 use crate::store::urls::destination_of;
 use crate::store::{
     AttemptRecord, CreatedDelivery, DueDelivery, EventBody, HeldLease, LeaseToken, NewEvent,
-    Outcome, SavedEvent, Settled, Settlement, StoreError,
+    Outcome, SavedEvent, Settled, Settlement, StoreError, HELD_UNTIL,
 };
 
 /// Inserts events and their first deliveries (primary for WhatsApp events with a channel,
@@ -55,7 +56,7 @@ pub fn save_events(
                 rendered
             }
         };
-        let delivery = match event.first_target() {
+        let inserted = match event.first_target() {
             Some(target) => Some(insert_delivery(
                 conn,
                 id,
@@ -68,8 +69,8 @@ pub fn save_events(
         };
         saved.push(SavedEvent {
             event: id,
-            lease: delivery.and(claim_until).map(|_| LeaseToken::FIRST),
-            delivery,
+            lease: inserted.and_then(|one| one.lease),
+            delivery: inserted.map(|one| one.id),
             payload,
         });
     }
@@ -83,26 +84,55 @@ fn insert_delivery(
     target: &Target,
     window_start: i64,
     claim_until: Option<i64>,
-) -> Result<DeliveryId, StoreError> {
+) -> Result<Inserted, StoreError> {
     let now = now_ms();
     let lease = claim_until.map_or(0, |_| LeaseToken::FIRST.0);
-    conn.prepare_cached(
-        "INSERT INTO deliveries (event_id, channel_id, partner_id, target, state, next_attempt_at,
-                                 leased_until, window_start, updated_at, lease_token)
-         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8, ?9)",
-    )?
-    .execute(params![
-        event.0,
-        channel.map(ChannelId::as_str),
-        partner.map(PartnerId::as_str),
-        target.to_stored(),
-        claim_until.unwrap_or(now),
-        claim_until,
-        window_start,
-        now,
-        lease,
-    ])?;
-    Ok(DeliveryId(conn.last_insert_rowid()))
+    // A primary delivery of an ordered channel (the flag read here, in the writer's
+    // transaction) is never leased: it is due now if it is its channel's only pending
+    // ordered delivery, else held (store::ordering).
+    let (id, ordered) = conn
+        .prepare_cached(
+            "INSERT INTO deliveries (event_id, channel_id, partner_id, target, state,
+                                     next_attempt_at, leased_until, window_start, updated_at,
+                                     lease_token, ordered)
+             SELECT ?1, ?2, ?3, ?4, 'pending',
+                    CASE WHEN c.ordered IS NULL THEN ?5
+                         WHEN EXISTS (SELECT 1 FROM deliveries p
+                                      WHERE p.ordered IS NOT NULL AND p.state = 'pending'
+                                        AND p.channel_id = ?2) THEN ?10
+                         ELSE ?8 END,
+                    CASE WHEN c.ordered IS NULL THEN ?6 END, ?7, ?8,
+                    CASE WHEN c.ordered IS NULL THEN ?9 ELSE 0 END, c.ordered
+             FROM (SELECT (SELECT 1 FROM channels
+                           WHERE id = ?2 AND ordered AND ?4 = 'primary') AS ordered) c
+             RETURNING id, ordered IS NOT NULL",
+        )?
+        .query_row(
+            params![
+                event.0,
+                channel.map(ChannelId::as_str),
+                partner.map(PartnerId::as_str),
+                target.to_stored(),
+                claim_until.unwrap_or(now),
+                claim_until,
+                window_start,
+                now,
+                lease,
+                HELD_UNTIL,
+            ],
+            |row| Ok((row.get(0)?, row.get::<_, bool>(1)?)),
+        )?;
+    Ok(Inserted {
+        id: DeliveryId(id),
+        lease: claim_until.filter(|_| !ordered).map(|_| LeaseToken::FIRST),
+    })
+}
+
+/// A stored delivery and its lease, when it was stored leased to this node.
+#[derive(Clone, Copy)]
+struct Inserted {
+    id: DeliveryId,
+    lease: Option<LeaseToken>,
 }
 
 /// Leases due deliveries (see the module doc) and returns them with their payloads.
@@ -113,13 +143,13 @@ pub fn claim_due(
     lease_until: i64,
 ) -> Result<Vec<DueDelivery>, StoreError> {
     let due = {
-        let mut select = conn.prepare_cached(
+        let mut select = conn.prepare_cached(&format!(
             "SELECT d.id, d.event_id, d.channel_id, d.target, d.attempts, d.window_start,
                     d.window_attempts, e.payload, d.partner_id
              FROM deliveries d JOIN events e ON e.id = d.event_id
-             WHERE d.state = 'pending' AND d.next_attempt_at <= ?1
-             ORDER BY d.next_attempt_at LIMIT ?2",
-        )?;
+             WHERE d.state = 'pending' AND d.next_attempt_at <= ?1 AND {CLAIMABLE}
+             ORDER BY d.next_attempt_at LIMIT ?2"
+        ))?;
         let rows = select.query_map(params![now, limit as i64], due_from_row)?;
         rows.collect::<Result<Vec<_>, _>>()?
     };
@@ -238,11 +268,12 @@ pub fn wake_deliveries(
 ) -> Result<u64, StoreError> {
     let mut wake = conn.prepare_cached(
         "UPDATE deliveries SET next_attempt_at = ?1, window_start = window_start + ?3
-         WHERE id = ?2 AND state = 'pending' AND leased_until IS NULL AND next_attempt_at > ?1",
+         WHERE id = ?2 AND state = 'pending' AND leased_until IS NULL AND next_attempt_at > ?1
+           AND next_attempt_at <> ?4",
     )?;
     let mut woken = 0;
     for id in parked {
-        woken += wake.execute(params![now, id.0, age_shift])? as u64;
+        woken += wake.execute(params![now, id.0, age_shift, HELD_UNTIL])? as u64;
     }
     Ok(woken)
 }
@@ -262,37 +293,44 @@ pub fn settle(
     let (id, lease) = (outcome.delivery.0, outcome.lease.0);
     let now = now_ms();
     let counted = i64::from(outcome.attempt.is_some());
+    // `Some(woken)` when held under the lease; `woken` is the channel whose next ordered
+    // delivery is due once this ordered one leaves `pending`.
     let update = |state: DeliveryState, next: i64, error: Option<&str>| {
-        conn.prepare_cached(&format!(
-            "UPDATE deliveries SET state = ?3, attempts = attempts + ?4, next_attempt_at = ?5,
-                    leased_until = NULL, last_error = ?6, updated_at = ?7
-             WHERE {HELD}"
-        ))?
-        .execute(params![
-            id,
-            lease,
-            state.as_str(),
-            counted,
-            next,
-            error,
-            now
-        ])
+        let row = conn
+            .prepare_cached(&format!(
+                "UPDATE deliveries SET state = ?3, attempts = attempts + ?4, next_attempt_at = ?5,
+                        leased_until = NULL, last_error = ?6, updated_at = ?7
+                 WHERE {HELD} RETURNING channel_id, ordered IS NOT NULL"
+            ))?
+            .query_row(
+                params![id, lease, state.as_str(), counted, next, error, now],
+                |row| Ok((row.get::<_, Option<String>>(0)?, row.get::<_, bool>(1)?)),
+            )
+            .optional()?;
+        let left = state != DeliveryState::Pending;
+        Ok::<_, StoreError>(row.map(|(channel, ordered)| channel.filter(|_| ordered && left)))
     };
-    let changed = match &outcome.settlement {
+    let held = match &outcome.settlement {
         Settlement::Delivered { .. } => update(DeliveryState::Delivered, now, None)?,
         Settlement::Retry { at, error } => update(DeliveryState::Pending, *at, Some(error))?,
         Settlement::GaveUp { error } => update(DeliveryState::Failed, now, Some(error))?,
         Settlement::Dropped { reason } => update(DeliveryState::Dropped, now, Some(reason))?,
-        Settlement::Deferred { at, behind } => conn
-            .prepare_cached(&format!(
-                "UPDATE deliveries SET next_attempt_at = ?3, leased_until = NULL,
-                                       parked_behind = ?4
-                 WHERE {HELD}"
-            ))?
-            .execute(params![id, lease, at, behind.as_ref().map(|d| d.as_str())])?,
+        Settlement::Deferred { at, behind } => {
+            let changed = conn
+                .prepare_cached(&format!(
+                    "UPDATE deliveries SET next_attempt_at = ?3, leased_until = NULL,
+                                           parked_behind = ?4
+                     WHERE {HELD}"
+                ))?
+                .execute(params![id, lease, at, behind.as_ref().map(|d| d.as_str())])?;
+            (changed > 0).then_some(None)
+        }
     };
-    if changed == 0 {
+    let Some(woken) = held else {
         return settled_before(conn, outcome);
+    };
+    if let Some(channel) = woken {
+        wake_head(conn, &channel, now)?;
     }
     if let Some(attempt) = &outcome.attempt {
         insert_attempt(conn, outcome.delivery, attempt, url_id)?;
@@ -318,11 +356,10 @@ pub fn settle(
         let target = Target::Extra(name.clone());
         let owners = (channel.as_ref(), None);
         let extra = insert_delivery(conn, EventId(event), owners, &target, now, *claim_until)?;
-        let lease = claim_until.map(|_| LeaseToken::FIRST);
         created.push(CreatedDelivery {
-            id: extra,
+            id: extra.id,
             target,
-            lease,
+            lease: extra.lease,
         });
     }
     Ok(Settled::Recorded { extras: created })
@@ -412,8 +449,13 @@ fn insert_attempt(
 }
 
 /// The columns a replay resets: due now, new age window, lease cleared (recovery too).
+///
+/// A primary delivery is ordered again if its channel is ordered now; the caller then holds
+/// all but each channel's head (`ordering::hold_behind_heads`), so they go in id order.
 pub(super) const REQUEUE: &str = "state = 'pending', next_attempt_at = ?1, leased_until = NULL, \
-     window_start = ?1, window_attempts = attempts, updated_at = ?1";
+     window_start = ?1, window_attempts = attempts, updated_at = ?1, \
+     ordered = CASE WHEN target = 'primary' THEN (SELECT CASE WHEN c.ordered THEN 1 END \
+                    FROM channels c WHERE c.id = deliveries.channel_id) END";
 
 /// Re-queues every failed (or dropped) delivery, optionally of one channel or partner.
 pub fn retry_deliveries(
@@ -436,6 +478,9 @@ pub fn retry_deliveries(
             partner.map(PartnerId::as_str),
         ],
     )?;
+    if changed > 0 {
+        hold_behind_heads(conn, None)?;
+    }
     Ok(changed as u64)
 }
 
@@ -445,6 +490,7 @@ pub fn retry_delivery(conn: &Connection, id: DeliveryId, now: i64) -> Result<(),
         format!("UPDATE deliveries SET {REQUEUE} WHERE id = ?2 AND state IN ('failed', 'dropped')");
     let changed = conn.execute(&sql, params![now, id.0])?;
     if changed == 1 {
+        hold_behind_heads(conn, None)?;
         return Ok(());
     }
     let state: Option<String> = conn

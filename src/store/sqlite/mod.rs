@@ -6,6 +6,7 @@
 mod connection;
 mod deliveries;
 mod events;
+mod ordering;
 mod provisioning;
 mod recover;
 mod rows;
@@ -248,6 +249,12 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn set_ordered(&self, id: &ChannelId, on: bool, now: i64) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.write_config(move |conn| ordering::set_ordered(conn, &id, on, now))
+            .await
+    }
+
     async fn set_signing_secret(&self, id: &ChannelId, secret: String) -> Result<(), StoreError> {
         let id = id.clone();
         self.write_config(move |conn| {
@@ -433,9 +440,10 @@ impl Store for SqliteStore {
                     .prepare_cached(
                         "UPDATE deliveries SET next_attempt_at = ?1, window_start = window_start + ?2,
                             parked_behind = NULL
-                 WHERE parked_behind = ?3 AND state = 'pending' AND leased_until IS NULL",
+                 WHERE parked_behind = ?3 AND state = 'pending' AND leased_until IS NULL
+                   AND next_attempt_at <> ?4",
                     )?
-                    .execute(rusqlite::params![now, age_shift, id])?;
+                    .execute(rusqlite::params![now, age_shift, id, super::HELD_UNTIL])?;
                 Ok(woken as u64)
             })
             .await

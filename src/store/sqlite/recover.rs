@@ -55,6 +55,9 @@ pub fn requeue(conn: &Connection, filter: &RecoverFilter, now: i64) -> Result<u6
         channel,
         destination
     ])?;
+    if changed > 0 {
+        super::ordering::hold_behind_heads(conn, None)?;
+    }
     Ok(changed as u64)
 }
 

@@ -14,7 +14,8 @@ use crate::store::{PartnerRecord, Routing, StoreError};
 
 /// The columns [`channel_from_row`] reads, in its order.
 pub const CHANNEL_COLUMNS: &str =
-    "id, waba_id, phone_number, phone_number_id, webhook_url, webhook_headers, multi_webhook";
+    "id, waba_id, phone_number, phone_number_id, webhook_url, webhook_headers, multi_webhook, \
+     ordered";
 
 /// Reads the one channel matched by `condition` (a SQL condition on `?1`), if any.
 pub fn find_channel(
@@ -38,6 +39,7 @@ struct RawChannel {
     webhook_url: Option<String>,
     webhook_headers: Option<String>,
     multi_webhook: String,
+    ordered: bool,
 }
 
 impl RawChannel {
@@ -50,6 +52,7 @@ impl RawChannel {
             webhook_url: row.get(4)?,
             webhook_headers: row.get(5)?,
             multi_webhook: row.get(6)?,
+            ordered: row.get(7)?,
         })
     }
 
@@ -61,6 +64,7 @@ impl RawChannel {
             phone_number_id: PhoneNumberId::from_stored(self.phone_number_id),
             webhook: webhook_from_columns(self.webhook_url, self.webhook_headers)?,
             multi_webhook: decode_multi_webhook(&self.multi_webhook)?,
+            ordered: self.ordered,
         })
     }
 }

@@ -23,10 +23,12 @@ use crate::store::{
 
 /// Inserts events and their first deliveries (primary for WhatsApp events with a channel,
 /// partner for partner events); renders partner event bodies once their id is known.
+/// `ordering` says whether a channel may be ordered (`ordering::OrderingInUse`).
 pub fn save_events(
     conn: &Connection,
     events: &[NewEvent],
     claim_until: Option<i64>,
+    ordering: bool,
 ) -> Result<Vec<SavedEvent>, StoreError> {
     let mut insert_event = conn.prepare_cached(
         "INSERT INTO events (kind, channel_id, partner_id, phone_number_id, payload, received_at)
@@ -57,7 +59,15 @@ pub fn save_events(
             }
         };
         let inserted = match event.first_target() {
-            Some(target) => Some(insert_delivery(
+            Some(target) if ordering && target == Target::Primary => Some(insert_delivery(
+                conn,
+                id,
+                (event.channel.as_ref(), event.partner.as_ref()),
+                &target,
+                event.received_at,
+                claim_until,
+            )?),
+            Some(target) => Some(insert_unordered(
                 conn,
                 id,
                 (event.channel.as_ref(), event.partner.as_ref()),
@@ -77,6 +87,41 @@ pub fn save_events(
     Ok(saved)
 }
 
+/// Inserts a delivery that cannot be ordered (an extra, a partner's, or any while no channel
+/// is ordered): the plain statement, the writer's cheapest.
+fn insert_unordered(
+    conn: &Connection,
+    event: EventId,
+    (channel, partner): (Option<&ChannelId>, Option<&PartnerId>),
+    target: &Target,
+    window_start: i64,
+    claim_until: Option<i64>,
+) -> Result<Inserted, StoreError> {
+    let now = now_ms();
+    let lease = claim_until.map(|_| LeaseToken::FIRST);
+    conn.prepare_cached(
+        "INSERT INTO deliveries (event_id, channel_id, partner_id, target, state, next_attempt_at,
+                                 leased_until, window_start, updated_at, lease_token)
+         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        event.0,
+        channel.map(ChannelId::as_str),
+        partner.map(PartnerId::as_str),
+        target.to_stored(),
+        claim_until.unwrap_or(now),
+        claim_until,
+        window_start,
+        now,
+        lease.map_or(0, |token| token.0),
+    ])?;
+    Ok(Inserted {
+        id: DeliveryId(conn.last_insert_rowid()),
+        lease,
+    })
+}
+
+/// Inserts a primary delivery, ordered if its channel is.
 fn insert_delivery(
     conn: &Connection,
     event: EventId,
@@ -289,6 +334,7 @@ pub fn settle(
     conn: &Connection,
     outcome: &Outcome,
     url_id: Option<i64>,
+    ordering: bool,
 ) -> Result<Settled, StoreError> {
     let (id, lease) = (outcome.delivery.0, outcome.lease.0);
     let now = now_ms();
@@ -296,6 +342,25 @@ pub fn settle(
     // `Some(woken)` when held under the lease; `woken` is the channel whose next ordered
     // delivery is due once this ordered one leaves `pending`.
     let update = |state: DeliveryState, next: i64, error: Option<&str>| {
+        if !ordering {
+            let changed = conn
+                .prepare_cached(&format!(
+                    "UPDATE deliveries SET state = ?3, attempts = attempts + ?4,
+                            next_attempt_at = ?5, leased_until = NULL, last_error = ?6,
+                            updated_at = ?7
+                     WHERE {HELD}"
+                ))?
+                .execute(params![
+                    id,
+                    lease,
+                    state.as_str(),
+                    counted,
+                    next,
+                    error,
+                    now
+                ])?;
+            return Ok((changed > 0).then_some(None));
+        }
         let row = conn
             .prepare_cached(&format!(
                 "UPDATE deliveries SET state = ?3, attempts = attempts + ?4, next_attempt_at = ?5,
@@ -355,7 +420,7 @@ pub fn settle(
     for name in extras {
         let target = Target::Extra(name.clone());
         let owners = (channel.as_ref(), None);
-        let extra = insert_delivery(conn, EventId(event), owners, &target, now, *claim_until)?;
+        let extra = insert_unordered(conn, EventId(event), owners, &target, now, *claim_until)?;
         created.push(CreatedDelivery {
             id: extra.id,
             target,

@@ -44,6 +44,7 @@ pub struct SqliteStore {
     readers: Arc<Readers>,
     cache: ConfigCache,
     url_ids: UrlIds,
+    ordering: ordering::OrderingInUse,
 }
 
 impl SqliteStore {
@@ -70,15 +71,18 @@ impl SqliteStore {
             if filled > 0 {
                 tracing::info!(filled, "destinations of earlier attempt URLs filled");
             }
-            Ok::<_, StoreError>(conn)
+            let ordering = ordering::OrderingInUse::read(&conn)?;
+            Ok::<_, StoreError>((conn, ordering))
         })
         .await
         .map_err(|e| StoreError::Open(e.to_string()))??;
+        let (conn, ordering) = conn;
         Ok(Self {
             writer: Writer::start(conn)?,
             readers: Readers::new(path),
             cache: ConfigCache::default(),
             url_ids: UrlIds::default(),
+            ordering,
         })
     }
 
@@ -251,8 +255,15 @@ impl Store for SqliteStore {
 
     async fn set_ordered(&self, id: &ChannelId, on: bool, now: i64) -> Result<(), StoreError> {
         let id = id.clone();
-        self.write_config(move |conn| ordering::set_ordered(conn, &id, on, now))
-            .await
+        let in_use = self.ordering.clone();
+        self.write_config(move |conn| {
+            if on {
+                // In the writer, before the switch: every write after it sees the flag.
+                in_use.set();
+            }
+            ordering::set_ordered(conn, &id, on, now)
+        })
+        .await
     }
 
     async fn set_signing_secret(&self, id: &ChannelId, secret: String) -> Result<(), StoreError> {
@@ -309,8 +320,9 @@ impl Store for SqliteStore {
         events: Vec<NewEvent>,
         claim_until: Option<i64>,
     ) -> Result<Vec<SavedEvent>, StoreError> {
+        let ordering = self.ordering.clone();
         self.writer
-            .write(move |conn| deliveries::save_events(conn, &events, claim_until))
+            .write(move |conn| deliveries::save_events(conn, &events, claim_until, ordering.get()))
             .await
     }
 
@@ -356,8 +368,9 @@ impl Store for SqliteStore {
             Some(attempt) => Some(self.url_id(&attempt.url).await?),
             None => None,
         };
+        let ordering = self.ordering.clone();
         self.writer
-            .write(move |conn| deliveries::settle(conn, &outcome, url_id))
+            .write(move |conn| deliveries::settle(conn, &outcome, url_id, ordering.get()))
             .await
     }
 

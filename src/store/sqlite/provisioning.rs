@@ -95,7 +95,8 @@ pub fn create_channel(
             now_ms(),
         ),
     )?;
-    deliveries::save_events(conn, events, None)?;
+    // Partner events only: never ordered.
+    deliveries::save_events(conn, events, None, false)?;
     Ok(())
 }
 

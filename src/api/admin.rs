@@ -16,7 +16,7 @@ use super::partner_events::channel_event;
 use super::AppState;
 use crate::domain::{
     random_alphanumeric, ApiKey, Channel, ChannelId, Partner, PartnerEventType, PartnerId,
-    PhoneNumber, PhoneNumberId, Route, ValidationError, WabaId,
+    PhoneNumber, PhoneNumberId, Route, ValidationError, WabaId, Webhook,
 };
 use crate::metrics::Source;
 use crate::store::{ChannelRef, NewChannel};
@@ -290,6 +290,15 @@ pub struct ChannelView {
 
 impl ChannelView {
     fn of(channel: Channel, route: Route) -> Self {
+        Self::shown(channel, route, |w| WebhookConfig::of(Some(w)))
+    }
+
+    /// The view with each webhook rendered by `show` (as configured, or masked for lists).
+    pub(super) fn shown(
+        channel: Channel,
+        route: Route,
+        show: fn(&Webhook) -> WebhookConfig,
+    ) -> Self {
         let route = match route {
             Route::Phone(webhook) => ("phone", Some(webhook)),
             Route::Waba(webhook) => ("waba", Some(webhook)),
@@ -300,7 +309,7 @@ impl ChannelView {
             waba_id: channel.waba_id.get(),
             phone_number: channel.phone_number.as_str().to_owned(),
             phone_number_id: channel.phone_number_id.as_str().to_owned(),
-            webhook: channel.webhook.as_ref().map(|w| WebhookConfig::of(Some(w))),
+            webhook: channel.webhook.as_ref().map(show),
             multi_webhook_enabled: channel.multi_webhook.enabled,
             extra_destinations: channel
                 .multi_webhook
@@ -311,7 +320,7 @@ impl ChannelView {
             ordered: channel.ordered,
             route: RouteView {
                 kind: route.0,
-                webhook: route.1.as_ref().map(|w| WebhookConfig::of(Some(w))),
+                webhook: route.1.as_ref().map(show),
             },
         }
     }

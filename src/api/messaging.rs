@@ -42,6 +42,17 @@ impl WebhookConfig {
     }
 }
 
+impl WebhookConfig {
+    /// A webhook as lists display it: query values and header values masked (`***`), since
+    /// both often carry credentials and lists are read by more people than configurations.
+    pub(super) fn masked(webhook: &Webhook) -> Self {
+        Self {
+            url: redact_query(webhook.url.as_str()).into_owned(),
+            headers: webhook.headers.masked(),
+        }
+    }
+}
+
 /// Body of POST /v1/configs/webhook. An empty `url` removes the phone-number webhook.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SetWebhookRequest {

@@ -3,9 +3,9 @@
 //! - `messaging` and `multi_webhook`: the provider-compatible Messaging API (`D360-API-KEY`).
 //! - `partner`: the provider-compatible Partner API (partner key, `{"meta"}` errors).
 //! - `meta`: Meta's Cloud API webhook (handshake and signed notifications).
-//! - `admin`, `partner_events`, `ordering`, `events`, `deliveries`, `recover`: the admin API
-//!   (admin token): provisioning, partner events, ordered delivery, inspection, replay and
-//!   recovery over a window.
+//! - `admin`, `listing`, `partner_events`, `ordering`, `events`, `deliveries`, `recover`: the
+//!   admin API (admin token): provisioning and its lists, partner events, ordered delivery,
+//!   inspection, replay and recovery over a window.
 //! - `system`: health, readiness, metrics, and `/openapi.json`.
 //!
 //! The OpenAPI document is generated from the same annotations that register the routes
@@ -17,6 +17,7 @@ mod destinations;
 mod error;
 mod events;
 mod extract;
+mod listing;
 mod messaging;
 mod meta;
 mod multi_webhook;
@@ -130,7 +131,11 @@ pub fn router(state: AppState) -> Router {
             multi_webhook::update_destination
         ))
         .routes(routes!(multi_webhook::delete_destination))
-        .routes(routes!(admin::create_partner))
+        .routes(routes!(admin::create_partner, listing::list_partners))
+        .routes(routes!(listing::get_partner))
+        .routes(routes!(listing::list_wabas))
+        .routes(routes!(listing::get_waba))
+        .routes(routes!(listing::list_channels))
         .routes(routes!(admin::create_waba))
         .routes(routes!(admin::create_channel))
         .routes(routes!(admin::rotate_channel_key))

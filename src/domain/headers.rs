@@ -112,6 +112,16 @@ impl WebhookHeaders {
         &self.0.raw
     }
 
+    /// The header names with every value shown as `***`: what lists display, since header
+    /// values are credentials (`Authorization`, tokens) and lists are read by more people.
+    pub fn masked(&self) -> BTreeMap<String, String> {
+        self.0
+            .raw
+            .keys()
+            .map(|name| (name.clone(), "***".to_owned()))
+            .collect()
+    }
+
     /// The headers parsed for sending: each name once, as a request's header map wants them.
     pub fn ready_to_send(&self) -> &HeaderMap {
         &self.0.ready

@@ -133,6 +133,32 @@ impl PhoneNumber {
     }
 }
 
+/// The start of a phone number to search by: digits with an optional leading `+` (which is
+/// ignored: numbers are stored as their clients spelled them, with or without it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhonePrefix(String);
+
+impl PhonePrefix {
+    /// Accepts `+4915`, `4915`, … (1 to 15 digits), so a search never scans on garbage; a
+    /// leading space is taken for the `+` a query string decodes as one (`?phone=+4915`).
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        let trimmed = raw.strip_prefix(' ').unwrap_or(raw);
+        let digits = trimmed.strip_prefix('+').unwrap_or(trimmed);
+        if (1..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(Self(digits.to_owned()))
+        } else {
+            Err(ValidationError(format!(
+                "Invalid phone {raw:?}: expected an optional + and 1 to 15 digits"
+            )))
+        }
+    }
+
+    /// The digits, without a `+`.
+    pub fn digits(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Meta's id for a phone number, the key that routes Meta's webhooks to a channel.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
@@ -189,6 +215,16 @@ mod tests {
         assert!(PhoneNumber::parse("4915112345678").is_ok());
         for bad in ["", "+", "12345", "+1234567890123456", "49 151", "abc123456"] {
             assert!(PhoneNumber::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn phone_prefixes_are_digits_with_an_optional_plus() {
+        assert_eq!(PhonePrefix::parse("+4915").unwrap().digits(), "4915");
+        assert_eq!(PhonePrefix::parse("4").unwrap().digits(), "4");
+        assert_eq!(PhonePrefix::parse(" 4915").unwrap().digits(), "4915");
+        for bad in ["", "+", "49 15", "+49a", "1234567890123456"] {
+            assert!(PhonePrefix::parse(bad).is_err(), "{bad:?}");
         }
     }
 

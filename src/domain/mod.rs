@@ -23,7 +23,7 @@ pub use delivery::{
 };
 pub use destination::DestinationId;
 pub use headers::{HeaderError, WebhookHeaders};
-pub use ids::{ChannelId, PartnerId, PhoneNumber, PhoneNumberId, WabaId};
+pub use ids::{ChannelId, PartnerId, PhoneNumber, PhoneNumberId, PhonePrefix, WabaId};
 pub use json_text::ascii_escaped;
 pub use keys::{hex, random_alphanumeric, ApiKey, KeyHash};
 pub use multi_webhook::{

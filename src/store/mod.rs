@@ -7,6 +7,7 @@
 
 mod cache;
 mod columns;
+mod listing;
 mod ordering;
 mod urls;
 
@@ -37,6 +38,9 @@ pub use types::{
 };
 
 pub use lease::{CreatedDelivery, HeldLease, LeaseToken, Settled};
+pub use listing::{
+    ChannelFilter, ChannelListing, PartnerFilter, PartnerListing, WabaFilter, WabaListing,
+};
 pub use ordering::HELD_UNTIL;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -375,6 +379,19 @@ pub trait Store: Send + Sync + 'static {
     /// Sets the secret that signs the WABA's WABA-level notifications.
     async fn set_waba_signing_secret(&self, waba: WabaId, secret: String)
         -> Result<(), StoreError>;
+
+    /// A page of partners by ascending id (keyset on the primary key), with their WABA
+    /// counts: what operators browse and the CLI lists.
+    async fn list_partners(&self, filter: PartnerFilter)
+        -> Result<Vec<PartnerListing>, StoreError>;
+
+    /// A page of WABAs by ascending id, optionally of one partner, with their channel counts.
+    async fn list_wabas(&self, filter: WabaFilter) -> Result<Vec<WabaListing>, StoreError>;
+
+    /// A page of channels by ascending id, filtered by partner, WABA or phone prefix, with
+    /// their owner and current route (one query: no read per channel).
+    async fn list_channels(&self, filter: ChannelFilter)
+        -> Result<Vec<ChannelListing>, StoreError>;
 }
 
 /// Opens the database named by `url`, creating and migrating it if needed; `node` names

@@ -16,6 +16,7 @@ mod guard;
 mod headers;
 mod helpers;
 mod leases;
+mod listing;
 mod meta;
 mod multi_webhook;
 mod ordering;

@@ -29,6 +29,8 @@ mod helpers;
 #[path = "../api/leases.rs"]
 mod leases;
 mod listener;
+#[path = "../api/listing.rs"]
+mod listing;
 #[path = "../api/meta.rs"]
 mod meta;
 #[path = "../api/multi_webhook.rs"]

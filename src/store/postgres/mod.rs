@@ -13,6 +13,7 @@ mod deliveries;
 mod idempotency;
 mod inspect;
 mod listener;
+mod listing;
 mod ordering;
 mod provisioning;
 mod recover;
@@ -33,6 +34,9 @@ use super::cache::ConfigCache;
 use super::columns::{self, webhook_columns};
 use super::urls::UrlIds;
 use super::{types, ConfiguredRoute, DestinationPause, PendingGroup};
+use super::{
+    ChannelFilter, ChannelListing, PartnerFilter, PartnerListing, WabaFilter, WabaListing,
+};
 use super::{
     ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventFilter, EventRecord,
     EventSummary, HeldLease, NewChannel, NewEvent, Outcome, PartnerRecord, RecoverFilter,
@@ -642,6 +646,24 @@ impl Store for PostgresStore {
             &[&secret, &waba.get()],
             ("WABA", id.as_str()),
         ))
+    }
+
+    async fn list_partners(
+        &self,
+        filter: PartnerFilter,
+    ) -> Result<Vec<PartnerListing>, StoreError> {
+        transact!(self, read, |tx| listing::partners(&tx, &filter))
+    }
+
+    async fn list_wabas(&self, filter: WabaFilter) -> Result<Vec<WabaListing>, StoreError> {
+        transact!(self, read, |tx| listing::wabas(&tx, &filter))
+    }
+
+    async fn list_channels(
+        &self,
+        filter: ChannelFilter,
+    ) -> Result<Vec<ChannelListing>, StoreError> {
+        transact!(self, read, |tx| listing::channels(&tx, &filter))
     }
 }
 

@@ -6,6 +6,7 @@
 mod connection;
 mod deliveries;
 mod events;
+mod listing;
 mod ordering;
 mod provisioning;
 mod recover;
@@ -25,6 +26,9 @@ use super::cache::ConfigCache;
 use super::columns::{self, require_changed, webhook_columns};
 use super::urls::UrlIds;
 use super::{types, ConfiguredRoute, DestinationPause, PendingGroup};
+use super::{
+    ChannelFilter, ChannelListing, PartnerFilter, PartnerListing, WabaFilter, WabaListing,
+};
 use super::{
     ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventFilter, EventRecord,
     EventSummary, HeldLease, NewChannel, NewEvent, Outcome, PartnerRecord, RecoverFilter,
@@ -662,6 +666,30 @@ impl Store for SqliteStore {
                 )?;
                 require_changed(changed as u64, "WABA", &waba.to_string())
             })
+            .await
+    }
+
+    async fn list_partners(
+        &self,
+        filter: PartnerFilter,
+    ) -> Result<Vec<PartnerListing>, StoreError> {
+        self.readers
+            .read(move |conn| listing::partners(conn, &filter))
+            .await
+    }
+
+    async fn list_wabas(&self, filter: WabaFilter) -> Result<Vec<WabaListing>, StoreError> {
+        self.readers
+            .read(move |conn| listing::wabas(conn, &filter))
+            .await
+    }
+
+    async fn list_channels(
+        &self,
+        filter: ChannelFilter,
+    ) -> Result<Vec<ChannelListing>, StoreError> {
+        self.readers
+            .read(move |conn| listing::channels(conn, &filter))
             .await
     }
 }

@@ -17,7 +17,8 @@ use crate::domain::{random_alphanumeric, AddressPolicy, UrlPolicy};
 #[command(
     name = "switchboard",
     version,
-    about = "Self-hosted WhatsApp Business webhook platform"
+    about = "Self-hosted WhatsApp Business webhook platform",
+    after_help = crate::cli::EXIT_CODES_HELP
 )]
 pub struct Cli {
     /// The subcommand to run.
@@ -29,7 +30,23 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP service (configuration API, admin API and delivery).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Partners (client of a running server): create, list, show.
+    Partners(crate::cli::args::PartnersArgs),
+    /// WABAs (client of a running server): create, list, show.
+    Wabas(crate::cli::args::WabasArgs),
+    /// Channels, one per phone number (client of a running server): create, list, show.
+    Channels(crate::cli::args::ChannelsArgs),
+    /// Deliveries (client of a running server): list, retry.
+    Deliveries(crate::cli::args::DeliveriesArgs),
+    /// Re-queue the deliveries of the events of a time window (client of a running server).
+    Recover(crate::cli::args::RecoverArgs),
+    /// Receivers (client of a running server): list, show, pause, resume.
+    Destinations(crate::cli::args::DestinationsArgs),
+    /// Inject a realistic Meta message or status notification for a channel's number.
+    SendTest(crate::cli::args::SendTestArgs),
+    /// Follow the live stream of events, attempts and state changes, decoded.
+    Tail(crate::cli::args::TailArgs),
 }
 
 /// Flags of `switchboard serve`; each has an environment variable and a config-file key.

@@ -12,6 +12,8 @@
 //! - [`domain`]: plain types and their rules (`WebhookUrl`, `WebhookHeaders`, multi-webhook
 //!   changes, routing priority); no HTTP, no SQL.
 //! - [`config`]: one typed, validated `Config` from defaults, file, environment and flags.
+//! - [`cli`]: the client subcommands (`switchboard channels list`, `tail`, …): HTTP to a
+//!   running server's admin API, aligned tables or `--json`; beside the server, not under it.
 //! - [`maintenance`]: retention (old finished events are deleted in the background).
 //! - [`metrics`], [`clock`]: Prometheus counters; wall-clock milliseconds.
 #![forbid(unsafe_code)]
@@ -19,6 +21,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod api;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod delivery;

@@ -19,9 +19,10 @@ use tracing_subscriber::EnvFilter;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let Cli {
-        command: Command::Serve(args),
-    } = Cli::parse();
+    let args = match Cli::parse().command {
+        Command::Serve(args) => *args,
+        client => return switchboard::cli::run(client),
+    };
     let config = match Config::load(args) {
         Ok(config) => config,
         Err(error) => {

@@ -7,6 +7,7 @@ pub const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
 mod admin;
 mod bad_input;
 mod cli;
+mod cli_client;
 mod connections;
 mod corpus;
 mod crash;

@@ -12,6 +12,8 @@ mod bad_input;
 mod batch;
 #[path = "../api/cli.rs"]
 mod cli;
+#[path = "../api/cli_client.rs"]
+mod cli_client;
 #[path = "../api/corpus.rs"]
 mod corpus;
 #[path = "../api/crash.rs"]

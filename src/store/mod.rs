@@ -12,6 +12,8 @@ mod urls;
 
 mod lease;
 mod postgres;
+mod replay;
+mod replay_sql;
 mod sqlite;
 
 use std::sync::Arc;
@@ -39,6 +41,7 @@ pub use types::{
 pub use lease::{CreatedDelivery, HeldLease, LeaseToken, Settled};
 pub use ordering::HELD_UNTIL;
 pub use postgres::PostgresStore;
+pub use replay::{Replay, ReplayFrom, ReplayedAttempt, ReplayedEvent, REPLAY_LIMIT};
 pub use sqlite::SqliteStore;
 
 /// Why a store operation did not happen.
@@ -375,6 +378,10 @@ pub trait Store: Send + Sync + 'static {
     /// Sets the secret that signs the WABA's WABA-level notifications.
     async fn set_waba_signing_secret(&self, waba: WabaId, secret: String)
         -> Result<(), StoreError>;
+
+    /// The events and attempts recorded after `from`, at most `limit` of each, oldest
+    /// first: what the live stream missed while its client was away.
+    async fn replay(&self, from: ReplayFrom, limit: usize) -> Result<Replay, StoreError>;
 }
 
 /// Opens the database named by `url`, creating and migrating it if needed; `node` names

@@ -31,7 +31,7 @@ impl Engine {
             settlement,
         };
         match self.settle_retrying(outcome).await? {
-            Settled::Recorded { extras } => Ok(Some(extras)),
+            Settled::Recorded { extras, .. } => Ok(Some(extras)),
             Settled::LeaseLost => {
                 // Counted once per lease: a renewal may have found it lost already.
                 if !lost.is_cancelled() {

@@ -16,6 +16,7 @@ mod listener;
 mod ordering;
 mod provisioning;
 mod recover;
+mod replay;
 mod schema;
 mod settle;
 
@@ -642,6 +643,14 @@ impl Store for PostgresStore {
             &[&secret, &waba.get()],
             ("WABA", id.as_str()),
         ))
+    }
+
+    async fn replay(
+        &self,
+        from: super::ReplayFrom,
+        limit: usize,
+    ) -> Result<super::Replay, StoreError> {
+        transact!(self, read, |tx| replay::replay(&tx, from, limit))
     }
 }
 

@@ -9,6 +9,7 @@ mod events;
 mod ordering;
 mod provisioning;
 mod recover;
+mod replay;
 mod rows;
 mod writer;
 
@@ -662,6 +663,16 @@ impl Store for SqliteStore {
                 )?;
                 require_changed(changed as u64, "WABA", &waba.to_string())
             })
+            .await
+    }
+
+    async fn replay(
+        &self,
+        from: super::ReplayFrom,
+        limit: usize,
+    ) -> Result<super::Replay, StoreError> {
+        self.readers
+            .read(move |conn| replay::replay(conn, from, limit))
             .await
     }
 }

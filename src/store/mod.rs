@@ -41,7 +41,7 @@ pub use types::{
 pub use lease::{CreatedDelivery, HeldLease, LeaseToken, Settled};
 pub use ordering::HELD_UNTIL;
 pub use postgres::PostgresStore;
-pub use replay::{Replay, ReplayFrom, ReplayedAttempt, ReplayedEvent, REPLAY_LIMIT};
+pub use replay::{Replay, ReplayFrom, StoredAttempt, StoredEvent, REPLAY_LIMIT};
 pub use sqlite::SqliteStore;
 
 /// Why a store operation did not happen.

@@ -22,14 +22,14 @@ pub struct ReplayFrom {
 #[derive(Debug, Clone, Default)]
 pub struct Replay {
     /// Events, with their stored payload (the stream shows its summary).
-    pub events: Vec<ReplayedEvent>,
+    pub events: Vec<StoredEvent>,
     /// Attempts, with their delivery.
-    pub attempts: Vec<ReplayedAttempt>,
+    pub attempts: Vec<StoredAttempt>,
 }
 
 /// One stored event.
 #[derive(Debug, Clone)]
-pub struct ReplayedEvent {
+pub struct StoredEvent {
     /// Its id, kind, channel, partner and arrival.
     pub summary: EventSummary,
     /// The stored payload.
@@ -38,7 +38,7 @@ pub struct ReplayedEvent {
 
 /// One stored attempt and the delivery it belongs to.
 #[derive(Debug, Clone)]
-pub struct ReplayedAttempt {
+pub struct StoredAttempt {
     /// The attempt's id.
     pub id: AttemptId,
     /// Its delivery.

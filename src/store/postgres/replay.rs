@@ -9,7 +9,7 @@ use super::inspect::{summary_from_row, SUMMARY_COLUMNS};
 use crate::domain::{AttemptId, ChannelId, DeliveryId, DeliveryState, EventId, Target};
 use crate::store::columns::parse_error_kind;
 use crate::store::replay_sql::{attempts_sql, ended, events_sql};
-use crate::store::{AttemptRecord, Replay, ReplayFrom, ReplayedAttempt, ReplayedEvent, StoreError};
+use crate::store::{AttemptRecord, Replay, ReplayFrom, StoreError, StoredAttempt, StoredEvent};
 
 /// The events and attempts after `from`, at most `limit` of each, oldest first.
 ///
@@ -29,7 +29,7 @@ pub async fn replay(
         .await?;
     let mut events = Vec::with_capacity(rows.len());
     for row in rows {
-        events.push(ReplayedEvent {
+        events.push(StoredEvent {
             summary: summary_from_row(&row)?,
             payload: Bytes::from(row.try_get::<_, Vec<u8>>(6)?),
         });
@@ -44,13 +44,13 @@ pub async fn replay(
     Ok(Replay { events, attempts })
 }
 
-fn attempt_from_row(row: &Row) -> Result<ReplayedAttempt, StoreError> {
+fn attempt_from_row(row: &Row) -> Result<StoredAttempt, StoreError> {
     let target: String = row.try_get(4)?;
     let state: String = row.try_get(5)?;
     let state = DeliveryState::parse(&state).unwrap_or(DeliveryState::Pending);
     let error: Option<String> = row.try_get(11)?;
     let status: Option<i64> = row.try_get(10)?;
-    Ok(ReplayedAttempt {
+    Ok(StoredAttempt {
         id: AttemptId(row.try_get(0)?),
         delivery: DeliveryId(row.try_get(1)?),
         event: EventId(row.try_get(2)?),

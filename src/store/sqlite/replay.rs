@@ -7,7 +7,7 @@ use super::events::{summary_from_row, SUMMARY_COLUMNS};
 use crate::domain::{AttemptId, ChannelId, DeliveryId, DeliveryState, EventId, Target};
 use crate::store::columns::parse_error_kind;
 use crate::store::replay_sql::{attempts_sql, ended, events_sql};
-use crate::store::{AttemptRecord, Replay, ReplayFrom, ReplayedAttempt, ReplayedEvent, StoreError};
+use crate::store::{AttemptRecord, Replay, ReplayFrom, StoreError, StoredAttempt, StoredEvent};
 
 /// The events and attempts after `from`, at most `limit` of each, oldest first.
 pub fn replay(conn: &Connection, from: ReplayFrom, limit: usize) -> Result<Replay, StoreError> {
@@ -15,7 +15,7 @@ pub fn replay(conn: &Connection, from: ReplayFrom, limit: usize) -> Result<Repla
     let mut statement = conn.prepare_cached(&events_sql(SUMMARY_COLUMNS, "?1", "?2"))?;
     let events = statement
         .query_map(params![from.event.0, limit], |row| {
-            Ok(ReplayedEvent {
+            Ok(StoredEvent {
                 summary: summary_from_row(row)?,
                 payload: Bytes::from(row.get::<_, Vec<u8>>(6)?),
             })
@@ -28,12 +28,12 @@ pub fn replay(conn: &Connection, from: ReplayFrom, limit: usize) -> Result<Repla
     Ok(Replay { events, attempts })
 }
 
-fn attempt_from_row(row: &Row<'_>) -> rusqlite::Result<ReplayedAttempt> {
+fn attempt_from_row(row: &Row<'_>) -> rusqlite::Result<StoredAttempt> {
     let target: String = row.get(4)?;
     let state: String = row.get(5)?;
     let state = DeliveryState::parse(&state).unwrap_or(DeliveryState::Pending);
     let error: Option<String> = row.get(11)?;
-    Ok(ReplayedAttempt {
+    Ok(StoredAttempt {
         id: AttemptId(row.get(0)?),
         delivery: DeliveryId(row.get(1)?),
         event: EventId(row.get(2)?),

@@ -51,6 +51,8 @@ mod recover;
 mod retention;
 #[path = "../api/service.rs"]
 mod service;
+#[path = "../api/stream.rs"]
+mod stream;
 #[path = "../api/waba_level.rs"]
 mod waba_level;
 #[path = "../api/waba_webhook.rs"]

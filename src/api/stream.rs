@@ -199,8 +199,9 @@ fn parse_kinds(raw: &str) -> Result<Vec<&'static str>, ApiError> {
 struct Reader {
     receiver: broadcast::Receiver<Arc<FeedItem>>,
     filter: Filter,
-    /// Replayed messages not yet sent, oldest first.
-    backlog: VecDeque<Arc<FeedItem>>,
+    /// Replayed messages not yet sent, oldest first, each with the cursor as of it (a
+    /// client that leaves mid-replay resumes from what it was told, not past the rest).
+    backlog: VecDeque<(FeedItem, ReplayFrom)>,
     /// The ids the replay covered: their live copies are not sent twice.
     replayed_events: HashSet<EventId>,
     replayed_attempts: HashSet<AttemptId>,
@@ -264,7 +265,7 @@ impl Reader {
             self.advance(&item);
             for item in std::iter::once(item).chain(ended) {
                 if self.filter.keeps(&item) {
-                    self.backlog.push_back(Arc::new(item));
+                    self.backlog.push_back((item, self.cursor));
                 }
             }
         }
@@ -275,8 +276,8 @@ impl Reader {
         if self.ended {
             return None;
         }
-        if let Some(item) = self.backlog.pop_front() {
-            return Some(self.message(&item));
+        if let Some((item, cursor)) = self.backlog.pop_front() {
+            return Some(message(&item, cursor));
         }
         loop {
             let received = tokio::select! {
@@ -287,7 +288,7 @@ impl Reader {
             match received {
                 Ok(item) if self.is_new(&item) && self.filter.keeps(&item) => {
                     self.advance(&item);
-                    return Some(self.message(&item));
+                    return Some(message(&item, self.cursor));
                 }
                 Ok(_) => continue,
                 Err(RecvError::Lagged(missed)) => {
@@ -323,13 +324,6 @@ impl Reader {
         }
     }
 
-    fn message(&self, item: &FeedItem) -> Event {
-        Event::default()
-            .id(cursor_text(self.cursor))
-            .event(item.kind())
-            .data(item.data())
-    }
-
     fn lagged(&self) -> Event {
         let resume = serde_json::json!({ "resume": cursor_text(self.cursor) });
         Event::default()
@@ -337,6 +331,14 @@ impl Reader {
             .event("lagged")
             .data(resume.to_string())
     }
+}
+
+/// One SSE message: `id: <cursor>`, `event: <kind>`, `data: <JSON>`.
+fn message(item: &FeedItem, cursor: ReplayFrom) -> Event {
+    Event::default()
+        .id(cursor_text(cursor))
+        .event(item.kind())
+        .data(item.data())
 }
 
 fn cursor_text(cursor: ReplayFrom) -> String {

@@ -149,6 +149,9 @@ pub struct ServeArgs {
     /// while the open ones keep working [default: 1024].
     #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
+    /// Live streams (`GET /admin/stream`) open at once at most; beyond, 503 [default: 64].
+    #[arg(long, env = "SWITCHBOARD_MAX_STREAMS", value_name = "N")]
+    pub max_streams: Option<usize>,
     /// Memory for request bodies being read at once, across all connections, in MiB; a
     /// body that does not fit is answered 503 (Meta retries) [default: 16].
     #[arg(long, env = "SWITCHBOARD_MAX_BODY_BUFFER_MIB", value_name = "MIB")]
@@ -195,6 +198,7 @@ struct FileConfig {
     body_timeout_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
     max_connections: Option<usize>,
+    max_streams: Option<usize>,
     max_body_buffer_mib: Option<usize>,
     shutdown_grace_ms: Option<u64>,
     pause_after_s: Option<u64>,
@@ -349,6 +353,9 @@ pub struct HttpLimits {
     pub idle_timeout: Duration,
     /// Open connections at most.
     pub max_connections: usize,
+    /// Live streams open at once at most: each holds a connection and a reader of the feed
+    /// for as long as its client likes.
+    pub max_streams: usize,
     /// Bytes of request bodies being read at once, across all connections.
     pub max_body_buffer: usize,
     /// How long a graceful stop waits for requests and attempts in flight.
@@ -362,6 +369,7 @@ impl Default for HttpLimits {
             body_timeout: Duration::from_millis(10_000),
             idle_timeout: Duration::from_millis(60_000),
             max_connections: 1024,
+            max_streams: 64,
             max_body_buffer: 16 * MIB,
             shutdown_grace: Duration::from_millis(10_000),
         }
@@ -511,6 +519,10 @@ impl Config {
                     .max_connections
                     .or(file.max_connections)
                     .unwrap_or(defaults.http.max_connections),
+                max_streams: args
+                    .max_streams
+                    .or(file.max_streams)
+                    .unwrap_or(defaults.http.max_streams),
                 max_body_buffer: args
                     .max_body_buffer_mib
                     .or(file.max_body_buffer_mib)
@@ -613,6 +625,11 @@ impl HttpLimits {
         if !(1..=1_000_000).contains(&self.max_connections) {
             return Err(ConfigError(
                 "--max-connections must be between 1 and 1000000".into(),
+            ));
+        }
+        if !(1..=10_000).contains(&self.max_streams) {
+            return Err(ConfigError(
+                "--max-streams must be between 1 and 10000".into(),
             ));
         }
         if self.max_body_buffer < MIB {

@@ -94,6 +94,7 @@ pub async fn run(
         metrics,
         admin_token_hash: KeyHash::of(config.admin_token.secret.expose()),
         body_budget: Arc::new(tokio::sync::Semaphore::new(config.http.max_body_buffer)),
+        streams: api::LiveStreams::new(engine.feed(), config.http.max_streams, shutdown.clone()),
         config: Arc::new(config),
     };
     tracing::info!(

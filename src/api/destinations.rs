@@ -244,9 +244,9 @@ pub async fn pause_destination(
         tracing::warn!(destination = %wanted, "destination paused by an operator");
         let details = serde_json::json!({"reason": "manual"});
         let destination = (&wanted, url.as_str());
+        let feed = state.streams.feed();
         destination_changed(
-            store,
-            &state.metrics,
+            (store, &state.metrics, feed),
             destination,
             StateChange::Paused,
             details,
@@ -286,7 +286,8 @@ pub async fn resume_destination(
     let details = serde_json::json!({"from": "paused", "paused_s": paused_s, "by": "operator"});
     let (store, metrics) = (state.store.as_ref(), &state.metrics);
     let destination = (&wanted, pause.url.as_str());
-    destination_changed(store, metrics, destination, StateChange::Recovered, details).await?;
+    let told = (store, metrics.as_ref(), state.streams.feed());
+    destination_changed(told, destination, StateChange::Recovered, details).await?;
     Ok(Json(one(&state, wanted.as_str()).await?.1))
 }
 

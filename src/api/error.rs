@@ -79,6 +79,9 @@ pub enum ApiError {
     /// 503: the server is reading as many request bodies as its memory budget allows.
     #[error("Too many requests are being received at once, please retry later")]
     Overloaded,
+    /// 503: as many live streams are open as the server allows (`--max-streams`).
+    #[error("Too many live streams are open (at most {0}), please retry later")]
+    TooManyStreams(usize),
     /// 503: a dependency (the database) is not available right now.
     #[error("Service unavailable, please retry later")]
     Unavailable(#[source] StoreError),
@@ -98,7 +101,7 @@ impl ApiError {
             Self::Conflict(_) | Self::MultiWebhookDisabled => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded | Self::TooManyStreams(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

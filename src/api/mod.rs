@@ -5,7 +5,8 @@
 //! - `meta`: Meta's Cloud API webhook (handshake and signed notifications).
 //! - `admin`, `listing`, `partner_events`, `ordering`, `events`, `deliveries`, `recover`: the
 //!   admin API (admin token): provisioning and its lists, partner events, ordered delivery,
-//!   inspection, replay and recovery over a window.
+//!   inspection, replay and recovery over a window; `stream`: the live tail of what happens
+//!   now (SSE).
 //! - `system`: health, readiness, metrics, and `/openapi.json`.
 //!
 //! The OpenAPI document is generated from the same annotations that register the routes
@@ -26,6 +27,7 @@ mod partner;
 mod partner_events;
 mod recover;
 mod server;
+mod stream;
 mod system;
 
 use std::sync::Arc;
@@ -40,6 +42,7 @@ use utoipa_axum::routes;
 pub use error::ApiError;
 pub use extract::BODY_LIMIT;
 pub use server::serve;
+pub use stream::LiveStreams;
 
 use crate::config::Config;
 use crate::domain::KeyHash;
@@ -67,6 +70,8 @@ pub struct AppState {
     /// Bytes of request bodies that may be read at once, across connections (one permit a
     /// byte): memory an unfinished body holds is bounded server-wide.
     pub body_budget: Arc<tokio::sync::Semaphore>,
+    /// The live feed and the open streams of `GET /admin/stream` (at most `--max-streams`).
+    pub streams: LiveStreams,
 }
 
 #[derive(OpenApi)]
@@ -162,6 +167,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(destinations::pause_destination))
         .routes(routes!(destinations::resume_destination))
         .routes(routes!(recover::recover_deliveries))
+        .routes(routes!(stream::stream))
         .routes(routes!(meta::verify, meta::receive))
         .routes(routes!(system::metrics))
         .routes(routes!(system::health))

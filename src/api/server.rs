@@ -131,8 +131,7 @@ impl Connection {
             phase.request_started();
             async move {
                 let response = router.call(request.map(axum::body::Body::new)).await;
-                phase.request_finished();
-                response
+                response.map(|response| response.map(|body| Answer { body, phase }))
             }
         });
         let mut builder = hyper::server::conn::http1::Builder::new();
@@ -157,6 +156,41 @@ impl Connection {
         if let Err(error) = served {
             tracing::debug!(%error, "connection closed with an error");
         }
+    }
+}
+
+/// An answer's body: the request counts as served (so the idle timeout runs again) only once
+/// hyper is done with it, not when the handler returned its head. A long answer, such as
+/// the live stream, is not idle while it is written; its writes are still timed (a client
+/// that reads nothing for the idle timeout is cut).
+struct Answer {
+    body: axum::body::Body,
+    phase: Arc<PhaseClock>,
+}
+
+impl http_body::Body for Answer {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        self.phase.request_finished();
     }
 }
 

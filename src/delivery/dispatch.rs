@@ -22,6 +22,7 @@ use memory::MemoryShare;
 
 use super::attempt::{AttemptResult, Attempter, ClientError};
 use super::backoff::RetryPolicy;
+use super::feed::Feed;
 use super::gate::{Admission, Gates};
 use super::health::Health;
 use super::lease::{self, Held};
@@ -111,6 +112,9 @@ struct Inner {
     health: Arc<Health>,
     /// The paused destinations.
     pauses: Arc<Pauses>,
+    /// What happens now, told to the live stream's readers (nothing is built while none
+    /// listens).
+    feed: Arc<Feed>,
 }
 
 impl Engine {
@@ -135,6 +139,7 @@ impl Engine {
                 shutdown,
                 health: Arc::default(),
                 pauses: Arc::default(),
+                feed: Arc::default(),
             }),
         };
         let poller = engine.clone();
@@ -197,9 +202,15 @@ impl Engine {
             store: self.inner.store.as_ref(),
             metrics: &self.inner.metrics,
             pauses: &self.inner.pauses,
+            feed: &self.inner.feed,
             pause_after: self.inner.settings.pause_after,
             probe_interval: self.inner.settings.probe_interval,
         }
+    }
+
+    /// The live feed, for ingest to tell accepted events and the API to stream.
+    pub fn feed(&self) -> Arc<Feed> {
+        Arc::clone(&self.inner.feed)
     }
 
     /// The paused destinations, for the admin API to pause and resume.

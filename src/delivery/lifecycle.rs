@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use super::feed::Feed;
 use super::health::{Grade, Recorded};
 use super::notify::destination_changed;
 use super::pause::Pauses;
@@ -22,6 +23,8 @@ pub struct Lifecycle<'a> {
     pub metrics: &'a Metrics,
     /// The paused destinations.
     pub pauses: &'a Pauses,
+    /// Tells each change to the live stream.
+    pub feed: &'a Feed,
     /// Pause after nothing but failures this long (`None`: never).
     pub pause_after: Option<Duration>,
     /// One probe per paused destination this often.
@@ -108,8 +111,13 @@ async fn tell(
     change: StateChange,
     details: serde_json::Value,
 ) {
-    if let Err(error) =
-        destination_changed(ctx.store, ctx.metrics, destination, change, details).await
+    if let Err(error) = destination_changed(
+        (ctx.store, ctx.metrics, ctx.feed),
+        destination,
+        change,
+        details,
+    )
+    .await
     {
         tracing::warn!(%error, "cannot store the operational event");
     }

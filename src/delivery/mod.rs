@@ -4,12 +4,14 @@
 //! the deliveries held in memory (and drops those lost); `route` picks its destination from
 //! the current configuration; `gate` limits each destination's share (and parks what does
 //! not fit); `attempt` makes one HTTP try (resolving names on `dns`'s own threads);
-//! `backoff` decides when to try again; `health` grades each destination's answers.
+//! `backoff` decides when to try again; `health` grades each destination's answers; `feed` tells what happens now to
+//! the live stream's readers.
 
 mod attempt;
 mod backoff;
 mod dispatch;
 mod dns;
+mod feed;
 mod gate;
 mod health;
 mod lease;
@@ -21,6 +23,10 @@ mod route;
 pub use attempt::{signature, AttemptResult, Attempter, ClientError};
 pub use backoff::RetryPolicy;
 pub use dispatch::{Engine, EngineSettings};
+pub use feed::{
+    AttemptMessage, DeliveryMessage, DestinationMessage, EventMessage, Feed, FeedItem,
+    FEED_CAPACITY,
+};
 pub use health::{DestinationHealth, Grade, Health, WindowFigures};
 pub use notify::destination_changed;
 pub use pause::Pauses;

@@ -7,20 +7,24 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
+use super::feed::{Feed, FeedItem};
 use crate::domain::{DestinationId, PartnerEventType, PartnerId};
 use crate::metrics::{Metrics, Source, StateChange};
 use crate::store::{NewEvent, Store, StoreError};
 
 /// Stores one `kind` event for each partner that owns a route to destination `id`, with
-/// `details` merged into its data; returns how many were stored.
+/// `details` merged into its data, and tells the change to the live feed (`url` is
+/// already masked); returns how many events were stored.
 pub async fn destination_changed(
-    store: &dyn Store,
-    metrics: &Metrics,
+    (store, metrics, feed): (&dyn Store, &Metrics, &Feed),
     (id, url): (&DestinationId, &str),
     change: StateChange,
     details: Value,
 ) -> Result<usize, StoreError> {
     metrics.destination_state_changed(change);
+    if feed.is_watched() {
+        feed.publish(FeedItem::destination_changed(id, url, change));
+    }
     let kind = match change {
         StateChange::Degraded => PartnerEventType::DESTINATION_DEGRADED,
         StateChange::Paused => PartnerEventType::DESTINATION_PAUSED,

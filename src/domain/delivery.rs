@@ -14,6 +14,12 @@ pub struct EventId(pub i64);
 #[serde(transparent)]
 pub struct DeliveryId(pub i64);
 
+/// A recorded attempt's id (`attempts.id`), given by the store in the order attempts were
+/// recorded: the live stream's cursor counts attempts by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct AttemptId(pub i64);
+
 impl std::fmt::Display for EventId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)

@@ -14,12 +14,14 @@ mod json_text;
 mod keys;
 mod multi_webhook;
 mod partner_event;
+mod summary;
 mod webhook;
 mod webhook_url;
 
 pub use address::AddressPolicy;
 pub use delivery::{
-    AttemptErrorKind, DeliveryId, DeliveryState, DeliveryTarget, EventId, EventKind, Target,
+    AttemptErrorKind, AttemptId, DeliveryId, DeliveryState, DeliveryTarget, EventId, EventKind,
+    Target,
 };
 pub use destination::DestinationId;
 pub use headers::{HeaderError, WebhookHeaders};
@@ -30,6 +32,10 @@ pub use multi_webhook::{
     Destination, DestinationName, MultiWebhook, MultiWebhookChange, MultiWebhookError,
 };
 pub use partner_event::{PartnerEvent, PartnerEventType};
+pub use summary::{
+    summary, EnvelopeSummary, MessageSummary, StatusError, StatusSummary, Summary,
+    TEXT_PREVIEW_CHARS,
+};
 pub use webhook::{Channel, Partner, Route, WabaWebhook, Webhook};
 pub use webhook_url::{redact_query, UrlError, UrlPolicy, WebhookUrl};
 

@@ -7,7 +7,7 @@
 //! is still the delivery's lease, so a node whose lease expired (and was claimed again,
 //! by another node or by its own poller) can no longer change the delivery.
 
-use crate::domain::{DeliveryId, Target};
+use crate::domain::{AttemptId, DeliveryId, Target};
 
 /// The generation of a delivery's lease: it changes at each claim, so a node can tell its
 /// own claim from any later one, its own included.
@@ -49,6 +49,11 @@ pub enum Settled {
     Recorded {
         /// The deliveries created in the same transaction (extras after a 200).
         extras: Vec<CreatedDelivery>,
+        /// The id of the attempt row written, when the outcome had an attempt (the live
+        /// stream's cursor counts attempts by it). A re-run that finds its own settle
+        /// already applied reads it back (the delivery's latest attempt, which no one else
+        /// could add while this lease held it).
+        attempt: Option<AttemptId>,
     },
     /// The delivery's lease is no longer the one settled under (it expired and was claimed
     /// again): nothing was written, the delivery belongs to its new holder.

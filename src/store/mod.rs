@@ -13,6 +13,8 @@ mod urls;
 
 mod lease;
 mod postgres;
+mod replay;
+mod replay_sql;
 mod sqlite;
 
 use std::sync::Arc;
@@ -43,6 +45,7 @@ pub use listing::{
 };
 pub use ordering::HELD_UNTIL;
 pub use postgres::PostgresStore;
+pub use replay::{Replay, ReplayFrom, StoredAttempt, StoredEvent, REPLAY_LIMIT};
 pub use sqlite::SqliteStore;
 
 /// Why a store operation did not happen.
@@ -392,6 +395,10 @@ pub trait Store: Send + Sync + 'static {
     /// their owner and current route (one query: no read per channel).
     async fn list_channels(&self, filter: ChannelFilter)
         -> Result<Vec<ChannelListing>, StoreError>;
+
+    /// The events and attempts recorded after `from`, at most `limit` of each, oldest
+    /// first: what the live stream missed while its client was away.
+    async fn replay(&self, from: ReplayFrom, limit: usize) -> Result<Replay, StoreError>;
 }
 
 /// Opens the database named by `url`, creating and migrating it if needed; `node` names

@@ -273,7 +273,6 @@ fn wait_for_line(child: &mut Child, wanted: impl Fn(&str) -> bool) -> Option<Str
 }
 
 #[tokio::test]
-#[ignore = "needs GET /admin/stream (branch stream)"]
 async fn tail_prints_an_injected_event() {
     let app = spawn_app().await;
     let (channel, _, _) = provision_with_cli(&app).await;

@@ -28,5 +28,6 @@ mod receiver;
 mod recover;
 mod secrets;
 mod service;
+mod stream;
 mod waba_level;
 mod waba_webhook;

@@ -55,6 +55,8 @@ mod recover;
 mod retention;
 #[path = "../api/service.rs"]
 mod service;
+#[path = "../api/stream.rs"]
+mod stream;
 #[path = "../api/waba_level.rs"]
 mod waba_level;
 #[path = "../api/waba_webhook.rs"]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::super::feed::tell_settled;
 use super::super::gate::Gate;
 use super::super::pause::Paused;
 use super::Engine;
@@ -30,8 +31,11 @@ impl Engine {
             attempt,
             settlement,
         };
-        match self.settle_retrying(outcome).await? {
-            Settled::Recorded { extras } => Ok(Some(extras)),
+        match self.settle_retrying(&outcome).await? {
+            Settled::Recorded { extras, attempt } => {
+                tell_settled(&self.inner.feed, job, &outcome, attempt);
+                Ok(Some(extras))
+            }
             Settled::LeaseLost => {
                 // Counted once per lease: a renewal may have found it lost already.
                 if !lost.is_cancelled() {
@@ -66,7 +70,7 @@ impl Engine {
     /// `store.settle`, tried again with backoff while it fails for a reason that may pass:
     /// the attempt happened, and an outcome that is not recorded would be sent again (and
     /// a 200 would be missing from the attempt log).
-    pub(super) async fn settle_retrying(&self, outcome: Outcome) -> Result<Settled, StoreError> {
+    pub(super) async fn settle_retrying(&self, outcome: &Outcome) -> Result<Settled, StoreError> {
         let mut pause = SETTLE_RETRY_FIRST;
         let mut tries = 1;
         loop {

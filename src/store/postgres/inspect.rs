@@ -39,9 +39,10 @@ fn delivery_from_row(row: &Row) -> Result<DeliveryRecord, StoreError> {
 }
 
 /// The columns [`summary_from_row`] reads, in its order.
-const SUMMARY_COLUMNS: &str = "id, kind, channel_id, partner_id, phone_number_id, received_at";
+pub(super) const SUMMARY_COLUMNS: &str =
+    "id, kind, channel_id, partner_id, phone_number_id, received_at";
 
-fn summary_from_row(row: &Row) -> Result<EventSummary, StoreError> {
+pub(super) fn summary_from_row(row: &Row) -> Result<EventSummary, StoreError> {
     let kind: String = row.try_get(1)?;
     Ok(EventSummary {
         id: EventId(row.try_get(0)?),

@@ -17,6 +17,7 @@ mod listing;
 mod ordering;
 mod provisioning;
 mod recover;
+mod replay;
 mod schema;
 mod settle;
 
@@ -664,6 +665,14 @@ impl Store for PostgresStore {
         filter: ChannelFilter,
     ) -> Result<Vec<ChannelListing>, StoreError> {
         transact!(self, read, |tx| listing::channels(&tx, &filter))
+    }
+
+    async fn replay(
+        &self,
+        from: super::ReplayFrom,
+        limit: usize,
+    ) -> Result<super::Replay, StoreError> {
+        transact!(self, read, |tx| replay::replay(&tx, from, limit))
     }
 }
 

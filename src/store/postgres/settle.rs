@@ -13,7 +13,7 @@ use super::deliveries::insert_delivery;
 use super::ordering::wake_head;
 use super::Param;
 use crate::clock::now_ms;
-use crate::domain::{ChannelId, DeliveryId, DeliveryState, EventId, Target};
+use crate::domain::{AttemptId, ChannelId, DeliveryId, DeliveryState, EventId, Target};
 use crate::store::urls::destination_of;
 use crate::store::{
     AttemptRecord, CreatedDelivery, LeaseToken, Outcome, Settled, Settlement, StoreError,
@@ -51,7 +51,10 @@ pub async fn settle(
             params.push(&behind);
             let attempt = outcome.attempt.as_ref().map(|a| (a, url_id));
             return match update_held(tx, DEFERRED, &params, attempt).await? {
-                Some(_) => Ok(Settled::Recorded { extras: Vec::new() }),
+                Some(held) => Ok(Settled::Recorded {
+                    extras: Vec::new(),
+                    attempt: held.attempt,
+                }),
                 None => settled_before(tx, outcome, node).await,
             };
         }
@@ -69,7 +72,7 @@ pub async fn settle(
     else {
         return settled_before(tx, outcome, node).await;
     };
-    let (event, channel) = (held.event, held.channel);
+    let (event, channel, attempt) = (held.event, held.channel, held.attempt);
     if let (true, false, Some(channel)) = (held.ordered, state == "pending", &channel) {
         // A statement of its own, after the update: it sees every insert that waited for it.
         wake_head(tx, channel.as_str(), now).await?;
@@ -79,7 +82,10 @@ pub async fn settle(
         claim_until,
     } = &outcome.settlement
     else {
-        return Ok(Settled::Recorded { extras: Vec::new() });
+        return Ok(Settled::Recorded {
+            extras: Vec::new(),
+            attempt,
+        });
     };
     let mut created = Vec::with_capacity(extras.len());
     for name in extras {
@@ -90,7 +96,10 @@ pub async fn settle(
         let lease = claim.map(|_| LeaseToken::FIRST);
         created.push(CreatedDelivery { id, target, lease });
     }
-    Ok(Settled::Recorded { extras: created })
+    Ok(Settled::Recorded {
+        extras: created,
+        attempt,
+    })
 }
 
 /// Stores `url` in `attempt_urls` if it is not there yet (another node may be storing it at
@@ -115,6 +124,8 @@ struct Updated {
     channel: Option<ChannelId>,
     /// Whether it is ordered (its channel's next one waits for it to leave `pending`).
     ordered: bool,
+    /// The attempt inserted with the update, if one was.
+    attempt: Option<AttemptId>,
 }
 
 /// Runs `UPDATE deliveries SET {set}` on the delivery held under the lease in `params[..3]`
@@ -135,7 +146,10 @@ async fn update_held(
     let mut all: Vec<&Param<'_>> = params.to_vec();
     let sql = match attempt {
         None => {
-            format!("WITH u AS ({update}) SELECT event_id, channel_id, ordered IS NOT NULL FROM u")
+            format!(
+                "WITH u AS ({update})
+                 SELECT event_id, channel_id, ordered IS NOT NULL, NULL::bigint FROM u"
+            )
         }
         Some(_) => {
             let first = params.len() + 1;
@@ -151,8 +165,8 @@ async fn update_held(
                       a AS (INSERT INTO attempts (delivery_id, number, started_at, duration_ms,
                                                   url_id, url, status, error,
                                                   response_excerpt, retry_after_ms)
-                            SELECT u.id, {} FROM u)
-                 SELECT event_id, channel_id, ordered IS NOT NULL FROM u",
+                            SELECT u.id, {} FROM u RETURNING id)
+                 SELECT event_id, channel_id, ordered IS NOT NULL, (SELECT id FROM a) FROM u",
                 values.join(", ")
             )
         }
@@ -194,6 +208,7 @@ async fn update_held(
         event: EventId(row.try_get(0)?),
         channel,
         ordered: row.try_get(2)?,
+        attempt: row.try_get::<_, Option<i64>>(3)?.map(AttemptId),
     }))
 }
 
@@ -218,8 +233,15 @@ async fn settled_before(
     let Some(row) = settled else {
         return Ok(Settled::LeaseLost);
     };
+    let attempt = match outcome.attempt {
+        Some(_) => latest_attempt(tx, outcome.delivery).await?,
+        None => None,
+    };
     if !matches!(outcome.settlement, Settlement::Delivered { .. }) {
-        return Ok(Settled::Recorded { extras: Vec::new() });
+        return Ok(Settled::Recorded {
+            extras: Vec::new(),
+            attempt,
+        });
     }
     let event: i64 = row.try_get(0)?;
     let rows = tx
@@ -242,5 +264,21 @@ async fn settled_before(
             });
         }
     }
-    Ok(Settled::Recorded { extras })
+    Ok(Settled::Recorded { extras, attempt })
+}
+
+/// The delivery's latest attempt: after a settle found its own lease settled already (an
+/// ambiguous `COMMIT` re-run), the one the first run recorded, since nothing else adds
+/// attempts to a delivery while this lease holds it.
+async fn latest_attempt(
+    tx: &Transaction<'_>,
+    delivery: DeliveryId,
+) -> Result<Option<AttemptId>, StoreError> {
+    let row = tx
+        .query_one(
+            "SELECT max(id) FROM attempts WHERE delivery_id = $1",
+            &[&delivery.0],
+        )
+        .await?;
+    Ok(row.try_get::<_, Option<i64>>(0)?.map(AttemptId))
 }

@@ -13,7 +13,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use super::now_ms;
 use super::ordering::{hold_behind_heads, wake_head, CLAIMABLE};
 use crate::domain::{
-    AttemptErrorKind, ChannelId, DeliveryId, DeliveryState, EventId, PartnerId, Target,
+    AttemptErrorKind, AttemptId, ChannelId, DeliveryId, DeliveryState, EventId, PartnerId, Target,
 };
 use crate::store::urls::destination_of;
 use crate::store::{
@@ -397,18 +397,25 @@ pub fn settle(
     if let Some(channel) = woken {
         wake_head(conn, &channel, now)?;
     }
-    if let Some(attempt) = &outcome.attempt {
-        insert_attempt(conn, outcome.delivery, attempt, url_id)?;
-    }
+    let attempt = match &outcome.attempt {
+        Some(attempt) => Some(insert_attempt(conn, outcome.delivery, attempt, url_id)?),
+        None => None,
+    };
     let Settlement::Delivered {
         extras,
         claim_until,
     } = &outcome.settlement
     else {
-        return Ok(Settled::Recorded { extras: Vec::new() });
+        return Ok(Settled::Recorded {
+            extras: Vec::new(),
+            attempt,
+        });
     };
     if extras.is_empty() {
-        return Ok(Settled::Recorded { extras: Vec::new() });
+        return Ok(Settled::Recorded {
+            extras: Vec::new(),
+            attempt,
+        });
     }
     let (event, channel): (i64, Option<String>) = conn.query_row(
         "SELECT event_id, channel_id FROM deliveries WHERE id = ?1",
@@ -427,7 +434,10 @@ pub fn settle(
             lease: extra.lease,
         });
     }
-    Ok(Settled::Recorded { extras: created })
+    Ok(Settled::Recorded {
+        extras: created,
+        attempt,
+    })
 }
 
 /// A settle that found no lease to settle: either this very lease was settled already (its
@@ -445,8 +455,15 @@ fn settled_before(conn: &Connection, outcome: &Outcome) -> Result<Settled, Store
     let Some(event) = event else {
         return Ok(Settled::LeaseLost);
     };
+    let attempt = match outcome.attempt {
+        Some(_) => latest_attempt(conn, outcome.delivery)?,
+        None => None,
+    };
     if !matches!(outcome.settlement, Settlement::Delivered { .. }) {
-        return Ok(Settled::Recorded { extras: Vec::new() });
+        return Ok(Settled::Recorded {
+            extras: Vec::new(),
+            attempt,
+        });
     }
     let mut leased = conn.prepare_cached(
         "SELECT id, target, lease_token FROM deliveries
@@ -472,7 +489,19 @@ fn settled_before(conn: &Connection, outcome: &Outcome) -> Result<Settled, Store
             });
         }
     }
-    Ok(Settled::Recorded { extras })
+    Ok(Settled::Recorded { extras, attempt })
+}
+
+/// The delivery's latest attempt: after a settle found its own lease settled already, the
+/// one that settle recorded (nothing else adds attempts to a delivery under that lease).
+fn latest_attempt(
+    conn: &Connection,
+    delivery: DeliveryId,
+) -> Result<Option<AttemptId>, StoreError> {
+    let id: Option<i64> = conn
+        .prepare_cached("SELECT max(id) FROM attempts WHERE delivery_id = ?1")?
+        .query_row([delivery.0], |row| row.get(0))?;
+    Ok(id.map(AttemptId))
 }
 /// Stores `url` in `attempt_urls` with its destination if it is not there yet; returns its id.
 pub fn store_url(conn: &Connection, url: &str) -> Result<i64, StoreError> {
@@ -486,13 +515,14 @@ pub fn store_url(conn: &Connection, url: &str) -> Result<i64, StoreError> {
     Ok(id)
 }
 
-/// Records an attempt, naming its URL by `url_id` (the text only when no id is known).
+/// Records an attempt, naming its URL by `url_id` (the text only when no id is known);
+/// returns the attempt's id.
 fn insert_attempt(
     conn: &Connection,
     delivery: DeliveryId,
     attempt: &AttemptRecord,
     url_id: Option<i64>,
-) -> Result<(), StoreError> {
+) -> Result<AttemptId, StoreError> {
     conn.prepare_cached(
         "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, url_id, url, status,
                                error, response_excerpt, retry_after_ms)
@@ -510,7 +540,7 @@ fn insert_attempt(
         attempt.response_excerpt,
         attempt.retry_after_ms,
     ])?;
-    Ok(())
+    Ok(AttemptId(conn.last_insert_rowid()))
 }
 
 /// The columns a replay resets: due now, new age window, lease cleared (recovery too).

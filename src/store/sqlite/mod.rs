@@ -10,6 +10,7 @@ mod listing;
 mod ordering;
 mod provisioning;
 mod recover;
+mod replay;
 mod rows;
 mod writer;
 
@@ -690,6 +691,16 @@ impl Store for SqliteStore {
     ) -> Result<Vec<ChannelListing>, StoreError> {
         self.readers
             .read(move |conn| listing::channels(conn, &filter))
+            .await
+    }
+
+    async fn replay(
+        &self,
+        from: super::ReplayFrom,
+        limit: usize,
+    ) -> Result<super::Replay, StoreError> {
+        self.readers
+            .read(move |conn| replay::replay(conn, from, limit))
             .await
     }
 }

@@ -6,7 +6,8 @@
 //! loses the oldest items and is told so, [`broadcast::error::RecvError::Lagged`]), so a
 //! slow client can neither slow delivery nor make memory grow. Publishers ask
 //! [`Feed::is_watched`] first and build nothing while no one listens: without a stream
-//! open, the delivery path pays one atomic load per publish point.
+//! open, the delivery path pays one uncontended lock (the channel's receiver count) per
+//! publish point.
 
 use std::sync::Arc;
 

@@ -92,6 +92,7 @@ pub async fn run(
         admin_token_hash: KeyHash::of(config.admin_token.secret.expose()),
         body_budget: Arc::new(tokio::sync::Semaphore::new(config.http.max_body_buffer)),
         config: Arc::new(config),
+        sessions: Arc::new(api::Sessions::new()),
     };
     tracing::info!(
         address = %listener.local_addr()?,

@@ -6,12 +6,15 @@
 //! - `admin`, `partner_events`, `ordering`, `events`, `deliveries`, `recover`: the admin API
 //!   (admin token): provisioning, partner events, ordered delivery, inspection, replay and
 //!   recovery over a window.
+//! - `overview`: the figures of the console's first page.
+//! - `console`: the web console (embedded page, login, sessions with a CSRF token).
 //! - `system`: health, readiness, metrics, and `/openapi.json`.
 //!
 //! The OpenAPI document is generated from the same annotations that register the routes
 //! (utoipa-axum), so it cannot drift from what is served.
 
 mod admin;
+mod console;
 mod deliveries;
 mod destinations;
 mod error;
@@ -21,6 +24,7 @@ mod messaging;
 mod meta;
 mod multi_webhook;
 mod ordering;
+mod overview;
 mod partner;
 mod partner_events;
 mod recover;
@@ -36,6 +40,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use console::Sessions;
 pub use error::ApiError;
 pub use extract::BODY_LIMIT;
 pub use server::serve;
@@ -66,6 +71,8 @@ pub struct AppState {
     /// Bytes of request bodies that may be read at once, across connections (one permit a
     /// byte): memory an unfinished body holds is bounded server-wide.
     pub body_budget: Arc<tokio::sync::Semaphore>,
+    /// The web console's logged-in sessions (memory only: a restart logs everyone out).
+    pub sessions: Arc<Sessions>,
 }
 
 #[derive(OpenApi)]
@@ -157,6 +164,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(destinations::pause_destination))
         .routes(routes!(destinations::resume_destination))
         .routes(routes!(recover::recover_deliveries))
+        .routes(routes!(overview::overview))
         .routes(routes!(meta::verify, meta::receive))
         .routes(routes!(system::metrics))
         .routes(routes!(system::health))
@@ -164,6 +172,7 @@ pub fn router(state: AppState) -> Router {
         .split_for_parts();
     let openapi = Arc::new(openapi);
     router
+        .merge(console::routes())
         .route(
             "/multi_webhook/",
             delete(multi_webhook::delete_without_name),

@@ -8,6 +8,7 @@ mod admin;
 mod bad_input;
 mod cli;
 mod connections;
+mod console;
 mod corpus;
 mod crash;
 mod delivery;

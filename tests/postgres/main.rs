@@ -12,6 +12,8 @@ mod bad_input;
 mod batch;
 #[path = "../api/cli.rs"]
 mod cli;
+#[path = "../api/console.rs"]
+mod console;
 #[path = "../api/corpus.rs"]
 mod corpus;
 #[path = "../api/crash.rs"]

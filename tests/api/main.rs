@@ -6,6 +6,7 @@ pub const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
 
 mod admin;
 mod bad_input;
+mod browser;
 mod cli;
 mod connections;
 mod console;

@@ -36,6 +36,9 @@ function append(node, children) {
 
 function $(id) { return document.getElementById(id); }
 
+// Replaces a node's children (nested arrays flattened, null and false skipped).
+function put(node, ...children) { node.replaceChildren(); return append(node, children); }
+
 class ApiFailure extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }
@@ -287,14 +290,14 @@ function overviewPage(root) {
   every(POLL_MS, async () => {
     let now;
     try { now = await api('GET', '/admin/overview'); } catch (e) {
-      cards.replaceChildren(errorBox(e, 'The overview'));
+      put(cards, errorBox(e, 'The overview'));
       return;
     }
     const per = (key) => {
       if (!last || now.at_ms <= last.at_ms) return null;
       return Math.max(0, (now[key] - last[key]) * 1000 / (now.at_ms - last.at_ms));
     };
-    cards.replaceChildren(
+    put(cards, 
       card('Events in', rate(per('events_ingested')), '/s', `${num(now.events_ingested)} since start`),
       card('Delivered', rate(per('delivered')), '/s', `${num(now.delivered)} since start`),
       card('Attempts', rate(per('attempts')), '/s', `${num(now.attempts)} since start`),
@@ -302,7 +305,7 @@ function overviewPage(root) {
       card('Failed', num(now.failed), '', `${rate(per('failed'))} /s · replay from Failed deliveries`, now.failed > 0 ? 'bad' : ''),
       card('Dropped', num(now.dropped), '', 'no route configured'));
     const list = now.unhealthy_destinations || [];
-    troubled.replaceChildren(
+    put(troubled, 
       h('h2', { id: 'troubled-title', text: `Destinations needing attention (${list.length})` }),
       list.length ? destinationTable(list) : h('p', { class: 'empty', text: 'Every destination is healthy.' }));
     note.textContent = `Updated ${clock(now.at)}.`;
@@ -376,7 +379,7 @@ function tailPage(root) {
     source.onerror = () => {
       if (source.readyState === EventSource.CLOSED) {
         setStatus('Stream unavailable', 'bad');
-        body.replaceChildren(h('tr', {}, h('td', { colspan: '4' },
+        put(body, h('tr', {}, h('td', { colspan: '4' },
           errorBox(new Error('GET /admin/stream refused the connection or is not served by this server.'), 'The live stream'),
           h('button', { type: 'button', text: 'Retry', onclick: () => connect() }))));
       } else {
@@ -451,9 +454,9 @@ function destinationsPage(root, id) {
     const after = cursors[cursors.length - 1];
     try {
       const page = await api('GET', `/admin/destinations${query({ after, limit: 50 })}`);
-      holder.replaceChildren(destinationTable(page.destinations),
+      put(holder, destinationTable(page.destinations),
         pager(page.next_after, (next) => { cursors.push(next); load(); }, () => { cursors.length = 1; load(); }, cursors.length === 1));
-    } catch (e) { holder.replaceChildren(errorBox(e, 'The destination list')); }
+    } catch (e) { put(holder, errorBox(e, 'The destination list')); }
   };
   every(REFRESH_MS, load);
 }
@@ -473,15 +476,15 @@ function destinationDetail(root, id) {
   const load = async () => {
     let d;
     try { d = await api('GET', `/admin/destinations/${id}`); } catch (e) {
-      figures.replaceChildren(errorBox(e, 'This destination'));
+      put(figures, errorBox(e, 'This destination'));
       return;
     }
     const paused = d.state === 'paused';
-    actions.replaceChildren(paused
+    put(actions, paused
       ? h('button', { type: 'button', class: 'primary', id: 'resume', text: 'Resume', onclick: () => act('resume') })
       : h('button', { type: 'button', id: 'pause', text: 'Pause', onclick: () => act('pause') }));
     const windows = [['Last 5 minutes', d.last_5m], ['Last hour', d.last_1h]];
-    figures.replaceChildren(
+    put(figures, 
       h('div', { class: 'summary-line' }, h('code', { class: 'big', text: d.url }), ' ',
         h('span', { id: 'destination-state' }, badge(d.state)), ' grade ', badge(d.grade),
         paused ? h('span', { class: 'muted', text: ` since ${when(d.paused_at)} (${d.pause_reason})` }) : null),
@@ -531,9 +534,9 @@ function recoverForm(destination) {
   const run = async () => {
     try {
       const answer = await api('POST', '/admin/deliveries/recover', body());
-      result.replaceChildren(h('p', { class: 'ok-text', text: `${num(answer.requeued)} deliveries requeued.` }));
+      put(result, h('p', { class: 'ok-text', text: `${num(answer.requeued)} deliveries requeued.` }));
       flash(`Recovery started: ${answer.requeued} deliveries requeued.`);
-    } catch (e) { result.replaceChildren(h('p', { class: 'error', text: e.message })); }
+    } catch (e) { put(result, h('p', { class: 'error', text: e.message })); }
   };
   const form = h('form', { class: 'panel', 'aria-labelledby': 'recover-title' },
     h('h2', { id: 'recover-title', text: 'Recover a time window' }),
@@ -547,9 +550,9 @@ function recoverForm(destination) {
     e.preventDefault();
     try {
       const answer = await api('POST', '/admin/deliveries/recover', { ...body(), dry_run: true });
-      result.replaceChildren(h('p', {}, h('strong', { id: 'recover-matched', text: `${num(answer.matched)} deliveries match.` }), ' '),
+      put(result, h('p', {}, h('strong', { id: 'recover-matched', text: `${num(answer.matched)} deliveries match.` }), ' '),
         answer.matched > 0 ? h('button', { type: 'button', class: 'primary', id: 'recover-run', text: `Replay ${num(answer.matched)} deliveries`, onclick: run }) : null);
-    } catch (err) { result.replaceChildren(h('p', { class: 'error', text: err.message })); }
+    } catch (err) { put(result, h('p', { class: 'error', text: err.message })); }
   });
   return form;
 }
@@ -571,11 +574,11 @@ function eventPage(root, id) {
   const load = async () => {
     let event;
     try { event = await api('GET', `/admin/events/${encodeURIComponent(id)}`); } catch (e) {
-      story.replaceChildren(errorBox(e, `Event ${id}`));
+      put(story, errorBox(e, `Event ${id}`));
       return;
     }
     if (routeView === null) routeView = await routeOf(event);
-    story.replaceChildren(...renderStory(event, routeView, load));
+    put(story, renderStory(event, routeView, load));
     if (!event.deliveries.some((d) => d.state === 'pending')) return;
     app.timers.push(setTimeout(() => { if (location.hash === `#/events/${id}`) load(); }, REFRESH_MS));
   };
@@ -672,7 +675,7 @@ function failedPage(root) {
   const load = async () => {
     try {
       const page = await api('GET', `/admin/deliveries${query({ state: state.value, channel: channel.value.trim(), after: cursors[cursors.length - 1], limit: 50 })}`);
-      holder.replaceChildren(table([
+      put(holder, table([
         { title: 'Delivery', num: true, cell: (d) => d.id },
         { title: 'Event', cell: (d) => eventLink(d.event_id) },
         { title: 'Channel', cell: (d) => (d.channel_id ? h('code', { text: d.channel_id }) : h('code', { text: d.partner_id || '–' })) },
@@ -686,18 +689,18 @@ function failedPage(root) {
           } }) },
       ], page.deliveries, `No ${state.value} delivery${channel.value ? ' for this channel' : ''}.`),
       pager(page.next_after, (next) => { cursors.push(next); load(); }, () => { cursors.length = 1; load(); }, cursors.length === 1));
-    } catch (e) { holder.replaceChildren(errorBox(e, 'The delivery list')); }
+    } catch (e) { put(holder, errorBox(e, 'The delivery list')); }
   };
   form.addEventListener('submit', (e) => { e.preventDefault(); cursors.length = 1; load(); });
   replayAll.addEventListener('click', () => {
     const scope = `every ${state.value} delivery${channel.value.trim() ? ` of channel ${channel.value.trim()}` : ''}`;
-    confirmBox.replaceChildren(h('div', { class: 'confirm' }, `Replay ${scope}?`,
+    put(confirmBox, h('div', { class: 'confirm' }, `Replay ${scope}?`,
       h('button', { type: 'button', class: 'primary', id: 'replay-all-confirm', text: 'Confirm', onclick: async () => {
         try {
           const answer = await api('POST', '/admin/deliveries/retry', { state: state.value, channel: channel.value.trim() || undefined });
-          confirmBox.replaceChildren(h('p', { class: 'ok-text', text: `${num(answer.requeued)} deliveries requeued.` }));
+          put(confirmBox, h('p', { class: 'ok-text', text: `${num(answer.requeued)} deliveries requeued.` }));
           load();
-        } catch (e) { confirmBox.replaceChildren(h('p', { class: 'error', text: e.message })); }
+        } catch (e) { put(confirmBox, h('p', { class: 'error', text: e.message })); }
       } }),
       h('button', { type: 'button', text: 'Cancel', onclick: () => confirmBox.replaceChildren() })));
   });
@@ -767,9 +770,9 @@ function configPage(kind, root) {
     for (const i of inputs) params[i.name] = i.value.trim();
     try {
       const page = await api('GET', `${spec.path}${query(params)}`);
-      holder.replaceChildren(table(spec.columns, page[kind] || [], `No ${spec.title.toLowerCase()}.`),
+      put(holder, table(spec.columns, page[kind] || [], `No ${spec.title.toLowerCase()}.`),
         pager(page.next_after, (next) => { cursors.push(next); load(); }, () => { cursors.length = 1; load(); }, cursors.length === 1));
-    } catch (e) { holder.replaceChildren(errorBox(e, `The ${spec.title.toLowerCase()} list`)); }
+    } catch (e) { put(holder, errorBox(e, `The ${spec.title.toLowerCase()} list`)); }
   };
   if (form) form.addEventListener('submit', (e) => { e.preventDefault(); cursors.length = 1; load(); });
   load();

@@ -108,7 +108,11 @@ async fn login(
     }
     let issued = state.sessions.open();
     tracing::info!("console session opened");
-    let secure = forwarded_https(&headers).then_some("; Secure").unwrap_or("");
+    let secure = if forwarded_https(&headers) {
+        "; Secure"
+    } else {
+        ""
+    };
     let cookie = format!(
         "{COOKIE_NAME}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
         issued.id,
@@ -157,7 +161,10 @@ fn session_answer(csrf: String, cookie: Option<String>) -> Result<Response, ApiE
 
 /// The session's CSRF token, for the page's script (a same-origin read: no CORS header is
 /// ever sent, and a request another site started is refused).
-async fn current_session(headers: HeaderMap, session: ConsoleSession) -> Result<Response, ApiError> {
+async fn current_session(
+    headers: HeaderMap,
+    session: ConsoleSession,
+) -> Result<Response, ApiError> {
     let site = headers
         .get("Sec-Fetch-Site")
         .and_then(|value| value.to_str().ok());

@@ -12,9 +12,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use switchboard::domain::DestinationId;
 
-use crate::helpers::{
-    fast_delivery, is_in_state, spawn_app_with, TestApp, ADMIN_TOKEN,
-};
+use crate::helpers::{fast_delivery, is_in_state, spawn_app_with, TestApp, ADMIN_TOKEN};
 use crate::receiver::{Behavior, TestReceiver};
 use cdp::{Browser, Page};
 
@@ -46,8 +44,11 @@ async fn log_in(page: &Page<'_>, token: &str) {
 async fn logged_in<'a>(app: &TestApp, browser: &'a Browser) -> Page<'a> {
     let page = console(app, browser).await;
     log_in(&page, ADMIN_TOKEN).await;
-    page.wait_for("!document.getElementById('shell').hidden", "the console after login")
-        .await;
+    page.wait_for(
+        "!document.getElementById('shell').hidden",
+        "the console after login",
+    )
+    .await;
     page
 }
 
@@ -82,7 +83,10 @@ async fn the_login_refuses_a_wrong_token_and_keeps_the_token_out_of_the_page() {
 
     log_in(&page, "not-the-token").await;
     wait_for_text(&page, "#login-error", "Wrong admin token").await;
-    assert_eq!(page.eval("document.getElementById('shell').hidden").await, true);
+    assert_eq!(
+        page.eval("document.getElementById('shell').hidden").await,
+        true
+    );
 
     log_in(&page, ADMIN_TOKEN).await;
     page.wait_for("!document.getElementById('shell').hidden", "the console")
@@ -90,10 +94,18 @@ async fn the_login_refuses_a_wrong_token_and_keeps_the_token_out_of_the_page() {
     wait_for_text(&page, ".cards", "Events in").await;
     // The session is an HttpOnly cookie: the page's script sees neither it nor the token.
     assert_eq!(page.eval("document.cookie").await, "");
-    assert_eq!(page.eval("localStorage.length + sessionStorage.length").await, 0);
+    assert_eq!(
+        page.eval("localStorage.length + sessionStorage.length")
+            .await,
+        0
+    );
     let url = page.eval("location.href").await;
     assert!(!url.as_str().unwrap().contains(ADMIN_TOKEN), "{url}");
-    assert_eq!(page.eval("document.getElementById('login-token').value").await, "");
+    assert_eq!(
+        page.eval("document.getElementById('login-token').value")
+            .await,
+        ""
+    );
 
     // A write from the page without the CSRF header is refused; with it, it passes.
     let refused = page
@@ -107,11 +119,17 @@ async fn the_login_refuses_a_wrong_token_and_keeps_the_token_out_of_the_page() {
 
     // Reloading keeps the session; logging out ends it.
     page.navigate(&app.url("/console/#/destinations")).await;
-    page.wait_for("!document.getElementById('shell').hidden", "the console after a reload")
-        .await;
+    page.wait_for(
+        "!document.getElementById('shell').hidden",
+        "the console after a reload",
+    )
+    .await;
     page.click("#logout").await;
-    page.wait_for("!document.getElementById('login').hidden", "the login form after logout")
-        .await;
+    page.wait_for(
+        "!document.getElementById('login').hidden",
+        "the login form after logout",
+    )
+    .await;
     let status = page
         .eval("fetch('/admin/destinations').then(r => r.status)")
         .await;
@@ -124,13 +142,16 @@ async fn an_injected_event_appears_in_the_live_tail_decoded() {
     let app = spawn_app_with(fast_delivery).await;
     let number = app.provision().await;
     let receiver = TestReceiver::start().await;
-    app.set_webhook(&number.api_key, &receiver.url, json!({})).await;
+    app.set_webhook(&number.api_key, &receiver.url, json!({}))
+        .await;
     let browser = Browser::launch();
     let page = logged_in(&app, &browser).await;
     open(&page, "#/tail", "Live tail").await;
     wait_for_text(&page, ".tail-status", "Live").await;
 
-    let event = app.post_event(&number.channel_id, message("wamid.TAIL1")).await;
+    let event = app
+        .post_event(&number.channel_id, message("wamid.TAIL1"))
+        .await;
     let row = wait_for_text(&page, "#tail-rows", "wamid.TAIL1").await;
     assert!(row.contains("4917600000001"), "{row}");
     assert!(row.contains(&format!("#{event}")), "{row}");
@@ -138,15 +159,19 @@ async fn an_injected_event_appears_in_the_live_tail_decoded() {
 
     // Paused, new lines wait in the buffer; resumed, they show.
     page.click("button[aria-pressed]").await;
-    app.post_event(&number.channel_id, message("wamid.TAIL2")).await;
+    app.post_event(&number.channel_id, message("wamid.TAIL2"))
+        .await;
     wait_for_text(&page, ".tail-status", "buffered").await;
-    let shown = page.eval("document.getElementById('tail-rows').textContent").await;
+    let shown = page
+        .eval("document.getElementById('tail-rows').textContent")
+        .await;
     assert!(!shown.as_str().unwrap().contains("wamid.TAIL2"));
     page.click("button[aria-pressed]").await;
     wait_for_text(&page, "#tail-rows", "wamid.TAIL2").await;
 
     // The row links to the event's story.
-    page.click(&format!("#tail-rows a[href='#/events/{event}']")).await;
+    page.click(&format!("#tail-rows a[href='#/events/{event}']"))
+        .await;
     wait_for_text(&page, "#story", "Delivery").await;
 }
 
@@ -156,29 +181,61 @@ async fn an_events_story_shows_its_route_and_every_attempt() {
     let number = app.provision().await;
     let receiver = TestReceiver::start().await;
     receiver.script([Behavior::Status(500)]);
-    app.set_webhook(&number.api_key, &receiver.url, json!({"X-Secret": "hunter2"}))
+    app.set_webhook(
+        &number.api_key,
+        &receiver.url,
+        json!({"X-Secret": "hunter2"}),
+    )
+    .await;
+    let event = app
+        .post_event(&number.channel_id, message("wamid.STORY"))
         .await;
-    let event = app.post_event(&number.channel_id, message("wamid.STORY")).await;
     app.wait_for_event(event, |e| is_in_state(e, "primary", "delivered"))
         .await;
 
     let browser = Browser::launch();
     let page = logged_in(&app, &browser).await;
-    open(&page, &format!("#/events/{event}"), &format!("Event #{event}")).await;
+    open(
+        &page,
+        &format!("#/events/{event}"),
+        &format!("Event #{event}"),
+    )
+    .await;
     let story = wait_for_text(&page, "#story", "delivered").await;
-    for wanted in ["wamid.STORY", "Hello there", "Phone-number webhook", "X-Secret: ***"] {
+    for wanted in [
+        "wamid.STORY",
+        "Hello there",
+        "Phone-number webhook",
+        "X-Secret: ***",
+    ] {
         assert!(story.contains(wanted), "{wanted:?} in {story}");
     }
-    assert!(!story.contains("hunter2"), "header values are masked: {story}");
-    let chosen = page.eval("document.querySelector('.route .chosen').textContent").await;
-    assert!(chosen.as_str().unwrap().contains("Phone-number webhook"), "{chosen}");
+    assert!(
+        !story.contains("hunter2"),
+        "header values are masked: {story}"
+    );
+    let chosen = page
+        .eval("document.querySelector('.route .chosen').textContent")
+        .await;
+    assert!(
+        chosen.as_str().unwrap().contains("Phone-number webhook"),
+        "{chosen}"
+    );
     // Two attempts: the 500, then the 200.
     let rows = page
         .eval("[...document.querySelectorAll('.delivery tbody tr')].map(r => r.textContent)")
         .await;
-    let rows: Vec<&str> = rows.as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let rows: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     assert_eq!(rows.len(), 2, "{rows:?}");
-    assert!(rows[0].contains("500") && rows[1].contains("200"), "{rows:?}");
+    assert!(
+        rows[0].contains("500") && rows[1].contains("200"),
+        "{rows:?}"
+    );
 }
 
 #[tokio::test]
@@ -190,11 +247,15 @@ async fn a_failing_destination_degrades_pauses_and_recovers_from_the_page() {
     .await;
     let number = app.provision().await;
     let receiver = TestReceiver::with_default(Behavior::Status(500)).await;
-    app.set_webhook(&number.api_key, &receiver.url, json!({})).await;
+    app.set_webhook(&number.api_key, &receiver.url, json!({}))
+        .await;
     let id = DestinationId::of(&receiver.url).unwrap();
     let mut events = Vec::new();
     for n in 0..25 {
-        events.push(app.post_event(&number.channel_id, message(&format!("wamid.F{n}"))).await);
+        events.push(
+            app.post_event(&number.channel_id, message(&format!("wamid.F{n}")))
+                .await,
+        );
     }
 
     let browser = Browser::launch();
@@ -225,7 +286,11 @@ async fn a_failing_destination_degrades_pauses_and_recovers_from_the_page() {
     let before = receiver.received().len();
     page.click("#recover-count").await;
     wait_for_text(&page, "#recover-matched", "25 deliveries match").await;
-    assert_eq!(receiver.received().len(), before, "a dry run replays nothing");
+    assert_eq!(
+        receiver.received().len(),
+        before,
+        "a dry run replays nothing"
+    );
     page.click("#recover-run").await;
     wait_for_text(&page, "#recover-result", "25 deliveries requeued").await;
     receiver.wait_for(before + 25).await;
@@ -240,9 +305,14 @@ async fn failed_deliveries_replayed_from_the_page_are_delivered() {
     .await;
     let number = app.provision().await;
     let receiver = TestReceiver::with_default(Behavior::Status(500)).await;
-    app.set_webhook(&number.api_key, &receiver.url, json!({})).await;
-    let first = app.post_event(&number.channel_id, message("wamid.R1")).await;
-    let second = app.post_event(&number.channel_id, message("wamid.R2")).await;
+    app.set_webhook(&number.api_key, &receiver.url, json!({}))
+        .await;
+    let first = app
+        .post_event(&number.channel_id, message("wamid.R1"))
+        .await;
+    let second = app
+        .post_event(&number.channel_id, message("wamid.R2"))
+        .await;
     for event in [first, second] {
         app.wait_for_event(event, |e| is_in_state(e, "primary", "failed"))
             .await;
@@ -257,7 +327,12 @@ async fn failed_deliveries_replayed_from_the_page_are_delivered() {
     page.click(&format!("button.replay[data-delivery='{first_delivery}']"))
         .await;
     wait_for_text(&page, "#main", "requeued").await;
-    open(&page, &format!("#/events/{first}"), &format!("Event #{first}")).await;
+    open(
+        &page,
+        &format!("#/events/{first}"),
+        &format!("Event #{first}"),
+    )
+    .await;
     wait_for_text(&page, ".delivery-state", "delivered").await;
 
     // The rest, all at once, after a confirmation.
@@ -285,10 +360,13 @@ async fn screenshots() {
     let broken = TestReceiver::with_default(Behavior::Status(503)).await;
     app.set_webhook(&fine.api_key, &ok.url, json!({"Authorization": "Bearer x"}))
         .await;
-    app.set_webhook(&failing.api_key, &broken.url, json!({})).await;
+    app.set_webhook(&failing.api_key, &broken.url, json!({}))
+        .await;
     let mut story = 0;
     for n in 0..30 {
-        story = app.post_event(&fine.channel_id, message(&format!("wamid.HBgM{n:04}"))).await;
+        story = app
+            .post_event(&fine.channel_id, message(&format!("wamid.HBgM{n:04}")))
+            .await;
         app.post_event(&failing.channel_id, status_value(n)).await;
     }
     app.wait_for_event(story, |e| is_in_state(e, "primary", "delivered"))
@@ -307,22 +385,127 @@ async fn screenshots() {
     // Let the failing one's deliveries fail, and the overview see two polls.
     tokio::time::sleep(Duration::from_secs(3)).await;
     for n in 0..10 {
-        app.post_event(&fine.channel_id, message(&format!("wamid.HBgN{n:04}"))).await;
+        app.post_event(&fine.channel_id, message(&format!("wamid.HBgN{n:04}")))
+            .await;
     }
+    // Traffic while the overview polls, so its rates are not zero.
+    let traffic = tokio::spawn({
+        let (client, url) = (
+            app.client.clone(),
+            app.url(&format!("/admin/channels/{}/events", fine.channel_id)),
+        );
+        async move {
+            for n in 0.. {
+                let body = message(&format!("wamid.HBgT{n:04}"));
+                let _ = client
+                    .post(&url)
+                    .bearer_auth(ADMIN_TOKEN)
+                    .json(&body)
+                    .send()
+                    .await;
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        }
+    });
     open(&page, "#/overview", "Overview").await;
-    wait_for_text(&page, ".cards", "/s").await;
+    page.wait_for(
+        "[...document.querySelectorAll('.card-value')].slice(0, 3).every(c => !c.textContent.startsWith('–'))",
+        "the overview's rates",
+    )
+    .await;
     shoot("overview").await;
+    traffic.abort();
     open(&page, "#/destinations", "Destinations").await;
     wait_for_text(&page, "#main", "Backlog").await;
     shoot("destinations").await;
-    open(&page, &format!("#/events/{story}"), &format!("Event #{story}")).await;
+    open(
+        &page,
+        &format!("#/events/{story}"),
+        &format!("Event #{story}"),
+    )
+    .await;
     wait_for_text(&page, "#story", "delivered").await;
     shoot("event-story").await;
     open(&page, "#/failed", "Failed deliveries").await;
     wait_for_text(&page, "#main", "Replay").await;
     shoot("failed").await;
+    // The stream is branch `stream`'s: until it is merged, the tail is fed the contract's
+    // messages for these events by intercepting its request.
+    let pattern = json!({"patterns": [{"urlPattern": "*/admin/stream*"}]});
+    page.call("Fetch.enable", pattern).await;
     open(&page, "#/tail", "Live tail").await;
+    let paused = browser.next_event("Fetch.requestPaused").await;
+    let body = canned_stream(&app, story - 8..=story).await;
+    let fulfil = json!({
+        "requestId": paused["params"]["requestId"],
+        "responseCode": 200,
+        "responseHeaders": [{"name": "Content-Type", "value": "text/event-stream"}],
+        "body": cdp::base64_encode(body.as_bytes()),
+    });
+    page.call("Fetch.fulfillRequest", fulfil).await;
+    wait_for_text(&page, "#tail-rows", "wamid").await;
+    // The canned answer has ended (a real stream stays open): show the status it had.
+    page.eval("document.querySelector('.tail-status').textContent = 'Live'; document.querySelector('.tail-status').className = 'tail-status ok'").await;
     shoot("live-tail").await;
+}
+
+/// The contract's stream messages (event, attempt, delivery) for stored events.
+async fn canned_stream(app: &TestApp, events: std::ops::RangeInclusive<i64>) -> String {
+    let mut out = String::from("retry: 3600000\n\n");
+    let mut push = |kind: &str, data: Value| {
+        out.push_str(&format!("event: {kind}\ndata: {data}\n\n"));
+    };
+    for id in events {
+        let event = app.event(id).await;
+        let summary = match event["kind"].as_str() {
+            Some("partner") => json!({"type": event["payload"]["type"]}),
+            _ => summary_of(&event["payload"]),
+        };
+        push(
+            "event",
+            json!({"event_id": id, "kind": event["kind"], "channel_id": event["channel_id"],
+            "partner_id": event["partner_id"], "phone_number_id": event["phone_number_id"],
+            "received_at": event["received_at"], "summary": summary}),
+        );
+        for delivery in event["deliveries"].as_array().into_iter().flatten() {
+            for attempt in delivery["attempt_log"].as_array().into_iter().flatten() {
+                let url = attempt["url"].as_str().unwrap_or_default();
+                push(
+                    "attempt",
+                    json!({"attempt_id": 0, "delivery_id": delivery["id"], "event_id": id,
+                    "channel_id": event["channel_id"], "target": delivery["target"],
+                    "destination": DestinationId::of(url).map(|d| d.to_string()), "url": url,
+                    "status": attempt["status"], "error": attempt["error"], "duration_ms": attempt["duration_ms"],
+                    "at": attempt["started_at"], "retry_after_ms": null}),
+                );
+            }
+            push(
+                "delivery",
+                json!({"delivery_id": delivery["id"], "event_id": id, "channel_id": event["channel_id"],
+                "target": delivery["target"], "state": delivery["state"], "destination": null}),
+            );
+        }
+    }
+    out
+}
+
+/// The contract's `summary` of an envelope (messages and statuses of its changes).
+fn summary_of(payload: &Value) -> Value {
+    let (mut messages, mut statuses) = (Vec::new(), Vec::new());
+    for change in payload["entry"][0]["changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let value = &change["value"];
+        for m in value["messages"].as_array().into_iter().flatten() {
+            messages.push(json!({"id": m["id"], "from": m["from"], "type": m["type"], "text": m["text"]["body"]}));
+        }
+        for s in value["statuses"].as_array().into_iter().flatten() {
+            statuses.push(json!({"id": s["id"], "status": s["status"], "recipient_id": s["recipient_id"], "errors": s["errors"]}));
+        }
+    }
+    json!({"messages": messages, "statuses": statuses, "fields": ["messages"]})
 }
 
 /// A status notification with one of Meta's error codes.

@@ -212,8 +212,10 @@ async fn the_overview_counts_events_deliveries_and_the_backlog() {
     let value = json!({"messages": [{"from": "1", "id": "wamid.o", "type": "text"}]});
     let event = app.post_event(&number.channel_id, value).await;
     // No webhook: the delivery is dropped.
-    app.wait_for_event(event, |e| crate::helpers::is_in_state(e, "primary", "dropped"))
-        .await;
+    app.wait_for_event(event, |e| {
+        crate::helpers::is_in_state(e, "primary", "dropped")
+    })
+    .await;
     let (session, _) = login(&app).await;
     let read = with_cookie(&app, Method::GET, "/admin/overview", &session);
     let (status, body) = status_and_json(read.send().await.unwrap()).await;

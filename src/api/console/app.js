@@ -106,7 +106,7 @@ function when(text) {
   if (!text) return '–';
   const d = new Date(text);
   if (Number.isNaN(d.getTime())) return text;
-  return d.toLocaleString('en-GB', { hour12: false });
+  return d.toLocaleString('sv-SE', { hour12: false });
 }
 
 function clock(text) {

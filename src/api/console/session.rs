@@ -150,7 +150,9 @@ mod tests {
         let start = Instant::now();
         let idle = sessions.open_at(start);
         assert!(sessions.csrf_at(&idle.id, start + IDLE / 2).is_some());
-        assert!(sessions.csrf_at(&idle.id, start + IDLE / 2 + IDLE).is_none());
+        assert!(sessions
+            .csrf_at(&idle.id, start + IDLE / 2 + IDLE)
+            .is_none());
 
         let busy = sessions.open_at(start);
         let mut now = start;

@@ -110,7 +110,9 @@ impl Browser {
         let pending: Pending = Arc::default();
         let inbox: Arc<Mutex<Inbox>> = Arc::default();
         let (reader_pending, reader_inbox) = (Arc::clone(&pending), Arc::clone(&inbox));
-        std::thread::spawn(move || read_messages(BufReader::new(output), reader_pending, reader_inbox));
+        std::thread::spawn(move || {
+            read_messages(BufReader::new(output), reader_pending, reader_inbox)
+        });
         Browser {
             child,
             input: Mutex::new(input),
@@ -166,14 +168,28 @@ impl Browser {
         for method in ["Page.enable", "Runtime.enable"] {
             page.call(method, json!({})).await;
         }
-        let metrics = json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false});
-        page.call("Emulation.setDeviceMetricsOverride", metrics).await;
+        let metrics =
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false});
+        page.call("Emulation.setDeviceMetricsOverride", metrics)
+            .await;
         page
     }
 
     /// The page errors and console lines seen so far.
     pub fn log(&self) -> Vec<String> {
         self.inbox.lock().unwrap().log.clone()
+    }
+
+    /// Waits for the next event of `method` (e.g. `Fetch.requestPaused`).
+    pub async fn next_event(&self, method: &str) -> Value {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(event) = self.take_events(method).into_iter().next() {
+                return event;
+            }
+            assert!(Instant::now() < deadline, "no {method} event in time");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Takes the events of `method` seen so far.
@@ -250,8 +266,11 @@ impl Page<'_> {
     /// Loads `url` and waits until its document is complete.
     pub async fn navigate(&self, url: &str) {
         self.call("Page.navigate", json!({"url": url})).await;
-        self.wait_for("document.readyState === 'complete'", &format!("{url} to load"))
-            .await;
+        self.wait_for(
+            "document.readyState === 'complete'",
+            &format!("{url} to load"),
+        )
+        .await;
     }
 
     /// Evaluates `expression` (awaiting a promise) and returns its value.
@@ -268,7 +287,8 @@ impl Page<'_> {
     /// `what`, the page's text and its errors after [`DEADLINE`].
     pub async fn wait_for(&self, condition: &str, what: &str) -> Value {
         let deadline = Instant::now() + DEADLINE;
-        let guarded = format!("(() => {{ try {{ return ({condition}); }} catch (e) {{ return null; }} }})()");
+        let guarded =
+            format!("(() => {{ try {{ return ({condition}); }} catch (e) {{ return null; }} }})()");
         loop {
             let value = self.eval(&guarded).await;
             let truthy = match &value {
@@ -282,7 +302,9 @@ impl Page<'_> {
                 return value;
             }
             if Instant::now() > deadline {
-                let text = self.eval("document.body ? document.body.innerText : ''").await;
+                let text = self
+                    .eval("document.body ? document.body.innerText : ''")
+                    .await;
                 panic!(
                     "timed out waiting for {what}\n--- page text ---\n{}\n--- page log ---\n{}",
                     text.as_str().unwrap_or(""),
@@ -296,9 +318,13 @@ impl Page<'_> {
     /// Clicks the element `selector` finds (waiting for it first).
     pub async fn click(&self, selector: &str) {
         let selector = serde_json::to_string(selector).unwrap();
-        self.wait_for(&format!("document.querySelector({selector})"), &format!("{selector} to appear"))
+        self.wait_for(
+            &format!("document.querySelector({selector})"),
+            &format!("{selector} to appear"),
+        )
+        .await;
+        self.eval(&format!("document.querySelector({selector}).click()"))
             .await;
-        self.eval(&format!("document.querySelector({selector}).click()")).await;
     }
 
     /// Types `value` into the input `selector` finds, as a user's edit (an `input` event).
@@ -307,8 +333,11 @@ impl Page<'_> {
             serde_json::to_string(selector).unwrap(),
             serde_json::to_string(value).unwrap(),
         );
-        self.wait_for(&format!("document.querySelector({selector})"), &format!("{selector} to appear"))
-            .await;
+        self.wait_for(
+            &format!("document.querySelector({selector})"),
+            &format!("{selector} to appear"),
+        )
+        .await;
         self.eval(&format!(
             "(() => {{ const i = document.querySelector({selector}); i.value = {value}; \
              i.dispatchEvent(new Event('input', {{bubbles: true}})); }})()"
@@ -361,7 +390,14 @@ pub fn base64_decode(text: &str) -> Vec<u8> {
 
 #[test]
 fn base64_round_trips() {
-    for input in [&b""[..], b"f", b"fo", b"foo", b"foob", b"\x00\xff\x10binary"] {
+    for input in [
+        &b""[..],
+        b"f",
+        b"fo",
+        b"foo",
+        b"foob",
+        b"\x00\xff\x10binary",
+    ] {
         assert_eq!(base64_decode(&base64_encode(input)), input);
     }
     assert_eq!(base64_encode(b"foob"), "Zm9vYg==");

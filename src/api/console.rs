@@ -9,7 +9,7 @@
 
 mod session;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, SET_COOKIE,
     X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
@@ -36,16 +36,34 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
                    frame-ancestors 'none'";
 
 const INDEX_HTML: &str = include_str!("console/index.html");
-const APP_JS: &str = include_str!("console/app.js");
-const APP_CSS: &str = include_str!("console/app.css");
+
+/// The console's other files, embedded at build time: name, `Content-Type`, body. The
+/// script is ES modules, one per page (`app.js` boots and routes).
+const FILES: [(&str, &str, &str); 10] = [
+    ("app.css", CSS, include_str!("console/app.css")),
+    ("app.js", JS, include_str!("console/app.js")),
+    ("ui.js", JS, include_str!("console/ui.js")),
+    ("whatsapp.js", JS, include_str!("console/whatsapp.js")),
+    ("overview.js", JS, include_str!("console/overview.js")),
+    ("tail.js", JS, include_str!("console/tail.js")),
+    (
+        "destinations.js",
+        JS,
+        include_str!("console/destinations.js"),
+    ),
+    ("story.js", JS, include_str!("console/story.js")),
+    ("deliveries.js", JS, include_str!("console/deliveries.js")),
+    ("config.js", JS, include_str!("console/config.js")),
+];
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
 
 /// The console's routes (outside the OpenAPI document: they serve a browser, not clients).
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/console", get(index))
         .route("/console/", get(index))
-        .route("/console/app.js", get(script))
-        .route("/console/app.css", get(style))
+        .route("/console/{file}", get(file))
         .route("/console/login", post(login))
         .route("/console/logout", post(logout))
         .route("/console/session", get(current_session))
@@ -74,12 +92,12 @@ async fn index() -> Response {
     asset("text/html; charset=utf-8", INDEX_HTML)
 }
 
-async fn script() -> Response {
-    asset("text/javascript; charset=utf-8", APP_JS)
-}
-
-async fn style() -> Response {
-    asset("text/css; charset=utf-8", APP_CSS)
+async fn file(Path(name): Path<String>) -> Result<Response, ApiError> {
+    FILES
+        .iter()
+        .find(|(file, _, _)| *file == name)
+        .map(|(_, content_type, body)| asset(content_type, body))
+        .ok_or_else(|| ApiError::NotFound("Not found".into()))
 }
 
 /// The login's body, as JSON (`{"token"}`) or as a form (`token=…`).

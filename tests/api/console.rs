@@ -45,6 +45,8 @@ async fn the_console_is_served_embedded_with_a_strict_policy() {
         ("/console/", "text/html"),
         ("/console/app.js", "text/javascript"),
         ("/console/app.css", "text/css"),
+        ("/console/tail.js", "text/javascript"),
+        ("/console/story.js", "text/javascript"),
     ] {
         let response = app.client.get(app.url(path)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");
@@ -58,8 +60,10 @@ async fn the_console_is_served_embedded_with_a_strict_policy() {
     }
     let page = app.client.get(app.url("/console")).send().await.unwrap();
     let html = page.text().await.unwrap();
-    assert!(html.contains(r#"<script src="/console/app.js""#));
+    assert!(html.contains(r#"<script type="module" src="/console/app.js">"#));
     assert!(!html.contains("<script>"), "no inline script");
+    let missing = app.client.get(app.url("/console/nope.js")).send().await;
+    assert_eq!(missing.unwrap().status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

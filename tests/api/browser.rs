@@ -120,6 +120,20 @@ async fn the_login_refuses_a_wrong_token_and_keeps_the_token_out_of_the_page() {
         .await;
     assert_eq!(allowed, 202);
 
+    // The configuration lists (branch `lists`) show their rows, or say they are not there.
+    for (hash, title) in [
+        ("#/channels", "Channels"),
+        ("#/wabas", "WABAs"),
+        ("#/partners", "Partners"),
+    ] {
+        open(&page, hash, title).await;
+        page.wait_for(
+            "document.querySelector('#page table, #page .empty')",
+            &format!("the {title} list or its error state"),
+        )
+        .await;
+    }
+
     // Reloading keeps the session; logging out ends it.
     page.navigate(&app.url("/console/#/destinations")).await;
     page.wait_for(

@@ -144,6 +144,7 @@ async fn openapi_document_lists_every_endpoint() {
         ("/admin/destinations/{id}/pause", &["post"]),
         ("/admin/destinations/{id}/resume", &["post"]),
         ("/admin/deliveries/recover", &["post"]),
+        ("/admin/overview", &["get"]),
         ("/webhooks/whatsapp", &["get", "post"]),
         ("/metrics", &["get"]),
         ("/health", &["get"]),

@@ -388,6 +388,13 @@ async fn screenshots() {
     }
     app.wait_for_event(story, |e| is_in_state(e, "primary", "delivered"))
         .await;
+    // The story shown: delivered on the third attempt.
+    ok.script([Behavior::Status(500), Behavior::Status(503)]);
+    let story = app
+        .post_event(&fine.channel_id, message("wamid.HBgMstory"))
+        .await;
+    app.wait_for_event(story, |e| is_in_state(e, "primary", "delivered"))
+        .await;
     let browser = Browser::launch();
     let page = logged_in(&app, &browser).await;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");

@@ -10,7 +10,7 @@ export function eventPage(root, id) {
     h('button', { type: 'submit', class: 'primary', text: 'Open' }));
   form.addEventListener('submit', (e) => { e.preventDefault(); if (input.value.trim()) location.hash = `#/events/${input.value.trim()}`; });
   const story = h('div', { id: 'story' });
-  append(root, [pageHeader(id ? `Event #${id}` : 'Event story', 'Its payload, the route it took and why, every attempt.'), form, story]);
+  append(root, [pageHeader(id ? `Event #${id}` : 'Event story', 'Its payload, the route it took and why, every attempt.', form), story]);
   if (!id) {
     story.append(h('p', { class: 'empty', text: 'Open an event by id, or follow a link from the live tail or the failed deliveries.' }));
     return;

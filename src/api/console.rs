@@ -120,7 +120,10 @@ async fn login(
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let request = login_request(&headers, &body)?;
+    let throttle = &state.sessions.logins;
+    throttle.check().map_err(ApiError::TooManyRequests)?;
     if !KeyHash::of(&request.token).matches(&state.admin_token_hash) {
+        throttle.failed();
         tracing::warn!("console login refused: wrong admin token");
         return Err(ApiError::Unauthorized("Invalid admin token".into()));
     }

@@ -231,3 +231,43 @@ async fn the_overview_counts_events_deliveries_and_the_backlog() {
     assert!(body["at_ms"].as_i64().unwrap() > 0);
     assert_eq!(body["unhealthy_destinations"], json!([]));
 }
+
+#[tokio::test]
+async fn wrong_tokens_are_throttled_after_ten_tries() {
+    let app = spawn_app().await;
+    let try_login = |token: &'static str| {
+        let request = app.client.post(app.url("/console/login"));
+        async move {
+            request
+                .json(&json!({ "token": token }))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for _ in 0..10 {
+        assert_eq!(try_login("guess").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    let throttled = try_login("guess").await;
+    assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = throttled.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=6).contains(&wait), "{wait}");
+    let (_, body) = status_and_json(throttled).await;
+    assert!(body["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("Too many failed logins"));
+    // While throttled, no token is tried at all; the Bearer API is unaffected.
+    let right = try_login(ADMIN_TOKEN).await;
+    assert_eq!(right.status(), StatusCode::TOO_MANY_REQUESTS);
+    let bearer = app
+        .admin(Method::GET, "/admin/overview")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bearer.status(), StatusCode::OK);
+}

@@ -1,4 +1,5 @@
-//! The console's sessions: who logged in with the admin token, held in memory only.
+//! The console's sessions: who logged in with the admin token, held in memory only, and the
+//! throttle on failed logins.
 //!
 //! A session is a random id (32 bytes, hex) that the browser keeps in an HttpOnly cookie,
 //! and a CSRF token of its own that the page's script reads from `GET /console/session` and
@@ -9,6 +10,8 @@
 //!
 //! The map is keyed by the SHA-256 of the id, so looking a presented cookie up does not
 //! compare the secret itself byte by byte.
+//!
+//! [`LoginThrottle`] bounds how fast wrong admin tokens can be tried at the login.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -25,11 +28,76 @@ pub const IDLE: Duration = Duration::from_secs(3600);
 /// Random bytes in a session id and in a CSRF token.
 const SECRET_BYTES: usize = 32;
 
+/// Failed logins allowed in a burst; then one more every [`LOGIN_REFILL`].
+pub const LOGIN_BURST: u32 = 10;
+/// How often one more failed login is allowed once the burst is spent (10 a minute).
+pub const LOGIN_REFILL: Duration = Duration::from_secs(6);
+
+/// Bounds how fast wrong tokens can be tried at `POST /console/login` (an operator may set a
+/// guessable `--admin-token`): a token bucket over failed logins, server-wide, since client
+/// addresses behind a proxy say little. A successful login spends nothing; while the bucket
+/// is empty the login answers 429 (the Bearer API is unaffected).
+#[derive(Debug)]
+pub struct LoginThrottle {
+    /// Failed logins still allowed, and when the bucket was last refilled.
+    bucket: Mutex<(u32, Instant)>,
+}
+
+impl Default for LoginThrottle {
+    fn default() -> Self {
+        Self {
+            bucket: Mutex::new((LOGIN_BURST, Instant::now())),
+        }
+    }
+}
+
+impl LoginThrottle {
+    /// `Err(seconds to wait)` while no failed login may be tried; `Ok` otherwise.
+    pub fn check(&self) -> Result<(), u64> {
+        self.check_at(Instant::now())
+    }
+
+    /// Spends one allowance for a failed login.
+    pub fn failed(&self) {
+        self.failed_at(Instant::now());
+    }
+
+    fn refill(bucket: &mut (u32, Instant), now: Instant) {
+        let elapsed = now.saturating_duration_since(bucket.1);
+        let earned = (elapsed.as_secs_f64() / LOGIN_REFILL.as_secs_f64()) as u32;
+        if earned > 0 {
+            bucket.0 = (bucket.0 + earned).min(LOGIN_BURST);
+            bucket.1 += LOGIN_REFILL * earned;
+        }
+        if bucket.0 == LOGIN_BURST {
+            bucket.1 = now;
+        }
+    }
+
+    fn check_at(&self, now: Instant) -> Result<(), u64> {
+        let mut bucket = self.bucket.lock().unwrap_or_else(PoisonError::into_inner);
+        Self::refill(&mut bucket, now);
+        if bucket.0 > 0 {
+            return Ok(());
+        }
+        let next = (bucket.1 + LOGIN_REFILL).saturating_duration_since(now);
+        Err(next.as_secs().max(1))
+    }
+
+    fn failed_at(&self, now: Instant) {
+        let mut bucket = self.bucket.lock().unwrap_or_else(PoisonError::into_inner);
+        Self::refill(&mut bucket, now);
+        bucket.0 = bucket.0.saturating_sub(1);
+    }
+}
+
 /// The console's open sessions, shared by every request.
 #[derive(Debug, Default)]
 pub struct Sessions {
     /// By `KeyHash::of(session id)`.
     open: Mutex<HashMap<String, Session>>,
+    /// How fast wrong tokens may be tried.
+    pub logins: LoginThrottle,
 }
 
 /// One logged-in browser.
@@ -161,6 +229,29 @@ mod tests {
             assert!(sessions.csrf_at(&busy.id, now).is_some());
         }
         assert!(sessions.csrf_at(&busy.id, start + LIFETIME).is_none());
+    }
+
+    #[test]
+    fn failed_logins_are_throttled_after_a_burst_and_allowed_again_over_time() {
+        let throttle = LoginThrottle::default();
+        let start = Instant::now();
+        for _ in 0..LOGIN_BURST {
+            assert!(throttle.check_at(start).is_ok());
+            throttle.failed_at(start);
+        }
+        let wait = throttle.check_at(start).unwrap_err();
+        assert_eq!(wait, LOGIN_REFILL.as_secs());
+        assert!(throttle.check_at(start + LOGIN_REFILL / 2).is_err());
+        assert!(throttle.check_at(start + LOGIN_REFILL).is_ok());
+        throttle.failed_at(start + LOGIN_REFILL);
+        assert!(throttle.check_at(start + LOGIN_REFILL).is_err());
+        // A long quiet spell refills the whole burst, no more.
+        let later = start + LOGIN_REFILL * 100;
+        for _ in 0..LOGIN_BURST {
+            assert!(throttle.check_at(later).is_ok());
+            throttle.failed_at(later);
+        }
+        assert!(throttle.check_at(later).is_err());
     }
 
     #[test]

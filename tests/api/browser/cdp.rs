@@ -50,7 +50,9 @@ pub struct Page<'a> {
 /// The Chromium binary: `$CHROMIUM`, else the first of the usual names on `PATH`.
 fn chromium_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("CHROMIUM") {
-        return PathBuf::from(path);
+        let path = PathBuf::from(path);
+        assert!(path.is_file(), "CHROMIUM={} is not a file", path.display());
+        return path;
     }
     let names = ["chromium", "chromium-browser", "google-chrome", "chrome"];
     let path = std::env::var_os("PATH").unwrap_or_default();

@@ -5,7 +5,8 @@
 //!
 //! The modules follow the path of a request, top to bottom; imports point down only.
 //!
-//! - [`api`]: HTTP only: routers per surface, extractors, and the one error-to-HTTP mapping.
+//! - [`api`]: HTTP only: routers per surface, extractors, and the one error-to-HTTP mapping;
+//!   the web console (embedded page, login, sessions).
 //! - [`ingest`]: turn a request into durable events (split Meta envelopes, wrap values).
 //! - [`delivery`]: claim due deliveries, route each at attempt time, one HTTP try, backoff.
 //! - [`store`]: the `Store` trait and its backends (embedded SQLite); all SQL lives here.
@@ -96,6 +97,7 @@ pub async fn run(
         body_budget: Arc::new(tokio::sync::Semaphore::new(config.http.max_body_buffer)),
         streams: api::LiveStreams::new(engine.feed(), config.http.max_streams, shutdown.clone()),
         config: Arc::new(config),
+        sessions: Arc::new(api::Sessions::new()),
     };
     tracing::info!(
         address = %listener.local_addr()?,

@@ -106,6 +106,21 @@ fn target_index(target: &Target) -> usize {
     }
 }
 
+/// This node's counters since it started, summed over doors, kinds and targets.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Totals {
+    /// Events stored.
+    pub events_ingested: u64,
+    /// Delivery attempts made.
+    pub attempts: u64,
+    /// Deliveries answered 200.
+    pub delivered: u64,
+    /// Deliveries given up after their age window.
+    pub failed: u64,
+    /// Deliveries without a route.
+    pub dropped: u64,
+}
+
 /// The service's counters.
 #[derive(Default)]
 pub struct Metrics {
@@ -169,6 +184,30 @@ impl Metrics {
     /// another node claimed them after their lease expired, so this node let them go.
     pub fn leases_lost(&self, count: u64) {
         self.leases_lost.fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// The totals the console's overview turns into rates: every event stored, every
+    /// attempt, and the deliveries that reached each final state.
+    pub fn totals(&self) -> Totals {
+        let sum = |rows: &[&[AtomicU64]]| -> u64 {
+            rows.iter()
+                .flat_map(|row| row.iter())
+                .map(|counter| counter.load(Ordering::Relaxed))
+                .sum()
+        };
+        let finals = |state: FinalState| -> u64 {
+            self.finals
+                .iter()
+                .map(|row| row[state as usize].load(Ordering::Relaxed))
+                .sum()
+        };
+        Totals {
+            events_ingested: sum(&self.events.each_ref().map(|row| row.as_slice())),
+            attempts: sum(&self.attempts.each_ref().map(|row| row.as_slice())),
+            delivered: finals(FinalState::Delivered),
+            failed: finals(FinalState::Failed),
+            dropped: finals(FinalState::Dropped),
+        }
     }
 
     /// The Prometheus text exposition, with `queue_depth` pending deliveries, the store's

@@ -291,6 +291,16 @@ pub async fn resume_destination(
     Ok(Json(one(&state, wanted.as_str()).await?.1))
 }
 
+/// The destinations that need an operator's eye (degraded or paused), for the overview:
+/// the same views as the list, from the same reads as `/metrics`.
+pub(super) async fn unhealthy(state: &AppState) -> Result<Vec<DestinationView>, ApiError> {
+    Ok(destinations(state)
+        .await?
+        .into_values()
+        .filter(|view| view.state != "healthy")
+        .collect())
+}
+
 /// Every destination by id: the configured routes grouped by destination, joined with the
 /// health of those attempted.
 async fn destinations(state: &AppState) -> Result<BTreeMap<String, DestinationView>, ApiError> {

@@ -76,6 +76,10 @@ pub enum ApiError {
     /// 408: the client did not send the body it announced in time.
     #[error("Request body not received within {} ms", .0.as_millis())]
     BodyTimeout(std::time::Duration),
+    /// 429: too many failed console logins lately; the client may try again after the
+    /// given number of seconds.
+    #[error("Too many failed logins, retry in {0} s")]
+    TooManyRequests(u64),
     /// 503: the server is reading as many request bodies as its memory budget allows.
     #[error("Too many requests are being received at once, please retry later")]
     Overloaded,
@@ -101,6 +105,7 @@ impl ApiError {
             Self::Conflict(_) | Self::MultiWebhookDisabled => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Overloaded | Self::TooManyStreams(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -137,6 +142,10 @@ impl IntoResponse for ApiError {
         let message = self.to_string();
         let response = match self {
             Self::MultiWebhookDisabled => (status, MessageBody::new(message)).into_response(),
+            Self::TooManyRequests(seconds) => {
+                let retry = [(header::RETRY_AFTER, seconds.to_string())];
+                (status, retry, Json(ErrorBody { error: message })).into_response()
+            }
             _ => (status, Json(ErrorBody { error: message })).into_response(),
         };
         with_challenge(status, response)

@@ -8,13 +8,14 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
-use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH};
+use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, COOKIE};
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use bytes::BytesMut;
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
+use subtle::ConstantTimeEq;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::error::ApiError;
@@ -41,7 +42,10 @@ impl FromRequestParts<AppState> for ChannelAuth {
     }
 }
 
-/// Proof that the request carried the admin token (`Authorization: Bearer …`).
+/// Proof that the request carried the admin token (`Authorization: Bearer …`, for the CLI
+/// and scripts) or the console's session cookie (for the web console; a write with the
+/// cookie must also carry the session's `X-CSRF-Token`, so another site cannot make a
+/// logged-in browser write).
 pub struct AdminAuth;
 
 impl FromRequestParts<AppState> for AdminAuth {
@@ -56,11 +60,65 @@ impl FromRequestParts<AppState> for AdminAuth {
         match presented {
             Some(token) if KeyHash::of(token).matches(&state.admin_token_hash) => Ok(Self),
             Some(_) => Err(ApiError::Unauthorized("Invalid admin token".into())),
+            None if session_cookie(&parts.headers).is_some() => {
+                ConsoleSession::from_request_parts(parts, state).await?;
+                Ok(Self)
+            }
             None => Err(ApiError::Unauthorized(
                 "Missing admin token: send Authorization: Bearer <admin token>".into(),
             )),
         }
     }
+}
+
+/// The console session named by the request's cookie, alive, and for any method but GET
+/// and HEAD, with its CSRF token in `X-CSRF-Token`: what console writes (and logout) need.
+pub struct ConsoleSession {
+    /// The session id, as the cookie holds it.
+    pub id: String,
+    /// The session's CSRF token.
+    pub csrf: String,
+}
+
+impl FromRequestParts<AppState> for ConsoleSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(id) = session_cookie(&parts.headers) else {
+            return Err(ApiError::Unauthorized("No console session: log in".into()));
+        };
+        let Some(csrf) = state.sessions.csrf_of(id) else {
+            return Err(ApiError::Unauthorized(
+                "Invalid or expired console session: log in again".into(),
+            ));
+        };
+        let reads = parts.method == Method::GET || parts.method == Method::HEAD;
+        let sent = parts.headers.get(CSRF_HEADER).map(|value| value.as_bytes());
+        let guarded = sent.is_some_and(|sent| bool::from(sent.ct_eq(csrf.as_bytes())));
+        if !reads && !guarded {
+            return Err(ApiError::Forbidden("Missing or invalid CSRF token".into()));
+        }
+        Ok(Self {
+            id: id.to_owned(),
+            csrf,
+        })
+    }
+}
+
+/// The header that carries a console session's CSRF token on writes.
+pub const CSRF_HEADER: &str = "X-CSRF-Token";
+
+/// The value of the console's session cookie, if the request has one.
+pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == super::console::COOKIE_NAME)
+        .map(|(_, value)| value)
+        .filter(|value| !value.is_empty())
 }
 
 /// A JSON body parsed into `T`; anything unparsable is a 400 "Invalid json: …".
@@ -199,7 +257,7 @@ fn check_nesting(bytes: &[u8]) -> Result<(), ApiError> {
 
 /// Parses a body with serde; the error names the field it is about (`headers: invalid
 /// type: null, expected a map …`), after the provider's "Invalid json: " prefix.
-fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(super) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();

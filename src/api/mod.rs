@@ -7,12 +7,15 @@
 //!   admin API (admin token): provisioning and its lists, partner events, ordered delivery,
 //!   inspection, replay and recovery over a window; `stream`: the live tail of what happens
 //!   now (SSE).
+//! - `overview`: the figures of the console's first page.
+//! - `console`: the web console (embedded page, login, sessions with a CSRF token).
 //! - `system`: health, readiness, metrics, and `/openapi.json`.
 //!
 //! The OpenAPI document is generated from the same annotations that register the routes
 //! (utoipa-axum), so it cannot drift from what is served.
 
 mod admin;
+mod console;
 mod deliveries;
 mod destinations;
 mod error;
@@ -23,6 +26,7 @@ mod messaging;
 mod meta;
 mod multi_webhook;
 mod ordering;
+mod overview;
 mod partner;
 mod partner_events;
 mod recover;
@@ -39,6 +43,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use console::Sessions;
 pub use error::ApiError;
 pub use extract::BODY_LIMIT;
 pub use server::serve;
@@ -72,6 +77,8 @@ pub struct AppState {
     pub body_budget: Arc<tokio::sync::Semaphore>,
     /// The live feed and the open streams of `GET /admin/stream` (at most `--max-streams`).
     pub streams: LiveStreams,
+    /// The web console's logged-in sessions (memory only: a restart logs everyone out).
+    pub sessions: Arc<Sessions>,
 }
 
 #[derive(OpenApi)]
@@ -168,6 +175,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(destinations::resume_destination))
         .routes(routes!(recover::recover_deliveries))
         .routes(routes!(stream::stream))
+        .routes(routes!(overview::overview))
         .routes(routes!(meta::verify, meta::receive))
         .routes(routes!(system::metrics))
         .routes(routes!(system::health))
@@ -175,6 +183,7 @@ pub fn router(state: AppState) -> Router {
         .split_for_parts();
     let openapi = Arc::new(openapi);
     router
+        .merge(console::routes())
         .route(
             "/multi_webhook/",
             delete(multi_webhook::delete_without_name),

@@ -32,6 +32,17 @@ pub fn random_alphanumeric(len: usize) -> String {
     out
 }
 
+/// `bytes` random bytes as lowercase hex: session ids and CSRF tokens of the console.
+///
+/// Like [`random_alphanumeric`], it stops the process rather than issue a weak secret if
+/// the OS random source fails.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    #[allow(clippy::expect_used)]
+    getrandom::fill(&mut buffer).expect("the OS random source failed"); // ok: see the doc comment
+    hex(&buffer)
+}
+
 /// Lowercase hex of `bytes`, without a formatter call per byte (it runs on every request).
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";

@@ -27,7 +27,7 @@ pub use destination::DestinationId;
 pub use headers::{HeaderError, WebhookHeaders};
 pub use ids::{ChannelId, PartnerId, PhoneNumber, PhoneNumberId, PhonePrefix, WabaId};
 pub use json_text::ascii_escaped;
-pub use keys::{hex, random_alphanumeric, ApiKey, KeyHash};
+pub use keys::{hex, random_alphanumeric, random_hex, ApiKey, KeyHash};
 pub use multi_webhook::{
     Destination, DestinationName, MultiWebhook, MultiWebhookChange, MultiWebhookError,
 };

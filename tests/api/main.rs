@@ -6,9 +6,11 @@ pub const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
 
 mod admin;
 mod bad_input;
+mod browser;
 mod cli;
 mod cli_client;
 mod connections;
+mod console;
 mod corpus;
 mod crash;
 mod delivery;

@@ -145,6 +145,7 @@ async fn openapi_document_lists_every_endpoint() {
         ("/admin/destinations/{id}/resume", &["post"]),
         ("/admin/deliveries/recover", &["post"]),
         ("/admin/stream", &["get"]),
+        ("/admin/overview", &["get"]),
         ("/webhooks/whatsapp", &["get", "post"]),
         ("/metrics", &["get"]),
         ("/health", &["get"]),

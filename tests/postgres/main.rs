@@ -14,6 +14,8 @@ mod batch;
 mod cli;
 #[path = "../api/cli_client.rs"]
 mod cli_client;
+#[path = "../api/console.rs"]
+mod console;
 #[path = "../api/corpus.rs"]
 mod corpus;
 #[path = "../api/crash.rs"]

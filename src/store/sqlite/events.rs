@@ -124,9 +124,17 @@ pub fn deliveries(
     conn: &Connection,
     filter: &DeliveryFilter,
 ) -> Result<Vec<DeliveryRecord>, StoreError> {
+    // With a state, `state = ?1` as a plain term lets SQLite walk `deliveries_state`
+    // (state, id) from the cursor: a page of failed deliveries among a million delivered
+    // ones reads one page of the index, where `(?1 IS NULL OR state = ?1)` walked the table.
+    let state_term = if filter.state.is_some() {
+        "state = ?1"
+    } else {
+        "?1 IS NULL"
+    };
     let sql = format!(
         "SELECT {DELIVERY_COLUMNS} FROM deliveries
-         WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR channel_id = ?2) AND id > ?3
+         WHERE {state_term} AND (?2 IS NULL OR channel_id = ?2) AND id > ?3
          ORDER BY id LIMIT ?4"
     );
     let mut statement = conn.prepare_cached(&sql)?;

@@ -20,7 +20,10 @@ use crate::domain::{
     EventId, EventKind, Summary,
 };
 use crate::metrics::StateChange;
-use crate::store::{DueDelivery, Outcome, Settlement, StoredAttempt, StoredEvent};
+use crate::store::{
+    DueDelivery, EventSummary, NewEvent, Outcome, SavedEvent, Settlement, StoredAttempt,
+    StoredEvent,
+};
 
 /// Items the feed keeps for its slowest reader before that reader lags.
 pub const FEED_CAPACITY: usize = 1024;
@@ -49,6 +52,36 @@ impl Feed {
     pub fn publish(&self, item: FeedItem) {
         // An error only means no one listens (any more): nothing to do.
         let _ = self.sender.send(Arc::new(item));
+    }
+
+    /// The facts of `events` to tell once they are stored, when someone watches (taken
+    /// before the store consumes them; ids are known only after).
+    pub fn facts_to_tell(&self, events: &[NewEvent]) -> Option<Vec<EventSummary>> {
+        self.is_watched().then(|| {
+            events
+                .iter()
+                .map(|event| EventSummary {
+                    id: EventId(0),
+                    kind: event.kind,
+                    channel: event.channel.clone(),
+                    partner: event.partner.clone(),
+                    phone_number_id: event.phone_number_id.clone(),
+                    received_at: event.received_at,
+                })
+                .collect()
+        })
+    }
+
+    /// Tells the events just stored (`facts` from [`Feed::facts_to_tell`], in order).
+    pub fn tell_stored(&self, facts: Option<Vec<EventSummary>>, saved: &[SavedEvent]) {
+        for (mut summary, event) in facts.into_iter().flatten().zip(saved) {
+            summary.id = event.event;
+            let stored = StoredEvent {
+                summary,
+                payload: event.payload.clone(),
+            };
+            self.publish(FeedItem::event(&stored));
+        }
     }
 
     /// A new reader of what is published from now on.

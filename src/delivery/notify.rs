@@ -62,7 +62,9 @@ pub async fn destination_changed(
         .collect();
     let stored = events.len();
     if stored > 0 {
-        store.save_events(events, None).await?;
+        let told = feed.facts_to_tell(&events);
+        let saved = store.save_events(events, None).await?;
+        feed.tell_stored(told, &saved);
         for _ in 0..stored {
             metrics.event_stored(Source::Platform, crate::domain::EventKind::Partner);
         }

@@ -11,13 +11,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use crate::delivery::{Engine, FeedItem};
+use crate::delivery::Engine;
 use crate::domain::{EventId, EventKind, PartnerEventType, PartnerId, WabaId};
 use crate::metrics::{Metrics, Source};
-use crate::store::{
-    memory_cost, DueDelivery, EventBody, EventSummary, NewEvent, SavedEvent, Store, StoreError,
-    StoredEvent,
-};
+use crate::store::{memory_cost, DueDelivery, EventBody, NewEvent, SavedEvent, Store, StoreError};
 
 mod envelope;
 
@@ -74,12 +71,11 @@ impl Ingest {
             .sum();
         let mut reservation = self.engine.reserve(deliverable, bytes);
         let claim_until = reservation.as_ref().map(|_| self.engine.lease_until());
-        let told = self.engine.feed().is_watched().then(|| told(&events));
+        let feed = self.engine.feed();
+        let told = feed.facts_to_tell(&events);
         let saved = self.store.save_events(events, claim_until).await?;
         tracing::debug!(?source, events = saved.len(), "events stored");
-        if let Some(told) = told {
-            self.tell_accepted(told, &saved);
-        }
+        feed.tell_stored(told, &saved);
         for (event, (kind, target, (channel, partner, received_at))) in saved.iter().zip(handed) {
             self.metrics.event_stored(source, kind);
             let (Some(reservation), Some(delivery), Some(lease), Some(target)) =
@@ -102,19 +98,6 @@ impl Ingest {
             self.engine.hand_over(job, reservation);
         }
         Ok(saved)
-    }
-
-    /// Tells the live feed the events just stored (`told`: their facts, in order).
-    fn tell_accepted(&self, told: Vec<EventSummary>, saved: &[SavedEvent]) {
-        let feed = self.engine.feed();
-        for (mut summary, event) in told.into_iter().zip(saved) {
-            summary.id = event.event;
-            let stored = StoredEvent {
-                summary,
-                payload: event.payload.clone(),
-            };
-            feed.publish(FeedItem::event(&stored));
-        }
     }
 
     /// [`Ingest::accept`] for one event; returns its id.
@@ -201,22 +184,6 @@ impl Ingest {
             .await?
             .map(|route| (waba, route.partner)))
     }
-}
-
-/// What the live feed tells of each event once stored (the id is the store's, filled in
-/// then); built only while someone watches.
-fn told(events: &[NewEvent]) -> Vec<EventSummary> {
-    events
-        .iter()
-        .map(|event| EventSummary {
-            id: EventId(0),
-            kind: event.kind,
-            channel: event.channel.clone(),
-            partner: event.partner.clone(),
-            phone_number_id: event.phone_number_id.clone(),
-            received_at: event.received_at,
-        })
-        .collect()
 }
 
 /// The partner event of one WABA-level change: `waba_template_status_changed` for a

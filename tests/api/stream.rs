@@ -507,3 +507,27 @@ async fn bad_filters_cursors_and_credentials_are_refused() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn a_destination_paused_by_hand_is_told_with_its_partner_event() {
+    let app = spawn_app_with(fast_delivery).await;
+    let (channel, receiver) = channel_with_receiver(&app, Behavior::Status(200)).await;
+    let event_id = app.post_event(&channel, text_message("wamid.P", "hi")).await;
+    app.wait_for_event(event_id, |e| is_in_state(e, "primary", "delivered"))
+        .await;
+    let mut stream = Stream::open(&app, "?kind=event,destination", None).await;
+    let id = switchboard::domain::DestinationId::of(&receiver.url).unwrap();
+    let response = app
+        .admin(Method::POST, &format!("/admin/destinations/{id}/pause"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let changed = stream.next_where(|m| m.event == "destination").await;
+    assert_eq!(changed.data["change"], "paused");
+    assert_eq!(changed.data["destination"], id.as_str());
+    let told = stream.next_where(|m| m.event == "event").await;
+    assert_eq!(told.data["kind"], "partner");
+    assert_eq!(told.data["summary"]["type"], "destination_paused");
+}

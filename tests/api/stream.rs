@@ -512,7 +512,9 @@ async fn bad_filters_cursors_and_credentials_are_refused() {
 async fn a_destination_paused_by_hand_is_told_with_its_partner_event() {
     let app = spawn_app_with(fast_delivery).await;
     let (channel, receiver) = channel_with_receiver(&app, Behavior::Status(200)).await;
-    let event_id = app.post_event(&channel, text_message("wamid.P", "hi")).await;
+    let event_id = app
+        .post_event(&channel, text_message("wamid.P", "hi"))
+        .await;
     app.wait_for_event(event_id, |e| is_in_state(e, "primary", "delivered"))
         .await;
     let mut stream = Stream::open(&app, "?kind=event,destination", None).await;

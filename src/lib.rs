@@ -98,6 +98,7 @@ pub async fn run(
         streams: api::LiveStreams::new(engine.feed(), config.http.max_streams, shutdown.clone()),
         config: Arc::new(config),
         sessions: Arc::new(api::Sessions::new()),
+        backlog: Arc::default(),
     };
     tracing::info!(
         address = %listener.local_addr()?,

@@ -337,7 +337,7 @@ async fn destinations_with(
             .entry(paused.pause.id.to_string())
             .or_insert_with(|| (paused.pause.url.clone(), Vec::new()));
     }
-    let mut backlogs = backlogs(&routes, &state.store.pending_groups().await?);
+    let mut backlogs = backlogs(&routes, &state.backlog.groups(state.store.as_ref()).await?);
     Ok(by_id
         .into_iter()
         .map(|(id, (url, routes))| {

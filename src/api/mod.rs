@@ -15,6 +15,7 @@
 //! (utoipa-axum), so it cannot drift from what is served.
 
 mod admin;
+mod backlog;
 mod console;
 mod deliveries;
 mod destinations;
@@ -79,6 +80,9 @@ pub struct AppState {
     pub streams: LiveStreams,
     /// The web console's logged-in sessions (memory only: a restart logs everyone out).
     pub sessions: Arc<Sessions>,
+    /// The backlog by channel and target, read once for `/metrics`, the destinations API and
+    /// the overview (kept a while when reading it is slow: `backlog.rs`).
+    pub backlog: Arc<backlog::BacklogCache>,
 }
 
 #[derive(OpenApi)]

@@ -14,7 +14,6 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::AdminAuth;
 use super::AppState;
 use crate::clock::{now_ms, rfc3339};
-use crate::domain::DeliveryState;
 
 /// This node's counters since it started, and the state of the queue now.
 #[derive(Debug, Serialize, ToSchema)]
@@ -53,7 +52,7 @@ pub async fn overview(
     _: AdminAuth,
 ) -> Result<Json<Overview>, ApiError> {
     let totals = state.metrics.totals();
-    let backlog = state.store.count_by_state(DeliveryState::Pending).await?;
+    let backlog = state.backlog.depth(state.store.as_ref()).await?;
     let at_ms = now_ms();
     Ok(Json(Overview {
         at: rfc3339(at_ms),

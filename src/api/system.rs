@@ -9,7 +9,6 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
-use crate::domain::DeliveryState;
 
 /// Status of a health check.
 #[derive(Debug, Serialize, ToSchema)]
@@ -41,7 +40,7 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Health>, ApiErr
 #[utoipa::path(get, path = "/metrics", tag = "Service",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let depth = state.store.count_by_state(DeliveryState::Pending).await?;
+    let depth = state.backlog.depth(state.store.as_ref()).await?;
     let mut text = state.metrics.render(
         depth,
         state.store.write_stats(),

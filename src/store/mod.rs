@@ -335,9 +335,6 @@ pub trait Store: Send + Sync + 'static {
     /// no pending delivery, with their deliveries and attempts; returns how many it deleted.
     async fn purge_finished(&self, before: i64, limit: usize) -> Result<u64, StoreError>;
 
-    /// How many deliveries are pending (the queue depth).
-    async fn count_by_state(&self, state: DeliveryState) -> Result<u64, StoreError>;
-
     /// Counters of the write path since the store opened.
     fn write_stats(&self) -> WriteStats;
 

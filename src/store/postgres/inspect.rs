@@ -132,17 +132,6 @@ pub async fn deliveries(
     rows.iter().map(delivery_from_row).collect()
 }
 
-/// How many deliveries are in `state`.
-pub async fn count_by_state(tx: &Transaction<'_>, state: DeliveryState) -> Result<u64, StoreError> {
-    let row = tx
-        .query_one(
-            "SELECT COUNT(*) FROM deliveries WHERE state = $1",
-            &[&state.as_str()],
-        )
-        .await?;
-    Ok(row.try_get::<_, i64>(0)?.max(0) as u64)
-}
-
 /// Events by ascending id, filtered.
 pub async fn events(
     tx: &Transaction<'_>,

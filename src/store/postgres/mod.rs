@@ -571,10 +571,6 @@ impl Store for PostgresStore {
         ))
     }
 
-    async fn count_by_state(&self, state: DeliveryState) -> Result<u64, StoreError> {
-        transact!(self, read, |tx| inspect::count_by_state(&tx, state))
-    }
-
     fn write_stats(&self) -> WriteStats {
         self.counters.stats()
     }

@@ -150,16 +150,6 @@ pub fn deliveries(
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
-/// How many deliveries are in `state`.
-pub fn count_by_state(conn: &Connection, state: DeliveryState) -> Result<u64, StoreError> {
-    let count: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM deliveries WHERE state = ?1",
-        [state.as_str()],
-        |row| row.get(0),
-    )?;
-    Ok(count as u64)
-}
-
 /// Deletes finished events older than `before`, with their deliveries and attempts.
 ///
 /// Each delete re-checks, in its own statement, that the event still has no pending

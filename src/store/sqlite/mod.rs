@@ -570,12 +570,6 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn count_by_state(&self, state: DeliveryState) -> Result<u64, StoreError> {
-        self.readers
-            .read(move |conn| events::count_by_state(conn, state))
-            .await
-    }
-
     fn write_stats(&self) -> WriteStats {
         self.writer.stats()
     }

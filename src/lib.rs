@@ -32,6 +32,20 @@ pub mod maintenance;
 pub mod metrics;
 pub mod store;
 
+/// An error and its sources on one line (`error: cause: cause…`), for logs and the command
+/// line: a top-level error often says little (reqwest's "error sending request"), its cause
+/// says what happened ("Connection refused").
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 use std::sync::Arc;
 
 use tokio::net::TcpListener;

@@ -119,7 +119,7 @@ impl ApiError {
         let status = self.status();
         match self {
             Self::Internal(source) | Self::Unavailable(source) => {
-                tracing::error!(error = %error_chain(source), %status, "request failed");
+                tracing::error!(error = %crate::error_chain(source), %status, "request failed");
             }
             _ => tracing::debug!(error = %self, %status, "request rejected"),
         }
@@ -272,16 +272,4 @@ fn capitalize(word: &str) -> String {
         .next()
         .map(|first| first.to_uppercase().chain(chars).collect())
         .unwrap_or_default()
-}
-
-/// `error: cause: cause…`, so one log line tells the whole story.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -210,7 +210,7 @@ impl Client {
     pub fn unreachable(&self, error: &reqwest::Error) -> CliError {
         CliError::Unreachable {
             server: self.server.clone(),
-            reason: error_chain(error),
+            reason: crate::error_chain(error),
         }
     }
 }
@@ -222,17 +222,4 @@ fn error_message(body: &Value) -> Option<String> {
         .as_str()
         .or_else(|| body["meta"]["developer_message"].as_str())
         .map(str::to_owned)
-}
-
-/// An error and its sources on one line (reqwest's top level says little: "error sending
-/// request"; the cause says "Connection refused").
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -100,7 +100,7 @@ async fn connect_once(
     loop {
         let chunk = match tokio::time::timeout(SILENCE, response.chunk()).await {
             Err(_) => return Ok(End::Dropped("no data or ping for 45 s".into())),
-            Ok(Err(error)) => return Ok(End::Dropped(super::error_chain(&error))),
+            Ok(Err(error)) => return Ok(End::Dropped(crate::error_chain(&error))),
             Ok(Ok(None)) => return Ok(End::Dropped("closed by the server".into())),
             Ok(Ok(Some(chunk))) => chunk,
         };

@@ -133,6 +133,11 @@ pub struct ServeArgs {
     /// and distinct between nodes [default: the host name].
     #[arg(long, env = "SWITCHBOARD_NODE_ID", value_name = "NAME")]
     pub node_id: Option<String>,
+    /// How long a delivery claimed by a node stays its own without renewal, in seconds;
+    /// renewed every third of it while held. A node that dies leaves its deliveries to
+    /// the others after at most this long; at least 3 × the delivery timeout [default: 30].
+    #[arg(long, env = "SWITCHBOARD_DELIVERY_LEASE_S", value_name = "SECONDS")]
+    pub delivery_lease_s: Option<u64>,
     /// Time a client has to send a request's head (line and headers), from its first byte,
     /// in milliseconds [default: 5000].
     #[arg(long, env = "SWITCHBOARD_HEADER_TIMEOUT_MS", value_name = "MS")]
@@ -194,6 +199,7 @@ struct FileConfig {
     retention_days: Option<u64>,
     worker_threads: Option<usize>,
     node_id: Option<String>,
+    delivery_lease_s: Option<u64>,
     header_timeout_ms: Option<u64>,
     body_timeout_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
@@ -330,7 +336,8 @@ pub struct Config {
     /// This node's name on a shared database (leases are owned per node).
     pub node_id: String,
     /// How long a delivery claimed by this node stays its own without renewal (renewed every
-    /// third of it while held); no flag: tests shorten it.
+    /// third of it while held): the longest a dead node's deliveries wait for another node.
+    /// Validated from the flag; tests set shorter ones directly.
     pub delivery_lease: Duration,
     /// Limits of the HTTP server that keep one client from exhausting it.
     pub http: HttpLimits,
@@ -415,7 +422,7 @@ impl Config {
             retention: Some(Duration::from_secs(30 * 86_400)),
             worker_threads: None,
             node_id: host_name(),
-            delivery_lease: Duration::from_secs(300),
+            delivery_lease: crate::delivery::DEFAULT_LEASE,
             http: HttpLimits::default(),
             pause_after: Some(Duration::from_secs(432_000)),
             probe_interval: Duration::from_secs(300),
@@ -502,6 +509,10 @@ impl Config {
                 .or(file.worker_threads)
                 .filter(|&n| n > 0),
             node_id: args.node_id.or(file.node_id).unwrap_or(defaults.node_id),
+            delivery_lease: args
+                .delivery_lease_s
+                .or(file.delivery_lease_s)
+                .map_or(defaults.delivery_lease, Duration::from_secs),
             http: HttpLimits {
                 header_timeout: millis(
                     args.header_timeout_ms.or(file.header_timeout_ms),
@@ -577,6 +588,7 @@ impl Config {
                 "--max-in-flight-per-destination must be between 1 and 10000".into(),
             ));
         }
+        self.validate_lease()?;
         let node_chars = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
         if self.node_id.is_empty()
             || self.node_id.len() > 64
@@ -610,6 +622,34 @@ impl Config {
         Ok(())
     }
 }
+
+impl Config {
+    /// The lease bounds how long a dead node's deliveries wait (at most an hour), must
+    /// outlast a few missed renewals' worth of database hiccups (at least 5 s), and must
+    /// hold one whole attempt with room for a missed renewal: one attempt spans at most a
+    /// third of the lease, the renewal interval.
+    fn validate_lease(&self) -> Result<(), ConfigError> {
+        let seconds = self.delivery_lease.as_secs();
+        if !(MIN_LEASE_S..=MAX_LEASE_S).contains(&seconds) {
+            return Err(ConfigError(format!(
+                "--delivery-lease-s must be between {MIN_LEASE_S} and {MAX_LEASE_S}"
+            )));
+        }
+        if self.delivery_lease < self.delivery_timeout.saturating_mul(3) {
+            return Err(ConfigError(format!(
+                "--delivery-lease-s ({seconds}) must be at least 3 times --delivery-timeout-ms \
+                 ({} ms): a delivery attempt must fit in one renewal interval, a third of the lease",
+                self.delivery_timeout.as_millis()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Shortest `--delivery-lease-s` accepted.
+const MIN_LEASE_S: u64 = 5;
+/// Longest `--delivery-lease-s` accepted: a dead node's deliveries wait this long at most.
+const MAX_LEASE_S: u64 = 3600;
 
 impl HttpLimits {
     fn validate(&self) -> Result<(), ConfigError> {
@@ -678,6 +718,7 @@ mod tests {
         assert_eq!(config.delivery_timeout, Duration::from_secs(5));
         assert_eq!(config.max_extra_destinations, 3);
         assert_eq!(config.retention, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(config.delivery_lease, Duration::from_secs(30));
     }
 
     #[test]
@@ -686,7 +727,7 @@ mod tests {
         let path = dir.path().join("switchboard.toml");
         std::fs::write(
             &path,
-            "listen = \":9000\"\ndev = true\nretry_base_ms = 10\nmax_extra_destinations = 5\nretention_days = 0\nworker_threads = 1\nnode_id = \"node-a\"\n",
+            "listen = \":9000\"\ndev = true\nretry_base_ms = 10\nmax_extra_destinations = 5\nretention_days = 0\nworker_threads = 1\nnode_id = \"node-a\"\ndelivery_lease_s = 60\n",
         )
         .unwrap();
         let config = Config::load(ServeArgs {
@@ -702,6 +743,7 @@ mod tests {
         assert_eq!(config.retention, None, "0 keeps everything");
         assert_eq!(config.worker_threads, Some(1));
         assert_eq!(config.node_id, "node-a");
+        assert_eq!(config.delivery_lease, Duration::from_secs(60));
         let per_core = Config::load(ServeArgs {
             worker_threads: Some(0),
             ..ServeArgs::default()

@@ -61,6 +61,10 @@ pub struct EngineSettings {
     pub probe_interval: Duration,
 }
 
+/// How long a claimed delivery belongs to its node without renewal, unless configured
+/// (`--delivery-lease-s`): the longest a dead node's deliveries wait for another node.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
 impl EngineSettings {
     /// Defaults around the configured retry policy and timeout.
     pub fn new(retry: RetryPolicy, timeout: Duration, addresses: AddressPolicy) -> Self {
@@ -73,7 +77,7 @@ impl EngineSettings {
             per_destination: 512,
             per_destination_waiting: 2_000,
             poll_interval: Duration::from_millis(50),
-            lease: Duration::from_secs(300),
+            lease: DEFAULT_LEASE,
             pause_after: Some(Duration::from_secs(432_000)),
             probe_interval: Duration::from_secs(300),
         }

@@ -22,7 +22,7 @@ mod route;
 
 pub use attempt::{signature, AttemptResult, Attempter, ClientError};
 pub use backoff::RetryPolicy;
-pub use dispatch::{Engine, EngineSettings};
+pub use dispatch::{Engine, EngineSettings, DEFAULT_LEASE};
 pub use feed::{
     AttemptMessage, DeliveryMessage, DestinationMessage, EventMessage, Feed, FeedItem,
     FEED_CAPACITY,

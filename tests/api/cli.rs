@@ -183,6 +183,28 @@ fn bad_settings_are_clear_cli_errors() {
             "--worker-threads must be between 0 (one per core) and 1024",
         ),
         (
+            &["serve", "--delivery-lease-s", "4"],
+            "--delivery-lease-s must be between 5 and 3600",
+        ),
+        (
+            &["serve", "--delivery-lease-s", "3601"],
+            "--delivery-lease-s must be between 5 and 3600",
+        ),
+        (
+            &[
+                "serve",
+                "--delivery-lease-s",
+                "10",
+                "--delivery-timeout-ms",
+                "5000",
+            ],
+            "--delivery-lease-s (10) must be at least 3 times --delivery-timeout-ms (5000 ms)",
+        ),
+        (
+            &["serve", "--delivery-timeout-ms", "11000"],
+            "--delivery-lease-s (30) must be at least 3 times --delivery-timeout-ms",
+        ),
+        (
             &["serve", "--listen", "not-an-address"],
             "cannot listen on not-an-address",
         ),

@@ -63,6 +63,10 @@ struct Shared {
     /// Requests received and not answered yet, and the most there ever were at once.
     in_flight: usize,
     max_in_flight: usize,
+    /// Requests being answered per message (by [`message_key`]), and the most there ever
+    /// were at once for any one message: 2 means one message was attempted twice at once.
+    in_flight_by_message: HashMap<Vec<u8>, usize>,
+    max_in_flight_of_one_message: usize,
 }
 
 /// A scripted receiver; clones share the script and the record.
@@ -109,6 +113,13 @@ impl TestReceiver {
     #[allow(dead_code)] // only some test modules ask
     pub fn max_in_flight(&self) -> usize {
         self.lock().max_in_flight
+    }
+
+    /// The most requests that were ever being answered at once for one message (the same
+    /// `wamid`, or the same body when it has none).
+    #[allow(dead_code)] // only some test modules ask
+    pub fn max_in_flight_of_one_message(&self) -> usize {
+        self.lock().max_in_flight_of_one_message
     }
 
     /// Everything received so far.
@@ -160,17 +171,46 @@ async fn serve(mut stream: TcpStream, shared: Arc<Mutex<Shared>>) {
                 | Behavior::StatusWithHeaders(status, _) => status,
                 Behavior::Close => 0,
             };
+            let key = message_key(&request.body);
             shared.received.push(request);
             shared.in_flight += 1;
             shared.max_in_flight = shared.max_in_flight.max(shared.in_flight);
-            behavior
+            let of_message = shared.in_flight_by_message.entry(key.clone()).or_default();
+            *of_message += 1;
+            let of_message = *of_message;
+            shared.max_in_flight_of_one_message =
+                shared.max_in_flight_of_one_message.max(of_message);
+            (behavior, key)
         };
+        let (behavior, key) = behavior;
         let answered = answer(&mut stream, behavior).await;
-        shared.lock().unwrap_or_else(|p| p.into_inner()).in_flight -= 1;
+        {
+            let mut shared = shared.lock().unwrap_or_else(|p| p.into_inner());
+            shared.in_flight -= 1;
+            if let Some(of_message) = shared.in_flight_by_message.get_mut(&key) {
+                *of_message -= 1;
+                if *of_message == 0 {
+                    shared.in_flight_by_message.remove(&key);
+                }
+            }
+        }
         if !answered {
             return;
         }
     }
+}
+
+/// What names the message a delivery carries: its `wamid` (in a Cloud API envelope), else
+/// the whole body.
+fn message_key(body: &[u8]) -> Vec<u8> {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|json| {
+            json["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
+                .as_str()
+                .map(|id| id.as_bytes().to_vec())
+        })
+        .unwrap_or_else(|| body.to_vec())
 }
 
 /// Answers one request as `behavior` says; `false` when the connection is to be closed.

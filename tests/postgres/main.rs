@@ -39,6 +39,7 @@ mod listing;
 mod meta;
 #[path = "../api/multi_webhook.rs"]
 mod multi_webhook;
+mod node_loss;
 mod nodes;
 #[path = "../api/ordering.rs"]
 mod ordering;

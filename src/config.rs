@@ -129,8 +129,9 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHBOARD_WORKER_THREADS", value_name = "N")]
     pub worker_threads: Option<usize>,
     /// This node's name in a PostgreSQL cluster: its leases carry it, and at start a node
-    /// takes back only the leases of its own previous run. Keep it stable across restarts
-    /// and distinct between nodes [default: the host name].
+    /// takes back only the leases of its own previous run. Unique per running node; keep it
+    /// stable across restarts (under a new name, what the old one held waits one lease)
+    /// [default: the host name].
     #[arg(long, env = "SWITCHBOARD_NODE_ID", value_name = "NAME")]
     pub node_id: Option<String>,
     /// How long a delivery claimed by a node stays its own without renewal, in seconds;

@@ -45,12 +45,15 @@ impl Held {
         lost
     }
 
-    /// `id` left memory under `lease` (settled, deferred, or its task ended).
-    pub fn release(&self, id: DeliveryId, lease: LeaseToken) {
+    /// `id` left memory under `lease` (settled, deferred, or its task ended); returns
+    /// whether it was still held under that lease (`false`: a renewal dropped it already).
+    pub fn release(&self, id: DeliveryId, lease: LeaseToken) -> bool {
         let mut held = self.lock();
         if held.get(&id).is_some_and(|h| h.lease == lease) {
             held.remove(&id);
+            return true;
         }
+        false
     }
 
     /// The deliveries held now, with their leases.

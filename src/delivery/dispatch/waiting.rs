@@ -37,9 +37,10 @@ impl Engine {
                 Ok(Some(extras))
             }
             Settled::LeaseLost => {
-                // Counted once per lease: a renewal may have found it lost already.
-                if !lost.is_cancelled() {
-                    lost.cancel();
+                // Counted once per lease: whichever of this settle and a renewal takes the
+                // delivery out of the held set (under its lock) counts it.
+                lost.cancel();
+                if self.inner.held.release(job.id, job.lease) {
                     self.inner.metrics.leases_lost(1);
                 }
                 tracing::warn!(

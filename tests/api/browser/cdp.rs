@@ -182,7 +182,9 @@ impl Browser {
         self.inbox.lock().unwrap().log.clone()
     }
 
-    /// Waits for the next event of `method` (e.g. `Fetch.requestPaused`).
+    /// Waits for the next event of `method` (e.g. `Fetch.requestPaused`): harness API for
+    /// tests that wait on a protocol event (none does today).
+    #[allow(dead_code)]
     pub async fn next_event(&self, method: &str) -> Value {
         let deadline = Instant::now() + DEADLINE;
         loop {
@@ -195,6 +197,7 @@ impl Browser {
     }
 
     /// Takes the events of `method` seen so far.
+    #[allow(dead_code)]
     pub fn take_events(&self, method: &str) -> Vec<Value> {
         let mut inbox = self.inbox.lock().unwrap();
         let (taken, kept) = std::mem::take(&mut inbox.events)

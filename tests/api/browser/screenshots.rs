@@ -5,10 +5,9 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use switchboard::domain::DestinationId;
 
-use super::{cdp, logged_in, message, open, wait_for_text, Browser};
-use crate::helpers::{fast_delivery, is_in_state, spawn_app_with, TestApp, ADMIN_TOKEN};
+use super::{logged_in, message, open, wait_for_text, Browser};
+use crate::helpers::{fast_delivery, is_in_state, spawn_app_with, ADMIN_TOKEN};
 use crate::receiver::{Behavior, TestReceiver};
 
 /// Writes docs/screenshots/*.png from a server with a little of everything.
@@ -102,83 +101,23 @@ async fn screenshots() {
     open(&page, "#/failed", "Failed deliveries").await;
     wait_for_text(&page, "#main", "Replay").await;
     shoot("failed").await;
-    // The stream is branch `stream`'s: until it is merged, the tail is fed the contract's
-    // messages for these events by intercepting its request.
-    let pattern = json!({"patterns": [{"urlPattern": "*/admin/stream*"}]});
-    page.call("Fetch.enable", pattern).await;
+    // The real stream: the tail opens live, then a few messages and statuses arrive.
     open(&page, "#/tail", "Live tail").await;
-    let paused = browser.next_event("Fetch.requestPaused").await;
-    let body = canned_stream(&app, story - 8..=story).await;
-    let fulfil = json!({
-        "requestId": paused["params"]["requestId"],
-        "responseCode": 200,
-        "responseHeaders": [{"name": "Content-Type", "value": "text/event-stream"}],
-        "body": cdp::base64_encode(body.as_bytes()),
-    });
-    page.call("Fetch.fulfillRequest", fulfil).await;
-    wait_for_text(&page, "#tail-rows", "wamid").await;
-    // The canned answer has ended (a real stream stays open): show the status it had.
-    page.eval("document.querySelector('.tail-status').textContent = 'Live'; document.querySelector('.tail-status').className = 'tail-status ok'").await;
+    wait_for_text(&page, ".tail-status", "Live").await;
+    let status = app.post_event(&failing.channel_id, status_value(99)).await;
+    app.wait_for_event(status, |e| is_in_state(e, "primary", "failed"))
+        .await;
+    ok.script([Behavior::Status(500)]);
+    let mut last = 0;
+    for n in 0..4 {
+        last = app
+            .post_event(&fine.channel_id, message(&format!("wamid.HBgL{n:04}")))
+            .await;
+    }
+    app.wait_for_event(last, |e| is_in_state(e, "primary", "delivered"))
+        .await;
+    wait_for_text(&page, "#tail-rows", "wamid.HBgL0003").await;
     shoot("live-tail").await;
-}
-
-/// The contract's stream messages (event, attempt, delivery) for stored events.
-async fn canned_stream(app: &TestApp, events: std::ops::RangeInclusive<i64>) -> String {
-    let mut out = String::from("retry: 3600000\n\n");
-    let mut push = |kind: &str, data: Value| {
-        out.push_str(&format!("event: {kind}\ndata: {data}\n\n"));
-    };
-    for id in events {
-        let event = app.event(id).await;
-        let summary = match event["kind"].as_str() {
-            Some("partner") => json!({"type": event["payload"]["type"]}),
-            _ => summary_of(&event["payload"]),
-        };
-        push(
-            "event",
-            json!({"event_id": id, "kind": event["kind"], "channel_id": event["channel_id"],
-            "partner_id": event["partner_id"], "phone_number_id": event["phone_number_id"],
-            "received_at": event["received_at"], "summary": summary}),
-        );
-        for delivery in event["deliveries"].as_array().into_iter().flatten() {
-            for attempt in delivery["attempt_log"].as_array().into_iter().flatten() {
-                let url = attempt["url"].as_str().unwrap_or_default();
-                push(
-                    "attempt",
-                    json!({"attempt_id": 0, "delivery_id": delivery["id"], "event_id": id,
-                    "channel_id": event["channel_id"], "target": delivery["target"],
-                    "destination": DestinationId::of(url).map(|d| d.to_string()), "url": url,
-                    "status": attempt["status"], "error": attempt["error"], "duration_ms": attempt["duration_ms"],
-                    "at": attempt["started_at"], "retry_after_ms": null}),
-                );
-            }
-            push(
-                "delivery",
-                json!({"delivery_id": delivery["id"], "event_id": id, "channel_id": event["channel_id"],
-                "target": delivery["target"], "state": delivery["state"], "destination": null}),
-            );
-        }
-    }
-    out
-}
-
-/// The contract's `summary` of an envelope (messages and statuses of its changes).
-fn summary_of(payload: &Value) -> Value {
-    let (mut messages, mut statuses) = (Vec::new(), Vec::new());
-    for change in payload["entry"][0]["changes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        let value = &change["value"];
-        for m in value["messages"].as_array().into_iter().flatten() {
-            messages.push(json!({"id": m["id"], "from": m["from"], "type": m["type"], "text": m["text"]["body"]}));
-        }
-        for s in value["statuses"].as_array().into_iter().flatten() {
-            statuses.push(json!({"id": s["id"], "status": s["status"], "recipient_id": s["recipient_id"], "errors": s["errors"]}));
-        }
-    }
-    json!({"messages": messages, "statuses": statuses, "fields": ["messages"]})
 }
 
 /// A status notification with one of Meta's error codes.

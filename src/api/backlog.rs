@@ -54,9 +54,9 @@ impl BacklogCache {
         });
         Ok(groups)
     }
+}
 
-    /// The number of pending deliveries (the queue depth), from the same read.
-    pub async fn depth(&self, store: &dyn Store) -> Result<u64, StoreError> {
-        Ok(self.groups(store).await?.iter().map(|g| g.count).sum())
-    }
+/// The number of pending deliveries (the queue depth) of a backlog read.
+pub fn depth(groups: &[PendingGroup]) -> u64 {
+    groups.iter().map(|g| g.count).sum()
 }

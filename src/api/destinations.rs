@@ -293,18 +293,24 @@ pub async fn resume_destination(
 
 /// The destinations that need an operator's eye (degraded or paused), for the overview:
 /// the same views as the list, from the same reads as `/metrics`.
-pub(super) async fn unhealthy(state: &AppState) -> Result<Vec<DestinationView>, ApiError> {
-    Ok(destinations(state)
-        .await?
-        .into_values()
-        .filter(|view| view.state != "healthy")
-        .collect())
+pub(super) async fn unhealthy(
+    state: &AppState,
+    pending: &[PendingGroup],
+) -> Result<Vec<DestinationView>, ApiError> {
+    Ok(
+        destinations_with(state, state.health.all(now_ms()), pending)
+            .await?
+            .into_values()
+            .filter(|view| view.state != "healthy")
+            .collect(),
+    )
 }
 
 /// Every destination by id: the configured routes grouped by destination, joined with the
 /// health of those attempted.
 async fn destinations(state: &AppState) -> Result<BTreeMap<String, DestinationView>, ApiError> {
-    destinations_with(state, state.health.all(now_ms())).await
+    let pending = state.backlog.groups(state.store.as_ref()).await?;
+    destinations_with(state, state.health.all(now_ms()), &pending).await
 }
 
 /// [`destinations`] over a snapshot of the health figures the caller took (`/metrics`
@@ -312,6 +318,7 @@ async fn destinations(state: &AppState) -> Result<BTreeMap<String, DestinationVi
 async fn destinations_with(
     state: &AppState,
     health: Vec<DestinationHealth>,
+    pending: &[PendingGroup],
 ) -> Result<BTreeMap<String, DestinationView>, ApiError> {
     let routes = state.store.configured_routes().await?;
     let mut by_id: BTreeMap<String, (String, Vec<RouteView>)> = BTreeMap::new();
@@ -337,7 +344,7 @@ async fn destinations_with(
             .entry(paused.pause.id.to_string())
             .or_insert_with(|| (paused.pause.url.clone(), Vec::new()));
     }
-    let mut backlogs = backlogs(&routes, &state.backlog.groups(state.store.as_ref()).await?);
+    let mut backlogs = backlogs(&routes, pending);
     Ok(by_id
         .into_iter()
         .map(|(id, (url, routes))| {
@@ -449,11 +456,15 @@ type WindowValue = fn(&WindowFigures) -> f64;
 /// The per-destination series of `/metrics`: the backlog and pause state of every
 /// destination, and for those attempted lately, their figures per window and a 0/1 series
 /// per grade; labelled by destination id (bounded, and no URL in the label).
-pub(super) async fn render_metrics(out: &mut String, state: &AppState) -> Result<(), ApiError> {
+pub(super) async fn render_metrics(
+    out: &mut String,
+    state: &AppState,
+    pending: &[PendingGroup],
+) -> Result<(), ApiError> {
     use std::fmt::Write as _;
     let health = state.health.all(now_ms());
     render_health(out, &health);
-    let views = destinations_with(state, health).await?;
+    let views = destinations_with(state, health, pending).await?;
     for (name, help, value) in [
         (
             "switchboard_destination_backlog",

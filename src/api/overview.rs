@@ -52,7 +52,8 @@ pub async fn overview(
     _: AdminAuth,
 ) -> Result<Json<Overview>, ApiError> {
     let totals = state.metrics.totals();
-    let backlog = state.backlog.depth(state.store.as_ref()).await?;
+    let pending = state.backlog.groups(state.store.as_ref()).await?;
+    let backlog = super::backlog::depth(&pending);
     let at_ms = now_ms();
     Ok(Json(Overview {
         at: rfc3339(at_ms),
@@ -63,6 +64,6 @@ pub async fn overview(
         failed: totals.failed,
         dropped: totals.dropped,
         backlog,
-        unhealthy_destinations: unhealthy(&state).await?,
+        unhealthy_destinations: unhealthy(&state, &pending).await?,
     }))
 }

@@ -40,13 +40,15 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Health>, ApiErr
 #[utoipa::path(get, path = "/metrics", tag = "Service",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let depth = state.backlog.depth(state.store.as_ref()).await?;
+    // One backlog read for the depth and the per-destination series.
+    let pending = state.backlog.groups(state.store.as_ref()).await?;
+    let depth = super::backlog::depth(&pending);
     let mut text = state.metrics.render(
         depth,
         state.store.write_stats(),
         state.store.config_listener_up(),
     );
-    super::destinations::render_metrics(&mut text, &state).await?;
+    super::destinations::render_metrics(&mut text, &state, &pending).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }
 

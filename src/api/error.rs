@@ -249,9 +249,12 @@ impl From<StoreError> for ApiError {
                 Self::NotFound(format!("{} {id} not found", capitalize(what)))
             }
             StoreError::Conflict(message) => Self::Conflict(message),
+            StoreError::Constraint(violation) => Self::Conflict(violation.to_string()),
             StoreError::MultiWebhook(rule) => rule.into(),
             StoreError::Closed | StoreError::Abandoned => Self::Unavailable(error),
-            StoreError::Database(_) | StoreError::Open(_) => Self::Internal(error),
+            StoreError::Database(_) | StoreError::Open(_) | StoreError::Corrupt(_) => {
+                Self::Internal(error)
+            }
         }
     }
 }

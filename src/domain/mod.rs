@@ -14,6 +14,7 @@ mod json_text;
 mod keys;
 mod multi_webhook;
 mod partner_event;
+mod settlement;
 mod summary;
 mod webhook;
 mod webhook_url;
@@ -32,6 +33,7 @@ pub use multi_webhook::{
     Destination, DestinationName, MultiWebhook, MultiWebhookChange, MultiWebhookError,
 };
 pub use partner_event::{PartnerEvent, PartnerEventType};
+pub use settlement::{Effect, RowChange, Settlement};
 pub use summary::{
     summary, EnvelopeSummary, MessageSummary, StatusError, StatusSummary, Summary,
     TEXT_PREVIEW_CHARS,

@@ -39,13 +39,13 @@ impl ConfigCache {
     }
 
     /// The cached routing of `channel`, if any.
-    pub fn routing(&self, channel: &ChannelId) -> Option<Arc<Routing>> {
+    fn routing(&self, channel: &ChannelId) -> Option<Arc<Routing>> {
         let map = self.routing.read().unwrap_or_else(|p| p.into_inner());
         map.get(channel).cloned()
     }
 
     /// Keeps `routing` if no configuration write happened since `generation` was read.
-    pub fn remember_routing(
+    fn remember_routing(
         &self,
         channel: &ChannelId,
         routing: Routing,
@@ -59,14 +59,53 @@ impl ConfigCache {
         routing
     }
 
+    /// The routing of `channel` from memory, else from `load` (then kept, unless a
+    /// configuration write happened meanwhile). With `coherent` false (another node's
+    /// writes cannot reach this cache right now), memory is neither read nor filled.
+    pub async fn routing_or_load(
+        &self,
+        channel: &ChannelId,
+        coherent: bool,
+        load: impl std::future::Future<Output = Result<Option<Routing>, StoreError>>,
+    ) -> Result<Option<Arc<Routing>>, StoreError> {
+        if coherent {
+            if let Some(hit) = self.routing(channel) {
+                return Ok(Some(hit));
+            }
+        }
+        let generation = self.generation();
+        let loaded = load.await?;
+        Ok(loaded.map(|routing| match coherent {
+            true => self.remember_routing(channel, routing, generation),
+            false => Arc::new(routing),
+        }))
+    }
+
+    /// The channel Meta knows by `phone_number_id` from memory, else from `load` (then
+    /// remembered: a channel and its ids never change).
+    pub async fn channel_by_phone_number_id_or_load(
+        &self,
+        phone_number_id: &str,
+        load: impl std::future::Future<Output = Result<Option<Channel>, StoreError>>,
+    ) -> Result<Option<ChannelRef>, StoreError> {
+        if let Some(hit) = self.channel_ref(phone_number_id) {
+            return Ok(Some(hit));
+        }
+        let found = load.await?.map(ChannelRef::from);
+        if let Some(reference) = &found {
+            self.remember_channel_ref(phone_number_id, reference.clone());
+        }
+        Ok(found)
+    }
+
     /// The channel known by a Meta phone_number_id (channels and their ids never change).
-    pub fn channel_ref(&self, phone_number_id: &str) -> Option<ChannelRef> {
+    fn channel_ref(&self, phone_number_id: &str) -> Option<ChannelRef> {
         let map = self.channels.read().unwrap_or_else(|p| p.into_inner());
         map.get(phone_number_id).cloned()
     }
 
     /// Remembers the channel of a phone_number_id.
-    pub fn remember_channel_ref(&self, phone_number_id: &str, channel: ChannelRef) {
+    fn remember_channel_ref(&self, phone_number_id: &str, channel: ChannelRef) {
         self.channels
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -76,7 +115,7 @@ impl ConfigCache {
 
 impl ConfigCache {
     /// The fixed facts of a channel by its id (they never change once created).
-    pub fn channel_ref_by_id(&self, id: &ChannelId) -> Option<ChannelRef> {
+    fn channel_ref_by_id(&self, id: &ChannelId) -> Option<ChannelRef> {
         let map = self
             .channels_by_id
             .read()
@@ -101,7 +140,7 @@ impl ConfigCache {
     }
 
     /// Remembers the fixed facts of a channel.
-    pub fn remember_channel_ref_by_id(&self, channel: ChannelRef) {
+    fn remember_channel_ref_by_id(&self, channel: ChannelRef) {
         self.channels_by_id
             .write()
             .unwrap_or_else(|p| p.into_inner())

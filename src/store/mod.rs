@@ -7,6 +7,8 @@
 
 mod cache;
 mod columns;
+mod constraints;
+mod decode;
 mod listing;
 mod ordering;
 mod urls;
@@ -36,9 +38,13 @@ pub use types::{
 pub use types::{
     AttemptRecord, ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventBody, EventFilter,
     EventRecord, EventSummary, NewEvent, Outcome, PartnerRecord, RecoverFilter, Recovered, Routing,
-    SavedEvent, Settlement, WriteCounters, WriteStats,
+    SavedEvent, WriteCounters, WriteStats,
 };
 
+/// Re-exported where the store's callers always found it.
+pub use crate::domain::Settlement;
+pub use constraints::{Subject, Violation, ViolationKind};
+pub use decode::Corrupt;
 pub use lease::{CreatedDelivery, HeldLease, LeaseToken, Settled};
 pub use listing::{
     ChannelFilter, ChannelListing, PartnerFilter, PartnerListing, WabaFilter, WabaListing,
@@ -62,6 +68,13 @@ pub enum StoreError {
     /// A uniqueness rule was broken (an existing WABA id, phone number…).
     #[error("{0}")]
     Conflict(String),
+    /// A schema constraint no rule explains was broken ([`Violation::explain`]); nothing
+    /// of the write happened.
+    #[error("{0}")]
+    Constraint(Violation),
+    /// A stored row holds a value this version cannot read; the error names the row.
+    #[error(transparent)]
+    Corrupt(#[from] Corrupt),
     /// A multi-webhook change broke one of its rules; nothing was written.
     #[error(transparent)]
     MultiWebhook(#[from] MultiWebhookError),

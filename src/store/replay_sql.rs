@@ -2,6 +2,7 @@
 //! the rule that decides whether a replayed attempt ended its delivery.
 
 use crate::domain::DeliveryState;
+use crate::store::decode::ATTEMPT_COLUMNS;
 
 /// Events after `{1}`, oldest first, at most `{2}`; `{columns}` are the event summary's.
 pub fn events_sql(columns: &str, after: &str, limit: &str) -> String {
@@ -13,8 +14,7 @@ pub fn events_sql(columns: &str, after: &str, limit: &str) -> String {
 pub fn attempts_sql(after: &str, limit: &str) -> String {
     format!(
         "SELECT a.id, a.delivery_id, d.event_id, d.channel_id, d.target, d.state,
-                a.number, a.started_at, a.duration_ms, coalesce(u.url, a.url), a.status,
-                a.error, a.response_excerpt, a.retry_after_ms,
+                {ATTEMPT_COLUMNS},
                 a.id = (SELECT max(b.id) FROM attempts b WHERE b.delivery_id = a.delivery_id)
          FROM attempts a
          JOIN deliveries d ON d.id = a.delivery_id

@@ -4,9 +4,9 @@ use bytes::Bytes;
 
 use super::LeaseToken;
 use crate::domain::{
-    AttemptErrorKind, ChannelId, DeliveryId, DeliveryState, DestinationId, DestinationName,
-    EventId, EventKind, MultiWebhook, Partner, PartnerEvent, PartnerEventType, PartnerId,
-    PhoneNumber, PhoneNumberId, Route, Target, WabaId, Webhook, WebhookHeaders, WebhookUrl,
+    AttemptErrorKind, ChannelId, DeliveryId, DeliveryState, DestinationId, EventId, EventKind,
+    MultiWebhook, Partner, PartnerEvent, PartnerEventType, PartnerId, PhoneNumber, PhoneNumberId,
+    Route, Settlement, Target, WabaId, Webhook, WebhookHeaders, WebhookUrl,
 };
 
 /// A notification to store.
@@ -164,44 +164,6 @@ pub struct AttemptRecord {
     /// (before the clamp to the maximum delay and the age window), so an operator can see
     /// why a retry came late; the delay kept is the delivery's `next_attempt_at`.
     pub retry_after_ms: Option<i64>,
-}
-
-/// What happens to a delivery after an attempt (or instead of one).
-#[derive(Debug, Clone)]
-pub enum Settlement {
-    /// 200: done; create one extra delivery per name (leased until `claim_until` if set).
-    Delivered {
-        /// The extra destinations to clone to (multi webhook enabled at the 200).
-        extras: Vec<DestinationName>,
-        /// Lease for the extras when they are handed over in memory.
-        claim_until: Option<i64>,
-    },
-    /// Failed; try again at `at`.
-    Retry {
-        /// When, ms since the epoch.
-        at: i64,
-        /// Why the attempt failed.
-        error: String,
-    },
-    /// Failed for the last time: the maximum age is reached.
-    GaveUp {
-        /// Why the last attempt failed.
-        error: String,
-    },
-    /// No destination is configured: nothing was sent.
-    Dropped {
-        /// Why there is no route.
-        reason: String,
-    },
-    /// Not attempted (its destination is saturated, or paused); due again at `at`, no
-    /// attempt counted.
-    Deferred {
-        /// When, ms since the epoch.
-        at: i64,
-        /// The paused destination it waits behind, so resuming it can wake the delivery
-        /// (after a restart too); `None` behind a saturated one.
-        behind: Option<DestinationId>,
-    },
 }
 
 /// A settlement of one delivery, with the attempt that led to it, if one was made.
@@ -583,13 +545,11 @@ impl PauseReason {
         }
     }
 
-    /// Reads a stored reason (anything unknown reads as manual: it stays paused).
-    pub fn from_stored(raw: &str) -> Self {
-        if raw == "failing" {
-            Self::Failing
-        } else {
-            Self::Manual
-        }
+    /// Reads a stored reason; `None` for a spelling this version does not know.
+    pub fn from_stored(raw: &str) -> Option<Self> {
+        [Self::Failing, Self::Manual]
+            .into_iter()
+            .find(|reason| reason.as_str() == raw)
     }
 }
 
@@ -609,18 +569,3 @@ pub struct DestinationPause {
 /// SQL of the paused destinations, the same on both backends (`$n`/`?n` placeholders are
 /// written per backend).
 pub const PAUSED_DESTINATIONS: &str = "SELECT id, url, reason, paused_at FROM destination_pauses";
-
-/// A stored pause row back as a [`DestinationPause`]; `None` for an id that cannot be read.
-pub fn pause_of_row(
-    id: String,
-    url: String,
-    reason: String,
-    paused_at: i64,
-) -> Option<DestinationPause> {
-    Some(DestinationPause {
-        id: DestinationId::parse(&id)?,
-        url,
-        reason: PauseReason::from_stored(&reason),
-        paused_at,
-    })
-}

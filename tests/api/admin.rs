@@ -131,11 +131,13 @@ async fn provisioning_errors_are_clear() {
     let number = unique_phone_number();
     let body = json!({"phone_number": number, "phone_number_id": "555000111"});
     assert_eq!(
-        post(format!("/admin/wabas/{waba_id}/channels"), body.clone())
+        post(format!("/admin/wabas/{waba_id}/channels"), body)
             .await
             .0,
         StatusCode::CREATED
     );
+    // Each rule alone (with both taken, which one a database reports first is its own).
+    let body = json!({"phone_number": number, "phone_number_id": "555000112"});
     let answer = post(format!("/admin/wabas/{waba_id}/channels"), body).await;
     assert_error(
         &answer,

@@ -5,58 +5,16 @@ use bytes::Bytes;
 use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 
-use super::deliveries::count;
 use super::Param;
-use crate::domain::{ChannelId, DeliveryId, DeliveryState, EventId, EventKind, PartnerId, Target};
-use crate::store::columns::parse_error_kind;
+use crate::domain::{ChannelId, DeliveryId, DeliveryState, EventId, EventKind};
+use crate::store::decode::{
+    attempt_record, delivery_record, event_summary, ATTEMPT_COLUMNS, DELIVERY_COLUMNS,
+    SUMMARY_COLUMNS,
+};
 use crate::store::{
     AttemptRecord, DeliveryFilter, DeliveryRecord, EventFilter, EventRecord, EventSummary,
     StoreError,
 };
-
-const DELIVERY_COLUMNS: &str = "id, event_id, channel_id, target, state, attempts, \
-     next_attempt_at, last_error, updated_at, partner_id";
-
-fn delivery_from_row(row: &Row) -> Result<DeliveryRecord, StoreError> {
-    let target: String = row.try_get(3)?;
-    let state: String = row.try_get(4)?;
-    Ok(DeliveryRecord {
-        id: DeliveryId(row.try_get(0)?),
-        event: EventId(row.try_get(1)?),
-        channel: row
-            .try_get::<_, Option<String>>(2)?
-            .map(ChannelId::from_raw),
-        partner: row
-            .try_get::<_, Option<String>>(9)?
-            .map(PartnerId::from_raw),
-        target: Target::from_stored(&target).unwrap_or(Target::Primary),
-        state: DeliveryState::parse(&state).unwrap_or(DeliveryState::Pending),
-        attempts: count(row.try_get(5)?),
-        next_attempt_at: row.try_get(6)?,
-        last_error: row.try_get(7)?,
-        updated_at: row.try_get(8)?,
-    })
-}
-
-/// The columns [`summary_from_row`] reads, in its order.
-pub(super) const SUMMARY_COLUMNS: &str =
-    "id, kind, channel_id, partner_id, phone_number_id, received_at";
-
-pub(super) fn summary_from_row(row: &Row) -> Result<EventSummary, StoreError> {
-    let kind: String = row.try_get(1)?;
-    Ok(EventSummary {
-        id: EventId(row.try_get(0)?),
-        kind: EventKind::parse(&kind).unwrap_or(EventKind::Unroutable),
-        channel: row
-            .try_get::<_, Option<String>>(2)?
-            .map(ChannelId::from_raw),
-        partner: row
-            .try_get::<_, Option<String>>(3)?
-            .map(PartnerId::from_raw),
-        phone_number_id: row.try_get(4)?,
-        received_at: row.try_get(5)?,
-    })
-}
 
 /// An event, its deliveries and their attempts.
 pub async fn event(tx: &Transaction<'_>, id: EventId) -> Result<Option<EventRecord>, StoreError> {
@@ -64,12 +22,12 @@ pub async fn event(tx: &Transaction<'_>, id: EventId) -> Result<Option<EventReco
     let Some(row) = tx.query_opt(&sql, &[&id.0]).await? else {
         return Ok(None);
     };
-    let summary = summary_from_row(&row)?;
+    let summary = event_summary(&row)?;
     let payload: Vec<u8> = row.try_get(6)?;
     let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = $1 ORDER BY id");
     let mut deliveries = Vec::new();
     for row in tx.query(&sql, &[&id.0]).await? {
-        let delivery = delivery_from_row(&row)?;
+        let delivery = delivery_record(&row)?;
         let attempts = attempts_of(tx, delivery.id).await?;
         deliveries.push((delivery, attempts));
     }
@@ -84,29 +42,16 @@ async fn attempts_of(
     tx: &Transaction<'_>,
     delivery: DeliveryId,
 ) -> Result<Vec<AttemptRecord>, StoreError> {
-    let rows = tx
-        .query(
-            "SELECT a.number, a.started_at, a.duration_ms, coalesce(u.url, a.url), a.status,
-                    a.error, a.response_excerpt, a.retry_after_ms
-             FROM attempts a LEFT JOIN attempt_urls u ON u.id = a.url_id
-             WHERE a.delivery_id = $1 ORDER BY a.id",
-            &[&delivery.0],
-        )
-        .await?;
+    let sql = format!(
+        "SELECT a.id, {ATTEMPT_COLUMNS}
+         FROM attempts a LEFT JOIN attempt_urls u ON u.id = a.url_id
+         WHERE a.delivery_id = $1 ORDER BY a.id"
+    );
+    let rows = tx.query(&sql, &[&delivery.0]).await?;
     rows.iter()
         .map(|row| {
-            let error: Option<String> = row.try_get(5)?;
-            let status: Option<i64> = row.try_get(4)?;
-            Ok(AttemptRecord {
-                number: count(row.try_get(0)?),
-                started_at: row.try_get(1)?,
-                duration_ms: row.try_get(2)?,
-                url: row.try_get::<_, Option<String>>(3)?.unwrap_or_default(),
-                status: status.and_then(|s| u16::try_from(s).ok()),
-                error: error.as_deref().and_then(parse_error_kind),
-                response_excerpt: row.try_get(6)?,
-                retry_after_ms: row.try_get(7)?,
-            })
+            let id: i64 = row.try_get(0)?;
+            attempt_record(row, 1, || format!("attempt {id}"))
         })
         .collect()
 }
@@ -129,7 +74,7 @@ pub async fn deliveries(
         &(filter.limit as i64),
     ];
     let rows = tx.query(&sql, &params).await?;
-    rows.iter().map(delivery_from_row).collect()
+    rows.iter().map(delivery_record).collect()
 }
 
 /// Events by ascending id, filtered.
@@ -150,7 +95,7 @@ pub async fn events(
     );
     let after = filter.after.map_or(0, |id| id.0);
     let rows = tx.query(&sql, &[&after, &(filter.limit as i64)]).await?;
-    rows.iter().map(summary_from_row).collect()
+    rows.iter().map(event_summary).collect()
 }
 
 /// Deletes finished events older than `before`, with their deliveries and attempts.
@@ -209,4 +154,22 @@ fn ids(rows: Vec<Row>) -> Result<Vec<i64>, StoreError> {
         .iter()
         .map(|row| row.try_get::<_, i64>(0))
         .collect::<Result<Vec<_>, _>>()?)
+}
+
+impl crate::store::decode::StoredRow for Row {
+    fn int(&self, index: usize) -> Result<i64, StoreError> {
+        Ok(self.try_get(index)?)
+    }
+    fn opt_int(&self, index: usize) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(index)?)
+    }
+    fn text(&self, index: usize) -> Result<String, StoreError> {
+        Ok(self.try_get(index)?)
+    }
+    fn opt_text(&self, index: usize) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(index)?)
+    }
+    fn opt_flag(&self, index: usize) -> Result<Option<bool>, StoreError> {
+        Ok(self.try_get(index)?)
+    }
 }

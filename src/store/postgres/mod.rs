@@ -33,6 +33,7 @@ use self::listener::Listener;
 use self::provisioning::{find_channel, find_partner, stored_key_hash, update_one};
 use super::cache::ConfigCache;
 use super::columns::{self, webhook_columns};
+use super::decode;
 use super::urls::UrlIds;
 use super::{types, ConfiguredRoute, DestinationPause, PendingGroup};
 use super::{
@@ -44,6 +45,7 @@ use super::{
     Recovered, Routing, SavedEvent, Settled, Store, StoreError, WabaRoute, WabaWebhookView,
     WriteCounters, WriteStats,
 };
+use super::{Violation, ViolationKind};
 use crate::domain::DestinationId;
 use crate::domain::{
     Channel, ChannelId, DeliveryId, DeliveryState, EventId, KeyHash, MultiWebhook,
@@ -301,18 +303,10 @@ impl Store for PostgresStore {
     }
 
     async fn routing(&self, id: &ChannelId) -> Result<Option<Arc<Routing>>, StoreError> {
-        let cached = self.listener.is_listening();
-        if cached {
-            if let Some(hit) = self.cache.routing(id) {
-                return Ok(Some(hit));
-            }
-        }
-        let generation = self.cache.generation();
-        let loaded = transact!(self, read, |tx| provisioning::load_routing(&tx, id))?;
-        Ok(loaded.map(|routing| match cached {
-            true => self.cache.remember_routing(id, routing, generation),
-            false => Arc::new(routing),
-        }))
+        let load = async { transact!(self, read, |tx| provisioning::load_routing(&tx, id)) };
+        // Other nodes' writes reach the cache through the listener only.
+        let coherent = self.listener.is_listening();
+        self.cache.routing_or_load(id, coherent, load).await
     }
 
     async fn channel_ref(&self, id: &ChannelId) -> Result<Option<ChannelRef>, StoreError> {
@@ -323,20 +317,16 @@ impl Store for PostgresStore {
         &self,
         phone_number_id: &str,
     ) -> Result<Option<ChannelRef>, StoreError> {
-        if let Some(hit) = self.cache.channel_ref(phone_number_id) {
-            return Ok(Some(hit));
-        }
-        let found = transact!(self, read, |tx| find_channel(
-            &tx,
-            "phone_number_id = $1",
-            phone_number_id
-        ))?;
-        Ok(found.map(|channel| {
-            let reference = ChannelRef::from(channel);
-            self.cache
-                .remember_channel_ref(phone_number_id, reference.clone());
-            reference
-        }))
+        let load = async {
+            transact!(self, read, |tx| find_channel(
+                &tx,
+                "phone_number_id = $1",
+                phone_number_id
+            ))
+        };
+        self.cache
+            .channel_by_phone_number_id_or_load(phone_number_id, load)
+            .await
     }
 
     async fn save_events(
@@ -460,8 +450,7 @@ impl Store for PostgresStore {
             let Some(row) = row else {
                 return Ok::<_, StoreError>(None);
             };
-            let (id, url, reason) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-            Ok(types::pause_of_row(id, url, reason, row.try_get(3)?))
+            Ok(Some(decode::destination_pause(&row)?))
         })
     }
 
@@ -483,12 +472,9 @@ impl Store for PostgresStore {
     async fn paused_destinations(&self) -> Result<Vec<DestinationPause>, StoreError> {
         transact!(self, read, |tx| async {
             let rows = tx.query(types::PAUSED_DESTINATIONS, &[]).await?;
-            let mut pauses = Vec::new();
-            for row in rows {
-                let (id, url, reason) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-                pauses.extend(types::pause_of_row(id, url, reason, row.try_get(3)?));
-            }
-            Ok::<_, StoreError>(pauses)
+            rows.iter()
+                .map(decode::destination_pause)
+                .collect::<Result<Vec<_>, StoreError>>()
         })
     }
 
@@ -674,11 +660,44 @@ impl Store for PostgresStore {
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(error: tokio_postgres::Error) -> Self {
-        if error.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
-            return StoreError::Conflict("A record with these values already exists".into());
+        match violation(&error) {
+            Some(violation) => StoreError::Constraint(violation),
+            None => StoreError::Database(Box::new(error)),
         }
-        StoreError::Database(Box::new(error))
     }
+}
+
+/// The broken constraint PostgreSQL reports, if the error is one: the table, and the
+/// column read from the constraint's default name (`channels_phone_number_key`,
+/// `wabas_partner_id_fkey`, `wabas_pkey` for the `id` primary key).
+fn violation(error: &tokio_postgres::Error) -> Option<Violation> {
+    use tokio_postgres::error::SqlState;
+    let db = error.as_db_error()?;
+    let kind = match db.code() {
+        code if *code == SqlState::UNIQUE_VIOLATION => ViolationKind::Unique,
+        code if *code == SqlState::FOREIGN_KEY_VIOLATION => ViolationKind::ForeignKey,
+        _ => return None,
+    };
+    let table = db.table().map(str::to_owned);
+    let column = match (db.constraint(), &table) {
+        (Some(constraint), Some(table)) => constraint
+            .strip_prefix(table.as_str())
+            .and_then(|rest| rest.strip_prefix('_'))
+            .map(|rest| match rest {
+                "pkey" => "id",
+                rest => rest
+                    .strip_suffix("_fkey")
+                    .or_else(|| rest.strip_suffix("_key"))
+                    .unwrap_or(rest),
+            })
+            .map(str::to_owned),
+        _ => None,
+    };
+    Some(Violation {
+        kind,
+        table,
+        column,
+    })
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {

@@ -17,13 +17,8 @@ use crate::store::columns::{
     waba_webhook_from_columns, webhook_from_columns,
 };
 use crate::store::{
-    NewChannel, NewEvent, PartnerRecord, Routing, StoreError, WabaRoute, WabaWebhookView,
+    NewChannel, NewEvent, PartnerRecord, Routing, StoreError, Subject, WabaRoute, WabaWebhookView,
 };
-
-/// Whether `sql` (a `SELECT EXISTS(…)` on `$1`) holds for `value`.
-async fn exists(tx: &Transaction<'_>, sql: &str, value: &Param<'_>) -> Result<bool, StoreError> {
-    Ok(tx.query_one(sql, &[value]).await?.try_get(0)?)
-}
 
 /// The stored key hash in `table` equal to `key_hash`, confirmed in constant time.
 pub async fn stored_key_hash(
@@ -37,7 +32,7 @@ pub async fn stored_key_hash(
     Ok(stored.filter(|hash| KeyHash::from_stored(hash.clone()).matches(key_hash)))
 }
 
-/// Adds a partner.
+/// Adds a partner; its id must be new.
 pub async fn create_partner(
     tx: &Transaction<'_>,
     partner: &Partner,
@@ -52,78 +47,50 @@ pub async fn create_partner(
             &now_ms(),
         ],
     )
-    .await?;
+    .await
+    .map_err(|e| StoreError::from(e).explained(&Subject::partner(partner)))?;
     Ok(())
 }
 
-/// Adds a WABA to an existing partner; the id must be new.
+/// Adds a WABA to an existing partner; the id must be new (the schema's constraints say
+/// which rule a failed insert broke).
 pub async fn create_waba(
     tx: &Transaction<'_>,
     partner: &PartnerId,
     waba: WabaId,
 ) -> Result<(), StoreError> {
-    let partner_exists = "SELECT EXISTS(SELECT 1 FROM partners WHERE id = $1)";
-    if !exists(tx, partner_exists, &partner.as_str()).await? {
-        return Err(StoreError::NotFound {
-            what: "partner",
-            id: partner.to_string(),
-        });
-    }
-    let waba_exists = "SELECT EXISTS(SELECT 1 FROM wabas WHERE id = $1)";
-    if exists(tx, waba_exists, &waba.get()).await? {
-        return Err(StoreError::Conflict(format!("WABA {waba} already exists")));
-    }
     tx.execute(
         "INSERT INTO wabas (id, partner_id, created_at) VALUES ($1, $2, $3)",
         &[&waba.get(), &partner.as_str(), &now_ms()],
     )
-    .await?;
+    .await
+    .map_err(|e| StoreError::from(e).explained(&Subject::waba(partner, waba)))?;
     Ok(())
 }
 
-/// Adds a channel (number and Meta id new) and stores `events` about it, unleased.
+/// Adds a channel (number and Meta id new, WABA existing) and stores `events` about it,
+/// unleased.
 pub async fn create_channel(
     tx: &Transaction<'_>,
     channel: &NewChannel,
     events: &[NewEvent],
     keys: &[EventKey],
 ) -> Result<(), StoreError> {
-    let waba = channel.waba_id;
-    let waba_exists = "SELECT EXISTS(SELECT 1 FROM wabas WHERE id = $1)";
-    if !exists(tx, waba_exists, &waba.get()).await? {
-        return Err(StoreError::NotFound {
-            what: "WABA",
-            id: waba.to_string(),
-        });
-    }
-    let number = channel.phone_number.as_str();
-    let number_taken = "SELECT EXISTS(SELECT 1 FROM channels WHERE phone_number = $1)";
-    if exists(tx, number_taken, &number).await? {
-        return Err(StoreError::Conflict(format!(
-            "A channel with phone_number {number} already exists"
-        )));
-    }
-    let meta_id = channel.phone_number_id.as_str();
-    let meta_id_taken = "SELECT EXISTS(SELECT 1 FROM channels WHERE phone_number_id = $1)";
-    if exists(tx, meta_id_taken, &meta_id).await? {
-        return Err(StoreError::Conflict(format!(
-            "A channel with phone_number_id {meta_id} already exists"
-        )));
-    }
     tx.execute(
         "INSERT INTO channels (id, waba_id, phone_number, phone_number_id, api_key_hash,
                                created_at)
          VALUES ($1, $2, $3, $4, $5, $6)",
         &[
             &channel.id.as_str(),
-            &waba.get(),
-            &number,
-            &meta_id,
+            &channel.waba_id.get(),
+            &channel.phone_number.as_str(),
+            &channel.phone_number_id.as_str(),
             &channel.key_hash.as_str(),
             &now_ms(),
         ],
     )
-    .await?;
+    .await
+    .map_err(|e| StoreError::from(e).explained(&Subject::channel(channel)))?;
     deliveries::save_events(tx, events, keys, None).await?;
     Ok(())
 }

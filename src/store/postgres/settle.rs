@@ -13,7 +13,8 @@ use super::deliveries::insert_delivery;
 use super::ordering::wake_head;
 use super::Param;
 use crate::clock::now_ms;
-use crate::domain::{AttemptId, ChannelId, DeliveryId, DeliveryState, EventId, Target};
+use crate::domain::{AttemptId, ChannelId, DeliveryId, EventId, RowChange};
+use crate::store::decode;
 use crate::store::urls::destination_of;
 use crate::store::{
     AttemptRecord, CreatedDelivery, LeaseToken, Outcome, Settled, Settlement, StoreError,
@@ -37,68 +38,54 @@ pub async fn settle(
     url_id: Option<i64>,
 ) -> Result<Settled, StoreError> {
     let now = now_ms();
-    let counted = i64::from(outcome.attempt.is_some());
-    let held: [&Param<'_>; 3] = [&outcome.delivery.0, &node, &outcome.lease.0];
-    let (state, next, error) = match &outcome.settlement {
-        Settlement::Delivered { .. } => (DeliveryState::Delivered, now, None),
-        Settlement::Retry { at, error } => (DeliveryState::Pending, *at, Some(error.as_str())),
-        Settlement::GaveUp { error } => (DeliveryState::Failed, now, Some(error.as_str())),
-        Settlement::Dropped { reason } => (DeliveryState::Dropped, now, Some(reason.as_str())),
-        Settlement::Deferred { at, behind } => {
-            let behind = behind.as_ref().map(|d| d.as_str());
-            let mut params = held.to_vec();
-            params.push(at);
-            params.push(&behind);
-            let attempt = outcome.attempt.as_ref().map(|a| (a, url_id));
-            return match update_held(tx, DEFERRED, &params, attempt).await? {
-                Some(held) => Ok(Settled::Recorded {
-                    extras: Vec::new(),
-                    attempt: held.attempt,
-                }),
-                None => settled_before(tx, outcome, node).await,
-            };
+    let effect = outcome.settlement.effect(outcome.attempt.is_some(), now);
+    let mut params: Vec<&Param<'_>> = vec![&outcome.delivery.0, &node, &outcome.lease.0];
+    let (state, behind);
+    let set = match &effect.row {
+        RowChange::Settled {
+            state: new_state,
+            attempts_added,
+            next_attempt_at,
+            last_error,
+        } => {
+            state = new_state.as_str();
+            params.extend([
+                &state as &Param<'_>,
+                attempts_added,
+                next_attempt_at,
+                last_error,
+                &now,
+            ]);
+            SETTLED
+        }
+        RowChange::Deferred {
+            next_attempt_at,
+            parked_behind,
+        } => {
+            behind = parked_behind.map(|d| d.as_str());
+            params.extend([next_attempt_at as &Param<'_>, &behind]);
+            DEFERRED
         }
     };
-    let state = state.as_str();
-    let mut params = held.to_vec();
-    params.extend([&state as &Param<'_>, &counted, &next, &error, &now]);
-    let Some(held) = update_held(
-        tx,
-        SETTLED,
-        &params,
-        outcome.attempt.as_ref().map(|a| (a, url_id)),
-    )
-    .await?
-    else {
+    let attempt = outcome.attempt.as_ref().map(|a| (a, url_id));
+    let Some(held) = update_held(tx, set, &params, attempt).await? else {
         return settled_before(tx, outcome, node).await;
     };
-    let (event, channel, attempt) = (held.event, held.channel, held.attempt);
-    if let (true, false, Some(channel)) = (held.ordered, state == "pending", &channel) {
+    if let (true, Some(channel)) = (effect.ends_head && held.ordered, &held.channel) {
         // A statement of its own, after the update: it sees every insert that waited for it.
         wake_head(tx, channel.as_str(), now).await?;
     }
-    let Settlement::Delivered {
-        extras,
-        claim_until,
-    } = &outcome.settlement
-    else {
-        return Ok(Settled::Recorded {
-            extras: Vec::new(),
-            attempt,
-        });
-    };
-    let mut created = Vec::with_capacity(extras.len());
-    for name in extras {
-        let target = Target::Extra(name.clone());
-        let owners = (channel.as_ref(), None);
-        let claim = claim_until.map(|until| (until, node));
-        let id = insert_delivery(tx, event, owners, &target, now, claim).await?;
+    let mut extras = Vec::with_capacity(effect.creates.len());
+    for target in effect.creates {
+        let owners = (held.channel.as_ref(), None);
+        let claim = effect.claim_until.map(|until| (until, node));
+        let id = insert_delivery(tx, held.event, owners, &target, now, claim).await?;
         let lease = claim.map(|_| LeaseToken::FIRST);
-        created.push(CreatedDelivery { id, target, lease });
+        extras.push(CreatedDelivery { id, target, lease });
     }
     Ok(Settled::Recorded {
-        extras: created,
-        attempt,
+        extras,
+        attempt: held.attempt,
     })
 }
 
@@ -255,14 +242,12 @@ async fn settled_before(
         .await?;
     let mut extras = Vec::with_capacity(rows.len());
     for row in rows {
-        let target: String = row.try_get(1)?;
-        if let Some(target) = Target::from_stored(&target) {
-            extras.push(CreatedDelivery {
-                id: DeliveryId(row.try_get(0)?),
-                target,
-                lease: Some(LeaseToken(row.try_get(2)?)),
-            });
-        }
+        let id: i64 = row.try_get(0)?;
+        extras.push(CreatedDelivery {
+            id: DeliveryId(id),
+            target: decode::target(row.try_get(1)?, || format!("delivery {id}"))?,
+            lease: Some(LeaseToken(row.try_get(2)?)),
+        });
     }
     Ok(Settled::Recorded { extras, attempt })
 }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
-use crate::store::StoreError;
+use crate::store::{StoreError, Violation, ViolationKind};
 
 /// The migrations, in order; each runs once, in its own transaction.
 const MIGRATIONS: [(i64, &str); 12] = [
@@ -131,6 +131,34 @@ impl Readers {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
-        StoreError::Database(Box::new(error))
+        match violation(&error) {
+            Some(violation) => StoreError::Constraint(violation),
+            None => StoreError::Database(Box::new(error)),
+        }
     }
+}
+
+/// The broken constraint SQLite reports, if the error is one: "UNIQUE constraint failed:
+/// channels.phone_number" names table and column; "FOREIGN KEY constraint failed" neither.
+fn violation(error: &rusqlite::Error) -> Option<Violation> {
+    let rusqlite::Error::SqliteFailure(failure, message) = error else {
+        return None;
+    };
+    let kind = match failure.extended_code {
+        rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+            ViolationKind::Unique
+        }
+        rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => ViolationKind::ForeignKey,
+        _ => return None,
+    };
+    let named = message
+        .as_deref()
+        .and_then(|text| text.split_once(": "))
+        .and_then(|(_, columns)| columns.split(", ").next())
+        .and_then(|column| column.split_once('.'));
+    Some(Violation {
+        kind,
+        table: named.map(|(table, _)| table.to_owned()),
+        column: named.map(|(_, column)| column.to_owned()),
+    })
 }

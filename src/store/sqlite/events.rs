@@ -2,30 +2,17 @@
 //! depth) and of retention.
 
 use bytes::Bytes;
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, Row};
 
-use crate::domain::{ChannelId, DeliveryId, DeliveryState, EventId, EventKind, PartnerId, Target};
-use crate::store::columns::parse_error_kind;
+use crate::domain::{ChannelId, DeliveryId, DeliveryState, EventId, EventKind};
+use crate::store::decode::{
+    attempt_record, delivery_record, event_summary, ATTEMPT_COLUMNS, DELIVERY_COLUMNS,
+    SUMMARY_COLUMNS,
+};
 use crate::store::{
     AttemptRecord, DeliveryFilter, DeliveryRecord, EventFilter, EventRecord, EventSummary,
     StoreError,
 };
-
-/// The columns [`summary_from_row`] reads, in its order.
-pub const SUMMARY_COLUMNS: &str = "id, kind, channel_id, partner_id, phone_number_id, received_at";
-
-/// An event's summary from the first columns of a row selecting [`SUMMARY_COLUMNS`].
-pub fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<EventSummary> {
-    let kind: String = row.get(1)?;
-    Ok(EventSummary {
-        id: EventId(row.get(0)?),
-        kind: EventKind::parse(&kind).unwrap_or(EventKind::Unroutable),
-        channel: row.get::<_, Option<String>>(2)?.map(ChannelId::from_raw),
-        partner: row.get::<_, Option<String>>(3)?.map(PartnerId::from_raw),
-        phone_number_id: row.get(4)?,
-        received_at: row.get(5)?,
-    })
-}
 
 /// Events by ascending id, filtered; unroutable ones through their partial index.
 pub fn events(conn: &Connection, filter: &EventFilter) -> Result<Vec<EventSummary>, StoreError> {
@@ -41,49 +28,41 @@ pub fn events(conn: &Connection, filter: &EventFilter) -> Result<Vec<EventSummar
         "SELECT {SUMMARY_COLUMNS} FROM events WHERE {condition} AND id > ?1 ORDER BY id LIMIT ?2"
     );
     let mut statement = conn.prepare_cached(&sql)?;
-    let rows = statement.query_map(
+    collect(
+        &mut statement,
         params![filter.after.map_or(0, |id| id.0), filter.limit as i64],
-        summary_from_row,
-    )?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        |row| event_summary(row),
+    )
 }
 
-const DELIVERY_COLUMNS: &str = "id, event_id, channel_id, target, state, attempts, \
-     next_attempt_at, last_error, updated_at, partner_id";
-
-fn delivery_from_row(row: &Row<'_>) -> rusqlite::Result<DeliveryRecord> {
-    let target: String = row.get(3)?;
-    let state: String = row.get(4)?;
-    Ok(DeliveryRecord {
-        id: DeliveryId(row.get(0)?),
-        event: EventId(row.get(1)?),
-        channel: row.get::<_, Option<String>>(2)?.map(ChannelId::from_raw),
-        partner: row.get::<_, Option<String>>(9)?.map(PartnerId::from_raw),
-        target: Target::from_stored(&target).unwrap_or(Target::Primary),
-        state: DeliveryState::parse(&state).unwrap_or(DeliveryState::Pending),
-        attempts: row.get(5)?,
-        next_attempt_at: row.get(6)?,
-        last_error: row.get(7)?,
-        updated_at: row.get(8)?,
-    })
+/// Every row `statement` yields for `params`, decoded by `decode` (the shared decoders,
+/// whose errors name a corrupt row).
+pub fn collect<T, P: rusqlite::Params>(
+    statement: &mut rusqlite::Statement<'_>,
+    params: P,
+    decode: impl Fn(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut rows = statement.query(params)?;
+    let mut decoded = Vec::new();
+    while let Some(row) = rows.next()? {
+        decoded.push(decode(row)?);
+    }
+    Ok(decoded)
 }
 
 /// An event, its deliveries and their attempts.
 pub fn event(conn: &Connection, id: EventId) -> Result<Option<EventRecord>, StoreError> {
     let sql = format!("SELECT {SUMMARY_COLUMNS}, payload FROM events WHERE id = ?1");
-    let row = conn
-        .query_row(&sql, [id.0], |row| {
-            Ok((summary_from_row(row)?, row.get::<_, Vec<u8>>(6)?))
-        })
-        .optional()?;
-    let Some((summary, payload)) = row else {
+    let mut statement = conn.prepare_cached(&sql)?;
+    let found = collect(&mut statement, [id.0], |row| {
+        Ok((event_summary(row)?, row.get::<_, Vec<u8>>(6)?))
+    })?;
+    let Some((summary, payload)) = found.into_iter().next() else {
         return Ok(None);
     };
     let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = ?1 ORDER BY id");
     let mut statement = conn.prepare(&sql)?;
-    let deliveries = statement
-        .query_map([id.0], delivery_from_row)?
-        .collect::<Result<Vec<_>, _>>()?;
+    let deliveries = collect(&mut statement, [id.0], |row| delivery_record(row))?;
     let mut with_attempts = Vec::with_capacity(deliveries.len());
     for delivery in deliveries {
         let attempts = attempts_of(conn, delivery.id)?;
@@ -97,26 +76,15 @@ pub fn event(conn: &Connection, id: EventId) -> Result<Option<EventRecord>, Stor
 }
 
 fn attempts_of(conn: &Connection, delivery: DeliveryId) -> Result<Vec<AttemptRecord>, StoreError> {
-    let mut statement = conn.prepare_cached(
-        "SELECT a.number, a.started_at, a.duration_ms, coalesce(u.url, a.url), a.status,
-                a.error, a.response_excerpt, a.retry_after_ms
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT a.id, {ATTEMPT_COLUMNS}
          FROM attempts a LEFT JOIN attempt_urls u ON u.id = a.url_id
-         WHERE a.delivery_id = ?1 ORDER BY a.id",
-    )?;
-    let rows = statement.query_map([delivery.0], |row| {
-        let error: Option<String> = row.get(5)?;
-        Ok(AttemptRecord {
-            number: row.get(0)?,
-            started_at: row.get(1)?,
-            duration_ms: row.get(2)?,
-            url: row.get::<_, Option<String>>(3)?.unwrap_or_default(),
-            status: row.get(4)?,
-            error: error.as_deref().and_then(parse_error_kind),
-            response_excerpt: row.get(6)?,
-            retry_after_ms: row.get(7)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+         WHERE a.delivery_id = ?1 ORDER BY a.id"
+    ))?;
+    collect(&mut statement, [delivery.0], |row| {
+        let id = row.get::<_, i64>(0)?;
+        attempt_record(row, 1, || format!("attempt {id}"))
+    })
 }
 
 /// Deliveries by ascending id, filtered.
@@ -138,16 +106,16 @@ pub fn deliveries(
          ORDER BY id LIMIT ?4"
     );
     let mut statement = conn.prepare_cached(&sql)?;
-    let rows = statement.query_map(
+    collect(
+        &mut statement,
         params![
             filter.state.map(DeliveryState::as_str),
             filter.channel.as_ref().map(ChannelId::as_str),
             filter.after.map_or(0, |id| id.0),
             filter.limit as i64,
         ],
-        delivery_from_row,
-    )?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        |row| delivery_record(row),
+    )
 }
 
 /// Deletes finished events older than `before`, with their deliveries and attempts.

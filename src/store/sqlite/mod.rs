@@ -25,6 +25,7 @@ use self::rows::{find_channel, find_partner};
 use self::writer::Writer;
 use super::cache::ConfigCache;
 use super::columns::{self, require_changed, webhook_columns};
+use super::decode;
 use super::urls::UrlIds;
 use super::{types, ConfiguredRoute, DestinationPause, PendingGroup};
 use super::{
@@ -146,13 +147,7 @@ impl Store for SqliteStore {
 
     async fn create_partner(&self, partner: Partner, key_hash: KeyHash) -> Result<(), StoreError> {
         self.writer
-            .write(move |conn| {
-                conn.execute(
-                    "INSERT INTO partners (id, name, api_key_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-                    (partner.id.as_str(), &partner.name, key_hash.as_str(), now_ms()),
-                )?;
-                Ok(())
-            })
+            .write(move |conn| provisioning::create_partner(conn, &partner, &key_hash))
             .await
     }
 
@@ -284,16 +279,12 @@ impl Store for SqliteStore {
     }
 
     async fn routing(&self, id: &ChannelId) -> Result<Option<Arc<Routing>>, StoreError> {
-        if let Some(hit) = self.cache.routing(id) {
-            return Ok(Some(hit));
-        }
-        let generation = self.cache.generation();
         let owned = id.clone();
-        let loaded = self
+        let load = self
             .readers
-            .read(move |conn| rows::load_routing(conn, &owned))
-            .await?;
-        Ok(loaded.map(|routing| self.cache.remember_routing(id, routing, generation)))
+            .read(move |conn| rows::load_routing(conn, &owned));
+        // This process is the only writer: the cache is always coherent.
+        self.cache.routing_or_load(id, true, load).await
     }
 
     async fn channel_ref(&self, id: &ChannelId) -> Result<Option<ChannelRef>, StoreError> {
@@ -304,20 +295,13 @@ impl Store for SqliteStore {
         &self,
         phone_number_id: &str,
     ) -> Result<Option<ChannelRef>, StoreError> {
-        if let Some(hit) = self.cache.channel_ref(phone_number_id) {
-            return Ok(Some(hit));
-        }
         let owned = phone_number_id.to_owned();
-        let found = self
+        let load = self
             .readers
-            .read(move |conn| find_channel(conn, "phone_number_id = ?1", &owned))
-            .await?;
-        Ok(found.map(|channel| {
-            let reference = ChannelRef::from(channel);
-            self.cache
-                .remember_channel_ref(phone_number_id, reference.clone());
-            reference
-        }))
+            .read(move |conn| find_channel(conn, "phone_number_id = ?1", &owned));
+        self.cache
+            .channel_by_phone_number_id_or_load(phone_number_id, load)
+            .await
     }
 
     async fn save_events(
@@ -435,12 +419,7 @@ impl Store for SqliteStore {
                 let Some(row) = rows.next()? else {
                     return Ok(None);
                 };
-                Ok(types::pause_of_row(
-                    row.get(0)?,
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get(3)?,
-                ))
+                Ok(Some(decode::destination_pause(row)?))
             })
             .await
     }
@@ -471,15 +450,7 @@ impl Store for SqliteStore {
         self.readers
             .read(|conn| {
                 let mut statement = conn.prepare_cached(types::PAUSED_DESTINATIONS)?;
-                let rows = statement.query_map([], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-                })?;
-                let mut pauses = Vec::new();
-                for row in rows {
-                    let (id, url, reason, at) = row?;
-                    pauses.extend(types::pause_of_row(id, url, reason, at));
-                }
-                Ok(pauses)
+                events::collect(&mut statement, [], |row| decode::destination_pause(row))
             })
             .await
     }

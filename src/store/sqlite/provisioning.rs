@@ -5,9 +5,11 @@
 use rusqlite::{Connection, OptionalExtension};
 
 use super::{deliveries, now_ms};
-use crate::domain::{KeyHash, MultiWebhook, MultiWebhookChange, PartnerId, PhoneNumber, WabaId};
+use crate::domain::{
+    KeyHash, MultiWebhook, MultiWebhookChange, Partner, PartnerId, PhoneNumber, WabaId,
+};
 use crate::store::columns::{self, require_changed, waba_webhook_from_columns};
-use crate::store::{NewChannel, NewEvent, StoreError, WabaWebhookView};
+use crate::store::{NewChannel, NewEvent, StoreError, Subject, WabaWebhookView};
 
 /// The stored key hash in `table` equal to `key_hash`, confirmed in constant time.
 ///
@@ -24,77 +26,56 @@ pub fn stored_key_hash(
     Ok(stored.filter(|hash| KeyHash::from_stored(hash.clone()).matches(key_hash)))
 }
 
-/// Whether a row matches `sql` (a `SELECT EXISTS(…)` with one parameter).
-fn exists(conn: &Connection, sql: &str, value: &dyn rusqlite::ToSql) -> Result<bool, StoreError> {
-    Ok(conn.query_row(sql, [value], |row| row.get(0))?)
-}
-
-/// Adds a WABA to an existing partner; the id must be new.
-pub fn create_waba(conn: &Connection, partner: &PartnerId, waba: WabaId) -> Result<(), StoreError> {
-    let partner_exists = "SELECT EXISTS(SELECT 1 FROM partners WHERE id = ?1)";
-    if !exists(conn, partner_exists, &partner.as_str())? {
-        return Err(StoreError::NotFound {
-            what: "partner",
-            id: partner.to_string(),
-        });
-    }
-    if exists(
-        conn,
-        "SELECT EXISTS(SELECT 1 FROM wabas WHERE id = ?1)",
-        &waba.get(),
-    )? {
-        return Err(StoreError::Conflict(format!("WABA {waba} already exists")));
-    }
+/// Adds a partner; its id must be new.
+pub fn create_partner(
+    conn: &Connection,
+    partner: &Partner,
+    key_hash: &KeyHash,
+) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO wabas (id, partner_id, created_at) VALUES (?1, ?2, ?3)",
-        (waba.get(), partner.as_str(), now_ms()),
-    )?;
+        "INSERT INTO partners (id, name, api_key_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+        (
+            partner.id.as_str(),
+            &partner.name,
+            key_hash.as_str(),
+            now_ms(),
+        ),
+    )
+    .map_err(|e| StoreError::from(e).explained(&Subject::partner(partner)))?;
     Ok(())
 }
 
-/// Adds a channel (number and Meta id new) and stores `events` about it, unleased.
+/// Adds a WABA to an existing partner; the id must be new (the schema's constraints say
+/// which rule a failed insert broke).
+pub fn create_waba(conn: &Connection, partner: &PartnerId, waba: WabaId) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO wabas (id, partner_id, created_at) VALUES (?1, ?2, ?3)",
+        (waba.get(), partner.as_str(), now_ms()),
+    )
+    .map_err(|e| StoreError::from(e).explained(&Subject::waba(partner, waba)))?;
+    Ok(())
+}
+
+/// Adds a channel (number and Meta id new, WABA existing) and stores `events` about it,
+/// unleased.
 pub fn create_channel(
     conn: &Connection,
     channel: &NewChannel,
     events: &[NewEvent],
 ) -> Result<(), StoreError> {
-    let waba = channel.waba_id;
-    if !exists(
-        conn,
-        "SELECT EXISTS(SELECT 1 FROM wabas WHERE id = ?1)",
-        &waba.get(),
-    )? {
-        return Err(StoreError::NotFound {
-            what: "WABA",
-            id: waba.to_string(),
-        });
-    }
-    let number = channel.phone_number.as_str();
-    let number_taken = "SELECT EXISTS(SELECT 1 FROM channels WHERE phone_number = ?1)";
-    if exists(conn, number_taken, &number)? {
-        return Err(StoreError::Conflict(format!(
-            "A channel with phone_number {number} already exists"
-        )));
-    }
-    let meta_id = channel.phone_number_id.as_str();
-    let meta_id_taken = "SELECT EXISTS(SELECT 1 FROM channels WHERE phone_number_id = ?1)";
-    if exists(conn, meta_id_taken, &meta_id)? {
-        return Err(StoreError::Conflict(format!(
-            "A channel with phone_number_id {meta_id} already exists"
-        )));
-    }
     conn.execute(
         "INSERT INTO channels (id, waba_id, phone_number, phone_number_id, api_key_hash, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         (
             channel.id.as_str(),
-            waba.get(),
-            number,
-            meta_id,
+            channel.waba_id.get(),
+            channel.phone_number.as_str(),
+            channel.phone_number_id.as_str(),
             channel.key_hash.as_str(),
             now_ms(),
         ),
-    )?;
+    )
+    .map_err(|e| StoreError::from(e).explained(&Subject::channel(channel)))?;
     // Partner events only: never ordered.
     deliveries::save_events(conn, events, None, false)?;
     Ok(())

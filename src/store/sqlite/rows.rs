@@ -135,3 +135,21 @@ pub fn find_partner(
         signing_secret: secret,
     }))
 }
+
+impl crate::store::decode::StoredRow for rusqlite::Row<'_> {
+    fn int(&self, index: usize) -> Result<i64, StoreError> {
+        Ok(self.get(index)?)
+    }
+    fn opt_int(&self, index: usize) -> Result<Option<i64>, StoreError> {
+        Ok(self.get(index)?)
+    }
+    fn text(&self, index: usize) -> Result<String, StoreError> {
+        Ok(self.get(index)?)
+    }
+    fn opt_text(&self, index: usize) -> Result<Option<String>, StoreError> {
+        Ok(self.get(index)?)
+    }
+    fn opt_flag(&self, index: usize) -> Result<Option<bool>, StoreError> {
+        Ok(self.get(index)?)
+    }
+}

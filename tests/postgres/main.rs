@@ -56,6 +56,7 @@ mod receiver;
 #[path = "../api/recover.rs"]
 mod recover;
 mod retention;
+mod rolling;
 #[path = "../api/service.rs"]
 mod service;
 #[path = "../api/stream.rs"]

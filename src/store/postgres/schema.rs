@@ -54,5 +54,26 @@ pub async fn migrate(pool: &Pool) -> Result<(), StoreError> {
         .map_err(|e| open(&e))?;
         tracing::info!(version, "applied postgres migration");
     }
+    let newest: Option<i64> = tx
+        .query_one("SELECT max(version) FROM schema_migrations", &[])
+        .await
+        .and_then(|row| row.try_get(0))
+        .map_err(|e| open(&e))?;
+    warn_if_newer(newest);
     tx.commit().await.map_err(|e| open(&e))
+}
+
+/// Says so when the database has migrations this binary does not know: a newer version
+/// migrated it (a rolling upgrade in progress). This node runs beside it (migrations are
+/// additive: docs/OPERATIONS.md), but should be upgraded too.
+fn warn_if_newer(newest: Option<i64>) {
+    let known = MIGRATIONS.last().map_or(0, |(version, _)| *version);
+    if let Some(newest) = newest.filter(|&newest| newest > known) {
+        tracing::warn!(
+            database = newest,
+            binary = known,
+            "the database's schema is newer than this binary's: a newer version migrated it; \
+             this node keeps running beside it, upgrade it too"
+        );
+    }
 }

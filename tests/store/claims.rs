@@ -36,6 +36,7 @@ conformance!(
             partner_event,
             waba_event,
         ];
+        assert!(save(store, Vec::new()).await.is_empty(), "nothing to store");
         let saved = save(store, events).await;
         assert_eq!(saved.len(), 4, "one answer per event, in order");
         assert!(

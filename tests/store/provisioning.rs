@@ -323,3 +323,20 @@ conformance!(
         );
     }
 );
+
+conformance!(
+    any_other_unique_violation_is_a_conflict_not_a_database_error,
+    |db: Db| async move {
+        let store = &*db.store;
+        provisioned(store).await;
+        // The same channel id with a new number and Meta id.
+        let mut same_id = new_channel(waba(1), 2);
+        same_id.id = new_channel(waba(1), 1).id;
+        let result = store.create_channel(same_id, Vec::new()).await;
+        assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
+        // A partner key that is already another partner's.
+        let result = store.create_partner(partner(2), key("key-p1")).await;
+        assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
+        assert!(store.partner(&partner(2).id).await.unwrap().is_none());
+    }
+);

@@ -215,6 +215,15 @@ conformance!(
             .await
             .unwrap();
         assert_eq!(failed_only.matched, 2);
+        // Pending and repeated states match nothing and crowd out nothing.
+        let padded = vec![DeliveryState::Pending; 3]
+            .into_iter()
+            .chain([DeliveryState::Failed]);
+        let padded = store
+            .recover_deliveries(window(padded.collect(), true), t)
+            .await
+            .unwrap();
+        assert_eq!(padded.matched, 2);
         let of_second = RecoverFilter {
             channel: Some(second.clone()),
             ..window(all_states.clone(), true)

@@ -262,6 +262,15 @@ conformance!(
         );
         let event = store.event(first.event).await.unwrap().unwrap();
         assert_eq!(event.deliveries.len(), 1, "no extras");
+        let unknown = switchboard::store::Outcome {
+            delivery: switchboard::domain::DeliveryId(999_999),
+            ..outcome(&first, None, Settlement::GaveUp { error: "x".into() })
+        };
+        assert_eq!(
+            store.settle(unknown).await.unwrap(),
+            Settled::LeaseLost,
+            "no such delivery"
+        );
         // The new holder's settle stands.
         let gave_up = Settlement::GaveUp {
             error: "HTTP 500".into(),

@@ -141,7 +141,7 @@ conformance!(claims_take_the_oldest_due_first, |db: Db| async move {
     let mut due = claim_all(store).await;
     due.sort_by_key(|d| d.id);
     // Due again at distinct times, in the reverse order of their ids.
-    let base = now() + 1_000;
+    let base = now() + 600_000;
     for (i, one) in due.iter().enumerate() {
         let at = base + 100 * (3 - i as i64);
         let retry = Settlement::Retry {

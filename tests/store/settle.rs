@@ -115,7 +115,7 @@ conformance!(
     |db: Db| async move {
         let store = &*db.store;
         let due = claimed_one(store).await;
-        let at = now() + 30_000;
+        let at = now() + 600_000;
         let failed = AttemptRecord {
             status: None,
             error: Some(AttemptErrorKind::Timeout),

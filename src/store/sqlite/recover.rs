@@ -62,9 +62,16 @@ pub fn requeue(conn: &Connection, filter: &RecoverFilter, now: i64) -> Result<u6
 }
 
 /// The filter's states as three parameters (repeated to fill the three, or `pending`, which
-/// matches nothing, when none is named), its channel and its destination.
+/// matches nothing, when none is named), its channel and its destination. Pending and
+/// repeated states are left out first, so the three non-pending states always fit (as on
+/// PostgreSQL, which binds the whole list).
 fn bind(filter: &RecoverFilter) -> ([&'static str; 3], Option<&str>, Option<&str>) {
-    let named: Vec<&'static str> = filter.states.iter().map(|s| s.as_str()).collect();
+    let mut named: Vec<&'static str> = Vec::with_capacity(3);
+    for state in &filter.states {
+        if *state != DeliveryState::Pending && !named.contains(&state.as_str()) {
+            named.push(state.as_str());
+        }
+    }
     let first = named
         .first()
         .copied()

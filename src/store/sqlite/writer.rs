@@ -80,24 +80,25 @@ fn run(conn: Connection, queue: mpsc::Receiver<Job>, counters: &WriteCounters) {
                 Err(_) => break,
             }
         }
-        let writes = batch.len();
-        if commit_batch(&conn, batch) {
-            counters.committed(writes, started);
-        } else {
-            counters.busy_since(started);
-        }
+        commit_batch(&conn, batch, |committed, writes| match committed {
+            true => counters.committed(writes, started),
+            false => counters.busy_since(started),
+        });
     }
 }
 
-/// Runs `batch` in one transaction, each job in its own savepoint, then answers every job.
+/// Runs `batch` in one transaction, each job in its own savepoint, tells `count` whether
+/// it committed and how many writes it carried, then answers every job (counted first, so a
+/// caller that reads the write stats after its answer sees its write, as on PostgreSQL).
 ///
 /// A job that cannot run (the transaction or its savepoint did not open) is dropped, which
-/// its caller sees as [`StoreError::Abandoned`]; nothing of it was written. Whether the
-/// transaction committed.
-fn commit_batch(conn: &Connection, batch: Vec<Job>) -> bool {
+/// its caller sees as [`StoreError::Abandoned`]; nothing of it was written.
+fn commit_batch(conn: &Connection, batch: Vec<Job>, count: impl FnOnce(bool, usize)) {
+    let writes = batch.len();
     if let Err(error) = run_cached(conn, "BEGIN IMMEDIATE") {
-        tracing::error!(%error, jobs = batch.len(), "sqlite writer cannot begin a transaction");
-        return false;
+        tracing::error!(%error, jobs = writes, "sqlite writer cannot begin a transaction");
+        count(false, writes);
+        return;
     }
     let replies: Vec<Reply> = batch
         .into_iter()
@@ -108,11 +109,10 @@ fn commit_batch(conn: &Connection, batch: Vec<Job>) -> bool {
         let _ = conn.execute_batch("ROLLBACK");
         error.to_string()
     });
-    let ok = committed.is_ok();
+    count(committed.is_ok(), writes);
     for reply in replies {
         reply(committed.clone());
     }
-    ok
 }
 
 /// Runs one job so that its failure undoes only its own changes.

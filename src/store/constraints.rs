@@ -172,7 +172,7 @@ impl Violation {
         });
         match rule {
             Some(rule) => (rule.error)(subject),
-            None => StoreError::Constraint(self),
+            None => StoreError::Conflict(self.to_string()),
         }
     }
 }
@@ -263,7 +263,7 @@ mod tests {
             Some("api_key_hash"),
         );
         let error = other.explain(&channel());
-        assert!(matches!(error, StoreError::Constraint(_)));
+        assert!(matches!(error, StoreError::Conflict(_)));
         assert_eq!(
             error.to_string(),
             "A record with these values already exists"

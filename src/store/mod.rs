@@ -92,6 +92,22 @@ pub enum StoreError {
     Abandoned,
 }
 
+impl StoreError {
+    /// Why a delivery was not retried: it does not exist (`state` is `None`), or it is in a
+    /// state a retry does not apply to (only failed or dropped ones are retried).
+    pub fn not_retried(id: DeliveryId, state: Option<String>) -> Self {
+        match state {
+            None => StoreError::NotFound {
+                what: "delivery",
+                id: id.to_string(),
+            },
+            Some(state) => StoreError::Conflict(format!(
+                "Delivery {id} is {state}: only failed or dropped deliveries can be retried"
+            )),
+        }
+    }
+}
+
 /// A channel to provision: the number, Meta's id for it, and the hash of its first key.
 #[derive(Debug, Clone)]
 pub struct NewChannel {

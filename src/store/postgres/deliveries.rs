@@ -468,14 +468,6 @@ pub async fn retry_delivery(
     let state = tx
         .query_opt("SELECT state FROM deliveries WHERE id = $1", &[&id.0])
         .await?;
-    match state {
-        None => Err(StoreError::NotFound {
-            what: "delivery",
-            id: id.to_string(),
-        }),
-        Some(row) => Err(StoreError::Conflict(format!(
-            "Delivery {id} is {}: only failed or dropped deliveries can be retried",
-            row.try_get::<_, String>(0)?
-        ))),
-    }
+    let state = state.map(|row| row.try_get::<_, String>(0)).transpose()?;
+    Err(StoreError::not_retried(id, state))
 }

@@ -594,13 +594,5 @@ pub fn retry_delivery(conn: &Connection, id: DeliveryId, now: i64) -> Result<(),
             |row| row.get(0),
         )
         .optional()?;
-    match state {
-        None => Err(StoreError::NotFound {
-            what: "delivery",
-            id: id.to_string(),
-        }),
-        Some(state) => Err(StoreError::Conflict(format!(
-            "Delivery {id} is {state}: only failed or dropped deliveries can be retried"
-        ))),
-    }
+    Err(StoreError::not_retried(id, state))
 }

@@ -18,6 +18,7 @@ mod replay_sql;
 mod sqlite;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -77,6 +78,48 @@ pub enum StoreError {
     /// The writer could not open a transaction for the write; nothing of it was written.
     #[error("the write was abandoned: the database could not start a transaction")]
     Abandoned,
+    /// The database cannot be reached or cannot write now (connection refused or reset, no
+    /// pooled connection in time, no answer within a bound, a full or read-only disk, busy
+    /// beyond its timeout): a condition of the database, not of the call, that passes when
+    /// the database is back. The API answers 503; the engine pauses (`delivery/outage.rs`).
+    #[error("the database is unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// Whether the call failed because the database is unavailable (see
+    /// [`StoreError::Unavailable`]; a write the writer could not start a transaction for is
+    /// one too), so trying again later, once it is back, may succeed.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Abandoned)
+    }
+
+    /// An unavailable database, for `cause`.
+    pub fn unavailable(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Unavailable(cause.into())
+    }
+}
+
+/// How long ingest and `/ready` wait for the store before they answer 503: a database whose
+/// processes hang (stopped, or a network that drops packets) answers nothing, and without a
+/// bound the request would hang with it.
+pub const ANSWER_WITHIN: Duration = Duration::from_secs(5);
+
+/// Bounds a store call: one that has not answered within `limit` fails as
+/// [`StoreError::Unavailable`]. The call is dropped, not undone: a write may still commit
+/// after its caller was told it failed (at-least-once: an event answered 503 that did
+/// commit is delivered, and its sender retries it too).
+pub async fn within<T>(
+    limit: Duration,
+    call: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => result,
+        Err(_) => Err(StoreError::unavailable(format!(
+            "no answer within {} ms",
+            limit.as_millis()
+        ))),
+    }
 }
 
 /// A channel to provision: the number, Meta's id for it, and the hash of its first key.

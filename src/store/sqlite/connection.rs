@@ -131,6 +131,27 @@ impl Readers {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
-        StoreError::Database(Box::new(error))
+        match unavailable(&error) {
+            true => StoreError::Unavailable(Box::new(error)),
+            false => StoreError::Database(Box::new(error)),
+        }
     }
+}
+
+/// Whether `error` says the database file cannot be written or opened now (full disk,
+/// read-only file or file system, an I/O error, the file cannot be opened, busy beyond the
+/// busy timeout) rather than that the statement was wrong.
+pub fn unavailable(error: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode;
+    matches!(
+        error.sqlite_error_code(),
+        Some(
+            ErrorCode::DiskFull
+                | ErrorCode::ReadOnly
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::CannotOpen
+                | ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+        )
+    )
 }

@@ -111,7 +111,7 @@ impl Ingest {
     /// engine. An event whose save timed out may still commit later: it is then delivered
     /// (its lease runs out and the poller claims it) although its sender was answered 503
     /// and will send it again: at-least-once, never an acknowledgement of what was lost.
-    async fn bounded<T>(
+    pub async fn bounded<T>(
         &self,
         call: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {

@@ -453,7 +453,9 @@ impl Engine {
         };
         let now = crate::clock::now_ms();
         let failures = job.attempts + 1 - job.window_attempts.min(job.attempts);
-        let age = Duration::from_millis((now - job.window_start).max(0) as u64);
+        // Time the database was down is not the receiver's: it does not age the delivery.
+        let age = Duration::from_millis((now - job.window_start).max(0) as u64)
+            .saturating_sub(self.inner.outage.downtime_since(job.window_start));
         let settlement = match self.inner.settings.retry.next_delay_after_asked(
             failures,
             age,

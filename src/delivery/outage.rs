@@ -9,7 +9,13 @@
 //! refuses writes) cannot make the state flap. While it lasts no new attempt starts (what
 //! was sent could not be recorded), nothing is claimed, and the settles of attempts already
 //! made wait to be written when the database is back.
+//!
+//! Nor does an outage age a delivery: the outages this node saw (the last
+//! [`OUTAGES_KEPT`], in memory) are taken off the age a failed attempt is judged by
+//! ([`Outage::downtime_since`]), so a delivery does not reach `--retry-max-age-s` sooner
+//! because the database was down. (A restarted node forgets the outages before it.)
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,22 +38,52 @@ pub const PROBE_FIRST: Duration = Duration::from_millis(100);
 /// is back.
 pub const PROBE_MAX: Duration = Duration::from_secs(2);
 
+/// How many past outages are remembered for [`Outage::downtime_since`].
+pub const OUTAGES_KEPT: usize = 256;
+
 /// Whether the database is available, shared by the engine, ingest and `/ready`.
 pub struct Outage {
-    /// When the current outage began (`None`: the database is available). Guards the
-    /// transitions, so each is logged once.
-    since: Mutex<Option<Instant>>,
+    /// The current outage, if one is on, and the past ones. Guards the transitions, so each
+    /// is logged once.
+    state: Mutex<State>,
     /// `true` while the database is available; paused tasks wait for it.
     up: watch::Sender<bool>,
     /// `switchboard_store_up` and the outage count.
     metrics: Arc<Metrics>,
 }
 
+/// The outages seen.
+#[derive(Default)]
+struct State {
+    /// When the current outage began (`None`: the database is available), as an instant
+    /// (for its length) and in ms since the epoch (for the past list).
+    since: Option<(Instant, i64)>,
+    /// The last [`OUTAGES_KEPT`] outages that ended: (began, ended) in ms since the epoch,
+    /// oldest first.
+    past: VecDeque<(i64, i64)>,
+}
+
+impl State {
+    /// How much of the outages began at or ended after `from` (ms since the epoch) lies
+    /// after it, the current one counted up to `now`.
+    fn downtime_since(&self, from: i64, now: i64) -> Duration {
+        let current = self.since.map(|(_, began)| (began, now));
+        let ms: i64 = self
+            .past
+            .iter()
+            .copied()
+            .chain(current)
+            .map(|(began, ended)| (ended - began.max(from)).max(0))
+            .sum();
+        Duration::from_millis(ms as u64)
+    }
+}
+
 impl Outage {
     /// An available database, reported into `metrics`.
     pub fn new(metrics: Arc<Metrics>) -> Self {
         Self {
-            since: Mutex::new(None),
+            state: Mutex::default(),
             up: watch::Sender::new(true),
             metrics,
         }
@@ -59,9 +95,9 @@ impl Outage {
         if !error.is_unavailable() {
             return false;
         }
-        let mut since = self.lock();
-        if since.is_none() {
-            *since = Some(Instant::now());
+        let mut state = self.lock();
+        if state.since.is_none() {
+            state.since = Some((Instant::now(), crate::clock::now_ms()));
             self.up.send_replace(false);
             self.metrics.store_up(false);
             tracing::warn!(
@@ -74,8 +110,12 @@ impl Outage {
 
     /// The probe succeeded: the outage, if one was on, ends (logged with its length).
     pub fn recovered(&self) {
-        let mut since = self.lock();
-        if let Some(began) = since.take() {
+        let mut state = self.lock();
+        if let Some((began, began_ms)) = state.since.take() {
+            if state.past.len() == OUTAGES_KEPT {
+                state.past.pop_front();
+            }
+            state.past.push_back((began_ms, crate::clock::now_ms()));
             self.up.send_replace(true);
             self.metrics.store_up(true);
             let down_ms = began.elapsed().as_millis() as u64;
@@ -105,8 +145,15 @@ impl Outage {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
-        self.since.lock().unwrap_or_else(|p| p.into_inner())
+    /// How long the database was unavailable (as this node saw it) since `from` (ms since
+    /// the epoch): time a delivery received then could not have been attempted, so it does
+    /// not count towards its age.
+    pub fn downtime_since(&self, from: i64) -> Duration {
+        self.lock().downtime_since(from, crate::clock::now_ms())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -157,6 +204,20 @@ mod tests {
         assert!(!task.is_finished());
         outage.recovered();
         assert!(task.await.unwrap());
+    }
+
+    #[test]
+    fn only_the_downtime_after_a_deliverys_start_counts() {
+        let state = State {
+            since: Some((Instant::now(), 900)),
+            past: VecDeque::from([(100, 200), (300, 500)]),
+        };
+        // Before every outage: all of them, the current one up to now.
+        assert_eq!(state.downtime_since(0, 1_000), Duration::from_millis(400));
+        // Inside the second one: its rest, and the current one.
+        assert_eq!(state.downtime_since(400, 1_000), Duration::from_millis(200));
+        // After them all.
+        assert_eq!(State::default().downtime_since(600, 1_000), Duration::ZERO);
     }
 
     #[test]

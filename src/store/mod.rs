@@ -449,3 +449,37 @@ pub async fn open(url: &DatabaseUrl, node: &str) -> Result<Arc<dyn Store>, Store
         DatabaseUrl::Postgres(url) => Ok(Arc::new(PostgresStore::open(url.expose(), node).await?)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_call_that_does_not_answer_in_time_is_unavailable() {
+        let hung = std::future::pending::<Result<(), StoreError>>();
+        let error = within(Duration::from_millis(10), hung).await.unwrap_err();
+        assert!(error.is_unavailable(), "{error:?}");
+        let answered = within(Duration::from_secs(5), async { Ok::<_, StoreError>(7) });
+        assert_eq!(answered.await.unwrap(), 7);
+    }
+
+    #[test]
+    fn a_full_read_only_or_busy_sqlite_database_is_unavailable_a_bad_statement_is_not() {
+        let failure = |code| {
+            let error = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
+            StoreError::from(error).is_unavailable()
+        };
+        for code in [
+            rusqlite::ffi::SQLITE_FULL,
+            rusqlite::ffi::SQLITE_READONLY,
+            rusqlite::ffi::SQLITE_IOERR,
+            rusqlite::ffi::SQLITE_CANTOPEN,
+            rusqlite::ffi::SQLITE_BUSY,
+        ] {
+            assert!(failure(code), "code {code}");
+        }
+        assert!(!failure(rusqlite::ffi::SQLITE_CONSTRAINT));
+        assert!(!failure(rusqlite::ffi::SQLITE_ERROR));
+        assert!(!StoreError::from(rusqlite::Error::QueryReturnedNoRows).is_unavailable());
+    }
+}

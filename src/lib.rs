@@ -105,6 +105,7 @@ pub async fn run(
         ingest: ingest::Ingest::new(Arc::clone(&store), engine.clone(), Arc::clone(&metrics)),
         health: engine.health(),
         pauses: engine.pauses(),
+        outage: engine.outage(),
         store,
         metrics,
         admin_token_hash: KeyHash::of(config.admin_token.secret.expose()),

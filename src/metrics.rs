@@ -5,7 +5,7 @@
 //! instance (and each test's server in one process) counts on its own.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::domain::{AttemptErrorKind, EventKind, Target};
@@ -131,6 +131,10 @@ pub struct Metrics {
     held_deliveries: AtomicI64,
     held_bytes: AtomicI64,
     leases_lost: AtomicU64,
+    /// Set while the engine finds the database unavailable (the gauge shows its negation).
+    store_down: AtomicBool,
+    /// Outages of the database this node saw begin.
+    store_outages: AtomicU64,
     destination_changes: [AtomicU64; 3],
     latency_buckets: [AtomicU64; 13],
     latency_count: AtomicU64,
@@ -186,6 +190,15 @@ impl Metrics {
         self.leases_lost.fetch_add(count, Ordering::Relaxed);
     }
 
+    /// The database became unavailable (`false`) or available again (`true`), as the
+    /// engine saw it (`delivery/outage.rs`): `switchboard_store_up`.
+    pub fn store_up(&self, up: bool) {
+        let was_down = self.store_down.swap(!up, Ordering::Relaxed);
+        if !up && !was_down {
+            self.store_outages.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// The totals the console's overview turns into rates: every event stored, every
     /// attempt, and the deliveries that reached each final state.
     pub fn totals(&self) -> Totals {
@@ -214,7 +227,7 @@ impl Metrics {
     /// write counters, and whether its configuration listener is up (when it has one).
     pub fn render(
         &self,
-        queue_depth: u64,
+        queue_depth: Option<u64>,
         writes: WriteStats,
         listener_up: Option<bool>,
     ) -> String {
@@ -258,13 +271,16 @@ impl Metrics {
             "switchboard_deliveries_deferred_total {}",
             load(&self.deferred)
         );
-        header(
-            &mut out,
-            "switchboard_queue_depth",
-            "gauge",
-            "Deliveries pending (due or scheduled).",
-        );
-        let _ = writeln!(out, "switchboard_queue_depth {queue_depth}");
+        if let Some(depth) = queue_depth {
+            header(
+                &mut out,
+                "switchboard_queue_depth",
+                "gauge",
+                "Deliveries pending (due or scheduled).",
+            );
+            let _ = writeln!(out, "switchboard_queue_depth {depth}");
+        }
+        self.render_store_up(&mut out);
         for (name, help, gauge) in [
             (
                 "switchboard_engine_deliveries_in_memory",
@@ -313,6 +329,25 @@ impl Metrics {
         render_writes(&mut out, writes);
         self.render_latency(&mut out);
         out
+    }
+
+    fn render_store_up(&self, out: &mut String) {
+        let up = !self.store_down.load(Ordering::Relaxed);
+        header(
+            out,
+            "switchboard_store_up",
+            "gauge",
+            "1 while the database answers the engine's writes; 0 during an outage (ingest answers 503, deliveries pause).",
+        );
+        let _ = writeln!(out, "switchboard_store_up {}", u8::from(up));
+        header(
+            out,
+            "switchboard_store_outages_total",
+            "counter",
+            "Outages of the database this node saw begin.",
+        );
+        let outages = self.store_outages.load(Ordering::Relaxed);
+        let _ = writeln!(out, "switchboard_store_outages_total {outages}");
     }
 
     fn render_latency(&self, out: &mut String) {
@@ -407,7 +442,9 @@ mod tests {
             busy_seconds: 0.5,
         };
         metrics.leases_lost(2);
-        let text = metrics.render(7, writes, Some(false));
+        metrics.store_up(false);
+        metrics.store_up(false);
+        let text = metrics.render(Some(7), writes, Some(false));
         for line in [
             "switchboard_events_ingested_total{source=\"admin\",kind=\"whatsapp\"} 3",
             "switchboard_events_ingested_total{source=\"meta\",kind=\"unroutable\"} 1",
@@ -417,6 +454,8 @@ mod tests {
             "switchboard_deliveries_total{target=\"partner\",state=\"dropped\"} 1",
             "switchboard_queue_depth 7",
             "switchboard_leases_lost_total 2",
+            "switchboard_store_up 0",
+            "switchboard_store_outages_total 1",
             "switchboard_config_listener_up 0",
             "switchboard_store_commits_total 4",
             "switchboard_store_writes_total 10",
@@ -430,5 +469,9 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
+        metrics.store_up(true);
+        let text = metrics.render(None, writes, None);
+        assert!(text.lines().any(|l| l == "switchboard_store_up 1"));
+        assert!(!text.contains("switchboard_queue_depth"));
     }
 }

@@ -86,7 +86,10 @@ pub enum ApiError {
     /// 503: as many live streams are open as the server allows (`--max-streams`).
     #[error("Too many live streams are open (at most {0}), please retry later")]
     TooManyStreams(usize),
-    /// 503: a dependency (the database) is not available right now.
+    /// 503 with `Retry-After`: the database is not available right now (unreachable, not
+    /// answering within a bound, full or read-only); nothing of the request was
+    /// acknowledged. Logged at debug only: the engine logs the outage once
+    /// (`delivery/outage.rs`), not each request it fails.
     #[error("Service unavailable, please retry later")]
     Unavailable(#[source] StoreError),
     /// 500: a bug or an unexpected failure; details go to the log only.
@@ -118,8 +121,11 @@ impl ApiError {
     fn log(&self) -> StatusCode {
         let status = self.status();
         match self {
-            Self::Internal(source) | Self::Unavailable(source) => {
+            Self::Internal(source) => {
                 tracing::error!(error = %crate::error_chain(source), %status, "request failed");
+            }
+            Self::Unavailable(source) => {
+                tracing::debug!(error = %crate::error_chain(source), %status, "request failed: the database is unavailable");
             }
             _ => tracing::debug!(error = %self, %status, "request rejected"),
         }
@@ -146,11 +152,19 @@ impl IntoResponse for ApiError {
                 let retry = [(header::RETRY_AFTER, seconds.to_string())];
                 (status, retry, Json(ErrorBody { error: message })).into_response()
             }
+            Self::Unavailable(_) => {
+                let retry = [(header::RETRY_AFTER, UNAVAILABLE_RETRY_AFTER_S.to_string())];
+                (status, retry, Json(ErrorBody { error: message })).into_response()
+            }
             _ => (status, Json(ErrorBody { error: message })).into_response(),
         };
         with_challenge(status, response)
     }
 }
+
+/// The `Retry-After` (seconds) of a 503 for an unavailable database: about the engine's
+/// longest wait between two probes of the store, so a retry after it finds it back if it is.
+const UNAVAILABLE_RETRY_AFTER_S: u64 = 2;
 
 /// The body of every Partner API error, in the provider's `{"meta": {...}}` shape.
 #[derive(Debug, Serialize, ToSchema)]
@@ -251,7 +265,9 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(message) => Self::Conflict(message),
             StoreError::Constraint(violation) => Self::Conflict(violation.to_string()),
             StoreError::MultiWebhook(rule) => rule.into(),
-            StoreError::Closed | StoreError::Abandoned => Self::Unavailable(error),
+            StoreError::Closed | StoreError::Abandoned | StoreError::Unavailable(_) => {
+                Self::Unavailable(error)
+            }
             StoreError::Database(_) | StoreError::Open(_) | StoreError::Corrupt(_) => {
                 Self::Internal(error)
             }

@@ -37,6 +37,7 @@ pub struct Accepted {
         (status = 400, description = "Not a JSON object", body = ErrorBody),
         (status = 401, description = "Missing or invalid admin token", body = ErrorBody),
         (status = 404, description = "Unknown channel", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (or did not answer within 5 s): nothing acknowledged; retry after Retry-After", body = ErrorBody),
     )
 )]
 pub async fn create_event(
@@ -46,7 +47,7 @@ pub async fn create_event(
     RawBody(body): RawBody,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let id = ChannelId::from_raw(channel_id);
-    let Some(channel) = state.store.channel_ref(&id).await? else {
+    let Some(channel) = state.ingest.bounded(state.store.channel_ref(&id)).await? else {
         return Err(ApiError::NotFound(format!("Channel {id} not found")));
     };
     let event = NewEvent {

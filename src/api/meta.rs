@@ -1,7 +1,7 @@
 //! Meta's Cloud API webhook: the verification handshake and signed notifications.
 //!
 //! A notification is answered 200 only after every event split from it is durable; Meta
-//! retries anything else. Unknown numbers are acknowledged too (Meta would retry them
+//! retries anything else (a 503 while the database is unavailable). Unknown numbers are acknowledged too (Meta would retry them
 //! forever), kept as unroutable events and counted.
 
 use std::collections::HashMap;
@@ -73,6 +73,7 @@ pub struct Received {
         (status = 400, description = "Not a WhatsApp envelope", body = ErrorBody),
         (status = 401, description = "No X-Hub-Signature-256 header", body = ErrorBody),
         (status = 403, description = "Wrong signature, or no app secret configured", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (or did not answer within 5 s): nothing acknowledged, Meta retries; with Retry-After", body = ErrorBody),
     )
 )]
 pub async fn receive(

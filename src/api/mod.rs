@@ -73,6 +73,8 @@ pub struct AppState {
     pub health: Arc<crate::delivery::Health>,
     /// The paused destinations (the engine's).
     pub pauses: Arc<crate::delivery::Pauses>,
+    /// Whether the database is available (the engine's): `/ready` reports what it finds.
+    pub outage: Arc<crate::delivery::Outage>,
     /// Bytes of request bodies that may be read at once, across connections (one permit a
     /// byte): memory an unfinished body holds is bounded server-wide.
     pub body_budget: Arc<tokio::sync::Semaphore>,

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
+use crate::store::{within, ANSWER_WITHIN};
 
 /// Status of a health check.
 #[derive(Debug, Serialize, ToSchema)]
@@ -24,14 +25,19 @@ pub async fn health() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// Readiness: 200 when the store answers, 503 otherwise.
+/// Readiness: 200 when the store accepts a write within a few seconds
+/// ([`ANSWER_WITHIN`]), 503 otherwise (unreachable, hanging, full or read-only); a failure
+/// for an unavailable database also pauses the engine until its probe finds it back.
 #[utoipa::path(get, path = "/ready", tag = "Service",
     responses(
-        (status = 200, description = "Ready", body = Health),
-        (status = 503, description = "The database is not reachable", body = ErrorBody),
+        (status = 200, description = "Ready: the database accepts writes", body = Health),
+        (status = 503, description = "The database is unreachable, does not answer within 5 s, or cannot write; with Retry-After", body = ErrorBody),
     ))]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
-    state.store.ping().await.map_err(ApiError::Unavailable)?;
+    if let Err(error) = within(ANSWER_WITHIN, state.store.ping()).await {
+        state.outage.failed(&error);
+        return Err(ApiError::Unavailable(error));
+    }
     Ok(Json(Health { status: "ok" }))
 }
 
@@ -39,16 +45,31 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Health>, ApiErr
 /// depth, attempt latency.
 #[utoipa::path(get, path = "/metrics", tag = "Service",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
+///
+/// While the database is unavailable (or its backlog read does not answer within
+/// [`ANSWER_WITHIN`]), the series read from it (queue depth, per destination) are left out
+/// and the rest, `switchboard_store_up 0` among them, is still served.
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     // One backlog read for the depth and the per-destination series.
-    let pending = state.backlog.groups(state.store.as_ref()).await?;
-    let depth = super::backlog::depth(&pending);
+    let read = within(ANSWER_WITHIN, state.backlog.groups(state.store.as_ref())).await;
+    let pending = match read {
+        Ok(pending) => Some(pending),
+        Err(error) if error.is_unavailable() => None,
+        Err(error) => return Err(error.into()),
+    };
     let mut text = state.metrics.render(
-        depth,
+        pending.as_deref().map(|p| super::backlog::depth(p)),
         state.store.write_stats(),
         state.store.config_listener_up(),
     );
-    super::destinations::render_metrics(&mut text, &state, &pending).await?;
+    if let Some(pending) = pending {
+        let series = super::destinations::render_metrics(&mut text, &state, &pending);
+        match tokio::time::timeout(ANSWER_WITHIN, series).await {
+            Ok(Err(error)) if !matches!(error, ApiError::Unavailable(_)) => return Err(error),
+            // Written; or the database went meanwhile: served without the rest.
+            _ => {}
+        }
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }
 

@@ -27,11 +27,15 @@ use super::gate::{Admission, Gates};
 use super::health::Health;
 use super::lease::{self, Held};
 use super::lifecycle;
+use super::outage::{self, Outage, ENGINE_WAIT, PROBE_FIRST};
 use super::pause::Pauses;
 use super::route::{self, Resolution};
 use crate::domain::{redact_query, AddressPolicy};
 use crate::metrics::{AttemptOutcome, FinalState, Metrics};
-use crate::store::{AttemptRecord, CreatedDelivery, DueDelivery, Settlement, Store, StoreError};
+use crate::store::{
+    within, AttemptRecord, CreatedDelivery, DueDelivery, Settlement, Store, StoreError,
+    ANSWER_WITHIN,
+};
 
 /// Tuning of the engine; the defaults suit one node.
 #[derive(Debug, Clone)]
@@ -119,6 +123,8 @@ struct Inner {
     /// What happens now, told to the live stream's readers (nothing is built while none
     /// listens).
     feed: Arc<Feed>,
+    /// Whether the database is available; while it is not, nothing is claimed or attempted.
+    outage: Arc<Outage>,
 }
 
 impl Engine {
@@ -137,13 +143,14 @@ impl Engine {
                 gates: Gates::new(settings.per_destination, settings.per_destination_waiting),
                 store,
                 settings,
-                metrics,
                 held: Held::default(),
                 tracker: TaskTracker::new(),
                 shutdown,
                 health: Arc::default(),
                 pauses: Arc::default(),
                 feed: Arc::default(),
+                outage: Arc::new(Outage::new(Arc::clone(&metrics))),
+                metrics,
             }),
         };
         let poller = engine.clone();
@@ -161,7 +168,8 @@ impl Engine {
             let inner = renewer.as_ref();
             let lease = inner.settings.lease;
             let (store, metrics) = (inner.store.as_ref(), inner.metrics.as_ref());
-            lease::renew_periodically(store, &inner.held, lease, metrics, &inner.shutdown).await;
+            let stop = (inner.outage.as_ref(), &inner.shutdown);
+            lease::renew_periodically(store, &inner.held, lease, metrics, stop).await;
         });
         Ok(engine)
     }
@@ -188,11 +196,11 @@ impl Engine {
             return Ok(0);
         };
         let now = crate::clock::now_ms();
-        let jobs = self
+        let claim = self
             .inner
             .store
-            .claim_due(now, free, free_bytes, self.lease_until())
-            .await?;
+            .claim_due(now, free, free_bytes, self.lease_until());
+        let jobs = within(ENGINE_WAIT, claim).await?;
         let started = jobs.len();
         for job in jobs {
             self.hand_over(job, &mut reservation);
@@ -217,6 +225,12 @@ impl Engine {
         Arc::clone(&self.inner.feed)
     }
 
+    /// Whether the database is available, for ingest and `/ready` to report what they find
+    /// and the API to answer by.
+    pub fn outage(&self) -> Arc<Outage> {
+        Arc::clone(&self.inner.outage)
+    }
+
     /// The paused destinations, for the admin API to pause and resume.
     pub fn pauses(&self) -> Arc<Pauses> {
         Arc::clone(&self.inner.pauses)
@@ -230,7 +244,9 @@ impl Engine {
         );
         loop {
             if let Err(error) = self.inner.pauses.refresh(store, interval).await {
-                tracing::warn!(%error, "cannot read the paused destinations");
+                if !self.inner.outage.failed(&error) {
+                    tracing::warn!(%error, "cannot read the paused destinations");
+                }
             }
             tokio::select! {
                 () = self.inner.shutdown.cancelled() => return,
@@ -250,19 +266,62 @@ impl Engine {
         self.inner.tracker.wait().await;
     }
 
+    /// Claims due work every poll interval (at once again while it finds some); while the
+    /// database is unavailable, probes it instead, with a growing wait, until it is back.
     async fn poll(&self) {
         let interval = self.inner.settings.poll_interval;
+        let outage = self.inner.outage.as_ref();
+        let mut probe_wait = PROBE_FIRST;
         loop {
-            match self.dispatch_once().await {
-                Ok(started) if started > 0 => continue,
-                Ok(_) => {}
-                Err(error) => tracing::warn!(%error, "cannot claim due deliveries"),
-            }
+            let wait = if outage.is_up() {
+                probe_wait = PROBE_FIRST;
+                match self.dispatch_once().await {
+                    Ok(started) if started > 0 => continue,
+                    Ok(_) => interval,
+                    Err(error) if outage.failed(&error) => PROBE_FIRST,
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot claim due deliveries");
+                        interval
+                    }
+                }
+            } else {
+                match self.probe_store().await {
+                    Ok(()) => {
+                        outage.recovered();
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::debug!(error = %crate::error_chain(&error), "the database is still unavailable");
+                        let wait = probe_wait;
+                        probe_wait = outage::next_probe_wait(probe_wait);
+                        wait
+                    }
+                }
+            };
             tokio::select! {
                 () = self.inner.shutdown.cancelled() => return,
-                () = tokio::time::sleep(interval) => {}
+                () = tokio::time::sleep(wait) => {}
             }
         }
+    }
+
+    /// Whether the database is back: one real write (`ping`), then the leases of every
+    /// delivery held in memory renewed (they may have run out meanwhile), before anything
+    /// held is attempted or anything new claimed, so this node's own poller cannot claim
+    /// again what it holds; those another node took meanwhile are dropped from memory.
+    async fn probe_store(&self) -> Result<(), StoreError> {
+        let inner = self.inner.as_ref();
+        let store = inner.store.as_ref();
+        within(ANSWER_WITHIN, store.ping()).await?;
+        let renewal = lease::renew_once(store, &inner.held, inner.settings.lease, &inner.metrics);
+        within(ENGINE_WAIT, renewal).await
+    }
+
+    /// Waits while the database is unavailable (at once when it is available): nothing is
+    /// sent that could not be recorded. `false` if the service stops or the delivery's lease
+    /// is found lost first (it is then left to the store, unsent).
+    async fn until_store_up(&self, lost: &CancellationToken) -> bool {
+        self.inner.outage.until_up(&self.inner.shutdown, lost).await
     }
 
     fn spawn(&self, job: DueDelivery, permit: MemoryShare) {
@@ -292,6 +351,9 @@ impl Engine {
     /// One delivery: route, attempt under its destination's limit, settle, fan out. `lost`
     /// is cancelled if its lease is found lost meanwhile.
     async fn run(&self, job: DueDelivery, lost: &CancellationToken) -> Result<(), StoreError> {
+        if !self.until_store_up(lost).await {
+            return Ok(());
+        }
         let store = self.inner.store.as_ref();
         let target = match route::resolve(store, &job).await? {
             Resolution::Drop(reason) => {
@@ -330,6 +392,10 @@ impl Engine {
                 return Ok(());
             }
         };
+        // The database may have gone while the delivery waited for its slot.
+        if !self.until_store_up(lost).await {
+            return Ok(());
+        }
         let started_at = crate::clock::now_ms();
         let clock = Instant::now();
         let result = self
@@ -387,7 +453,9 @@ impl Engine {
         };
         let now = crate::clock::now_ms();
         let failures = job.attempts + 1 - job.window_attempts.min(job.attempts);
-        let age = Duration::from_millis((now - job.window_start).max(0) as u64);
+        // Time the database was down is not the receiver's: it does not age the delivery.
+        let age = Duration::from_millis((now - job.window_start).max(0) as u64)
+            .saturating_sub(self.inner.outage.downtime_since(job.window_start));
         let settlement = match self.inner.settings.retry.next_delay_after_asked(
             failures,
             age,
@@ -431,7 +499,10 @@ impl Engine {
         attempt: AttemptRecord,
         lost: &CancellationToken,
     ) -> Result<(), StoreError> {
-        let extras = route::extras_after_primary(self.inner.store.as_ref(), &job).await?;
+        let store = self.inner.store.as_ref();
+        let extras = self
+            .when_stored(|| route::extras_after_primary(store, &job))
+            .await?;
         let mut reservation = self.reserve(extras.len(), extras.len() * job.memory_cost());
         let claim_until = reservation.as_ref().map(|_| self.lease_until());
         let settlement = Settlement::Delivered {

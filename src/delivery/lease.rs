@@ -17,9 +17,10 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::outage::{Outage, ENGINE_WAIT};
 use crate::domain::DeliveryId;
 use crate::metrics::Metrics;
-use crate::store::{HeldLease, LeaseToken, Store};
+use crate::store::{within, HeldLease, LeaseToken, Store, StoreError};
 
 /// The deliveries this node holds in memory, whose leases it renews.
 #[derive(Default)]
@@ -93,13 +94,14 @@ impl Held {
 }
 
 /// Every third of `lease`, pushes the leases of the deliveries held in memory forward, and
-/// drops those it could not renew; until `shutdown`.
+/// drops those it could not renew; until `shutdown`. While the database is unavailable
+/// (`outage`) it does not try: the engine's probe renews them when it is back.
 pub async fn renew_periodically(
     store: &dyn Store,
     held: &Held,
     lease: Duration,
     metrics: &Metrics,
-    shutdown: &CancellationToken,
+    (outage, shutdown): (&Outage, &CancellationToken),
 ) {
     let every = lease / 3;
     loop {
@@ -107,30 +109,45 @@ pub async fn renew_periodically(
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(every) => {}
         }
-        let snapshot = held.snapshot();
-        if snapshot.is_empty() {
+        if !outage.is_up() {
             continue;
         }
-        let until = crate::clock::now_ms() + lease.as_millis() as i64;
-        match store.renew_leases(snapshot.clone(), until).await {
-            Ok(lost) if lost.is_empty() => {}
-            Ok(lost) => {
-                let dropped = held.lose(&snapshot, &lost);
-                if dropped > 0 {
-                    metrics.leases_lost(dropped as u64);
-                    tracing::warn!(
-                        dropped,
-                        deliveries = ?lost,
-                        "leases lost at renewal: another node owns these deliveries now; \
-                         dropped from memory"
-                    );
-                }
-            }
-            Err(error) => {
+        let renewal = renew_once(store, held, lease, metrics);
+        if let Err(error) = within(ENGINE_WAIT, renewal).await {
+            if !outage.failed(&error) {
                 tracing::warn!(%error, "cannot renew the leases of deliveries held in memory");
             }
         }
     }
+}
+
+/// Pushes the leases of the deliveries held in memory forward by `lease` from now, and
+/// drops from memory those found lost (another node claimed them).
+pub async fn renew_once(
+    store: &dyn Store,
+    held: &Held,
+    lease: Duration,
+    metrics: &Metrics,
+) -> Result<(), StoreError> {
+    let snapshot = held.snapshot();
+    if snapshot.is_empty() {
+        return Ok(());
+    }
+    let until = crate::clock::now_ms() + lease.as_millis() as i64;
+    let lost = store.renew_leases(snapshot.clone(), until).await?;
+    if lost.is_empty() {
+        return Ok(());
+    }
+    let dropped = held.lose(&snapshot, &lost);
+    if dropped > 0 {
+        metrics.leases_lost(dropped as u64);
+        tracing::warn!(
+            dropped,
+            deliveries = ?lost,
+            "leases lost at renewal: another node owns these deliveries now; dropped from memory"
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

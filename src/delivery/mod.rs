@@ -5,7 +5,7 @@
 //! the current configuration; `gate` limits each destination's share (and parks what does
 //! not fit); `attempt` makes one HTTP try (resolving names on `dns`'s own threads);
 //! `backoff` decides when to try again; `health` grades each destination's answers; `feed` tells what happens now to
-//! the live stream's readers.
+//! the live stream's readers; `outage` pauses the engine while the database is unavailable.
 
 mod attempt;
 mod backoff;
@@ -17,6 +17,7 @@ mod health;
 mod lease;
 mod lifecycle;
 mod notify;
+mod outage;
 mod pause;
 mod route;
 
@@ -29,4 +30,5 @@ pub use feed::{
 };
 pub use health::{DestinationHealth, Grade, Health, WindowFigures};
 pub use notify::destination_changed;
+pub use outage::Outage;
 pub use pause::Pauses;

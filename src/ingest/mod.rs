@@ -4,7 +4,9 @@
 //! `metadata.phone_number_id` into one WhatsApp envelope per number, so each number's
 //! notification is routed, retried and inspected on its own. An admin event is either a
 //! `value` (wrapped into the envelope with the channel's WABA id and metadata) or a whole
-//! envelope. Nothing is acknowledged before the store committed it.
+//! envelope. Nothing is acknowledged before the store committed it, and no store call of
+//! ingest waits longer than [`ANSWER_WITHIN`]: a database that does not answer in time is
+//! unavailable (503), and the outage is reported to the engine, which pauses.
 
 use std::sync::Arc;
 
@@ -14,7 +16,10 @@ use serde_json::{json, Value};
 use crate::delivery::Engine;
 use crate::domain::{EventId, EventKind, PartnerEventType, PartnerId, WabaId};
 use crate::metrics::{Metrics, Source};
-use crate::store::{memory_cost, DueDelivery, EventBody, NewEvent, SavedEvent, Store, StoreError};
+use crate::store::{
+    memory_cost, within, DueDelivery, EventBody, NewEvent, SavedEvent, Store, StoreError,
+    ANSWER_WITHIN,
+};
 
 mod envelope;
 
@@ -73,7 +78,9 @@ impl Ingest {
         let claim_until = reservation.as_ref().map(|_| self.engine.lease_until());
         let feed = self.engine.feed();
         let told = feed.facts_to_tell(&events);
-        let saved = self.store.save_events(events, claim_until).await?;
+        let saved = self
+            .bounded(self.store.save_events(events, claim_until))
+            .await?;
         tracing::debug!(?source, events = saved.len(), "events stored");
         feed.tell_stored(told, &saved);
         for (event, (kind, target, (channel, partner, received_at))) in saved.iter().zip(handed) {
@@ -100,6 +107,21 @@ impl Ingest {
         Ok(saved)
     }
 
+    /// `call` bounded by [`ANSWER_WITHIN`]; an unavailable database is reported to the
+    /// engine. An event whose save timed out may still commit later: it is then delivered
+    /// (its lease runs out and the poller claims it) although its sender was answered 503
+    /// and will send it again: at-least-once, never an acknowledgement of what was lost.
+    pub async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let result = within(ANSWER_WITHIN, call).await;
+        if let Err(error) = &result {
+            self.engine.outage().failed(error);
+        }
+        result
+    }
+
     /// [`Ingest::accept`] for one event; returns its id.
     pub async fn accept_one(&self, event: NewEvent, source: Source) -> Result<EventId, StoreError> {
         let saved = self.accept(vec![event], source).await?;
@@ -124,8 +146,7 @@ impl Ingest {
                     whole,
                 } => events.push(
                     match self
-                        .store
-                        .channel_by_phone_number_id(phone_number_id)
+                        .bounded(self.store.channel_by_phone_number_id(phone_number_id))
                         .await?
                     {
                         Some(channel) => NewEvent {
@@ -179,8 +200,7 @@ impl Ingest {
             return Ok(None);
         };
         Ok(self
-            .store
-            .waba_route(waba)
+            .bounded(self.store.waba_route(waba))
             .await?
             .map(|route| (waba, route.partner)))
     }

@@ -20,6 +20,7 @@ mod replay_sql;
 mod sqlite;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -90,6 +91,48 @@ pub enum StoreError {
     /// The writer could not open a transaction for the write; nothing of it was written.
     #[error("the write was abandoned: the database could not start a transaction")]
     Abandoned,
+    /// The database cannot be reached or cannot write now (connection refused or reset, no
+    /// pooled connection in time, no answer within a bound, a full or read-only disk, busy
+    /// beyond its timeout): a condition of the database, not of the call, that passes when
+    /// the database is back. The API answers 503; the engine pauses (`delivery/outage.rs`).
+    #[error("the database is unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// Whether the call failed because the database is unavailable (see
+    /// [`StoreError::Unavailable`]; a write the writer could not start a transaction for is
+    /// one too), so trying again later, once it is back, may succeed.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Abandoned)
+    }
+
+    /// An unavailable database, for `cause`.
+    pub fn unavailable(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Unavailable(cause.into())
+    }
+}
+
+/// How long ingest and `/ready` wait for the store before they answer 503: a database whose
+/// processes hang (stopped, or a network that drops packets) answers nothing, and without a
+/// bound the request would hang with it.
+pub const ANSWER_WITHIN: Duration = Duration::from_secs(5);
+
+/// Bounds a store call: one that has not answered within `limit` fails as
+/// [`StoreError::Unavailable`]. The call is dropped, not undone: a write may still commit
+/// after its caller was told it failed (at-least-once: an event answered 503 that did
+/// commit is delivered, and its sender retries it too).
+pub async fn within<T>(
+    limit: Duration,
+    call: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => result,
+        Err(_) => Err(StoreError::unavailable(format!(
+            "no answer within {} ms",
+            limit.as_millis()
+        ))),
+    }
 }
 
 impl StoreError {
@@ -433,5 +476,39 @@ pub async fn open(url: &DatabaseUrl, node: &str) -> Result<Arc<dyn Store>, Store
     match url {
         DatabaseUrl::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path).await?)),
         DatabaseUrl::Postgres(url) => Ok(Arc::new(PostgresStore::open(url.expose(), node).await?)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_call_that_does_not_answer_in_time_is_unavailable() {
+        let hung = std::future::pending::<Result<(), StoreError>>();
+        let error = within(Duration::from_millis(10), hung).await.unwrap_err();
+        assert!(error.is_unavailable(), "{error:?}");
+        let answered = within(Duration::from_secs(5), async { Ok::<_, StoreError>(7) });
+        assert_eq!(answered.await.unwrap(), 7);
+    }
+
+    #[test]
+    fn a_full_read_only_or_busy_sqlite_database_is_unavailable_a_bad_statement_is_not() {
+        let failure = |code| {
+            let error = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
+            StoreError::from(error).is_unavailable()
+        };
+        for code in [
+            rusqlite::ffi::SQLITE_FULL,
+            rusqlite::ffi::SQLITE_READONLY,
+            rusqlite::ffi::SQLITE_IOERR,
+            rusqlite::ffi::SQLITE_CANTOPEN,
+            rusqlite::ffi::SQLITE_BUSY,
+        ] {
+            assert!(failure(code), "code {code}");
+        }
+        assert!(!failure(rusqlite::ffi::SQLITE_CONSTRAINT));
+        assert!(!failure(rusqlite::ffi::SQLITE_ERROR));
+        assert!(!StoreError::from(rusqlite::Error::QueryReturnedNoRows).is_unavailable());
     }
 }

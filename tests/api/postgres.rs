@@ -14,10 +14,15 @@ const SUPERUSER: &str = "switchboard";
 /// Who runs the server when the tests run as root (initdb and postgres refuse root).
 const SERVER_USER: &str = "postgres";
 
-/// One cluster for the whole test process, started on first use.
-struct Cluster {
+/// A throwaway cluster: its server binaries, port and directory (`data/` inside). The
+/// shared one ([`postgres_database`]) serves every test of the process; a test that stops
+/// or freezes its server starts one of its own ([`Cluster::start`]).
+pub struct Cluster {
     bin: PathBuf,
     port: u16,
+    dir: PathBuf,
+    /// Whether we run as root (the server then runs as [`SERVER_USER`]).
+    root: bool,
 }
 
 /// Returns the URL of a new, empty database, so that tests can run against a real
@@ -25,18 +30,13 @@ struct Cluster {
 /// process, which a watchdog stops and deletes once the process has ended.
 pub fn postgres_database() -> String {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let cluster = CLUSTER.get_or_init(Cluster::start);
-    let id = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = format!("t_{id}_{}", std::process::id());
-    let port = cluster.port.to_string();
-    let args = ["-h", "127.0.0.1", "-p", &port, "-U", SUPERUSER, &name];
-    run(Command::new(cluster.bin.join("createdb")).args(args));
-    format!("postgres://{SUPERUSER}@127.0.0.1:{port}/{name}")
+    CLUSTER.get_or_init(Cluster::start).database()
 }
 
 impl Cluster {
-    fn start() -> Cluster {
+    /// Initialises and starts a new cluster on a free port in a directory of its own; a
+    /// watchdog stops and deletes it once this process has ended.
+    pub fn start() -> Cluster {
         let bin = postgres_bin_dir();
         let root = run(Command::new("id").arg("-u")).trim() == "0";
         let dir = tempfile::Builder::new()
@@ -47,44 +47,125 @@ impl Cluster {
         if root {
             run(Command::new("chown").arg(SERVER_USER).arg(&dir));
         }
-        // As the server's user: directly, or through runuser when we are root.
-        let as_server = |program: &str| {
-            let mut command = if root {
-                let mut command = Command::new("runuser");
-                command
-                    .args(["-u", SERVER_USER, "--"])
-                    .arg(bin.join(program));
-                command
-            } else {
-                Command::new(bin.join(program))
-            };
-            command.current_dir(&dir);
-            command
-        };
-        spawn_watchdog(&dir, &as_server("pg_ctl"));
-
-        let data = dir.join("data");
-        run(as_server("initdb")
-            .args(["-A", "trust", "-E", "UTF8", "--locale=C", "-U", SUPERUSER])
-            .arg("-D")
-            .arg(&data));
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .expect("free port")
             .port();
+        let cluster = Cluster {
+            bin,
+            port,
+            dir,
+            root,
+        };
+        spawn_watchdog(&cluster.dir, &cluster.as_server("pg_ctl"));
+        run(cluster
+            .as_server("initdb")
+            .args(["-A", "trust", "-E", "UTF8", "--locale=C", "-U", SUPERUSER])
+            .arg("-D")
+            .arg(cluster.data()));
+        cluster.start_server();
+        cluster
+    }
+
+    /// A new, empty database of this cluster; its URL.
+    pub fn database(&self) -> String {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let id = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("t_{id}_{}", std::process::id());
+        let port = self.port.to_string();
+        let args = ["-h", "127.0.0.1", "-p", &port, "-U", SUPERUSER, &name];
+        run(Command::new(self.bin.join("createdb")).args(args));
+        format!("postgres://{SUPERUSER}@127.0.0.1:{port}/{name}")
+    }
+
+    /// Stops the server (`pg_ctl stop -m fast`: sessions are ended, connections refused
+    /// until [`Cluster::restart`]).
+    #[allow(dead_code)] // used by tests/postgres/outage.rs only
+    pub fn stop(&self) {
+        let mut stop = self.as_server("pg_ctl");
+        run(stop
+            .args(["stop", "-W", "-m", "fast", "-D"])
+            .arg(self.data()));
+    }
+
+    /// Starts the stopped server again on the same port and data.
+    #[allow(dead_code)] // used by tests/postgres/outage.rs only
+    pub fn restart(&self) {
+        self.start_server();
+    }
+
+    /// Freezes the server (`SIGSTOP` to the postmaster and its children): the kernel still
+    /// accepts connections and keeps sessions open, but nothing answers, not even startup.
+    #[allow(dead_code)] // used by tests/postgres/outage.rs only
+    pub fn freeze(&self) {
+        let postmaster = self.postmaster();
+        signal("-STOP", &[postmaster]);
+        signal("-STOP", &children_of(postmaster));
+    }
+
+    /// Lets the frozen server run again (`SIGCONT`).
+    #[allow(dead_code)] // used by tests/postgres/outage.rs only
+    pub fn thaw(&self) {
+        let postmaster = self.postmaster();
+        signal("-CONT", &children_of(postmaster));
+        signal("-CONT", &[postmaster]);
+    }
+
+    /// The answer of `sql` on the database at `url` (`psql -tA`), trimmed.
+    #[allow(dead_code)] // used by tests/postgres/outage.rs only
+    pub fn psql(&self, url: &str, sql: &str) -> String {
+        let psql = self.bin.join("psql");
+        run(Command::new(psql).args([url, "-tAc", sql]))
+            .trim()
+            .to_owned()
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// The postmaster's pid, from `postmaster.pid`'s first line.
+    fn postmaster(&self) -> u32 {
+        let file = std::fs::read_to_string(self.data().join("postmaster.pid"))
+            .expect("postmaster.pid: the server is not running");
+        file.lines()
+            .next()
+            .and_then(|line| line.trim().parse().ok())
+            .expect("a pid on postmaster.pid's first line")
+    }
+
+    /// `program` of the server's binaries, run as the server's user: directly, or through
+    /// runuser when we are root (initdb and postgres refuse root).
+    fn as_server(&self, program: &str) -> Command {
+        let mut command = if self.root {
+            let mut command = Command::new("runuser");
+            command
+                .args(["-u", SERVER_USER, "--"])
+                .arg(self.bin.join(program));
+            command
+        } else {
+            Command::new(self.bin.join(program))
+        };
+        command.current_dir(&self.dir);
+        command
+    }
+
+    /// `pg_ctl start`, then waits until the server accepts connections.
+    fn start_server(&self) {
+        let (data, port) = (self.data(), self.port);
         let options = format!(
             "-c listen_addresses=127.0.0.1 -p {port} -k {} \
              -c max_connections=200 -c shared_buffers=32MB",
             data.display()
         );
-        let log = dir.join("server.log");
-        let mut start = as_server("pg_ctl");
+        let log = self.dir.join("server.log");
+        let mut start = self.as_server("pg_ctl");
         start.args(["start", "-W", "-o", &options, "-l"]).arg(&log);
         run(start.arg("-D").arg(&data).stdin(Stdio::null()));
 
         let deadline = Instant::now() + Duration::from_secs(30);
         let ready = || {
-            Command::new(bin.join("pg_isready"))
+            Command::new(self.bin.join("pg_isready"))
                 .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
                 .status()
                 .is_ok_and(|status| status.success())
@@ -98,8 +179,33 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Cluster { bin, port }
     }
+}
+
+/// The processes whose parent is `parent` (from `/proc`).
+#[allow(dead_code)] // used by Cluster::freeze only
+fn children_of(parent: u32) -> Vec<u32> {
+    let entries = std::fs::read_dir("/proc").expect("/proc");
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            // `pid (comm) state ppid …`: the comm may hold spaces, so read after its `)`.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+            after.split_whitespace().nth(1) == Some(&parent.to_string())
+        })
+        .collect()
+}
+
+/// `kill <signal> <pids>`.
+#[allow(dead_code)] // used by Cluster::freeze only
+fn signal(signal: &str, pids: &[u32]) {
+    if pids.is_empty() {
+        return;
+    }
+    let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+    run(Command::new("kill").arg(signal).args(&pids));
 }
 
 /// Whether PostgreSQL's server binaries are on this machine (the bench skips its

@@ -35,6 +35,8 @@ mod leases;
 mod listener;
 #[path = "../api/listing.rs"]
 mod listing;
+#[path = "../api/load.rs"]
+mod load;
 #[path = "../api/meta.rs"]
 mod meta;
 #[path = "../api/multi_webhook.rs"]
@@ -44,6 +46,7 @@ mod nodes;
 #[path = "../api/ordering.rs"]
 mod ordering;
 mod ordering_nodes;
+mod outage;
 #[path = "../api/partner.rs"]
 mod partner;
 #[path = "../api/phone_webhook.rs"]

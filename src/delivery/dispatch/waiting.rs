@@ -1,7 +1,9 @@
 //! Deliveries that leave memory to wait in the store: behind a saturated destination
 //! (parked, and woken when it has room), behind a paused one (until its next probe or its
-//! resume); and every settle, retried while the database is briefly unavailable.
+//! resume); and every settle, retried while the database is briefly failing, and kept
+//! until it is back while it is unavailable (an outage).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,10 +11,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::super::feed::tell_settled;
 use super::super::gate::Gate;
+use super::super::outage::ENGINE_WAIT;
 use super::super::pause::Paused;
 use super::Engine;
 use crate::store::{
-    AttemptRecord, CreatedDelivery, DueDelivery, Outcome, Settled, Settlement, StoreError,
+    within, AttemptRecord, CreatedDelivery, DueDelivery, Outcome, Settled, Settlement, StoreError,
 };
 
 impl Engine {
@@ -68,14 +71,17 @@ impl Engine {
         Ok(())
     }
 
-    /// `store.settle`, tried again with backoff while it fails for a reason that may pass:
-    /// the attempt happened, and an outcome that is not recorded would be sent again (and
-    /// a 200 would be missing from the attempt log).
+    /// `store.settle`, tried again while it fails for a reason that may pass: the attempt
+    /// happened, and an outcome that is not recorded would be sent again (and a 200 would be
+    /// missing from the attempt log). While the database is unavailable it waits for the
+    /// outage to end, however long, without counting tries (the outcome is written when the
+    /// database is back); other failures are tried again with backoff about a minute.
     pub(super) async fn settle_retrying(&self, outcome: &Outcome) -> Result<Settled, StoreError> {
         let mut pause = SETTLE_RETRY_FIRST;
         let mut tries = 1;
+        let store = self.inner.store.as_ref();
         loop {
-            match self.inner.store.settle(outcome.clone()).await {
+            match self.when_stored(|| store.settle(outcome.clone())).await {
                 Err(error) if tries < SETTLE_TRIES && retryable(&error) => {
                     tracing::warn!(%error, tries, "cannot record the outcome yet; retrying");
                     tokio::select! {
@@ -86,6 +92,32 @@ impl Engine {
                     tries += 1;
                 }
                 settled => return settled,
+            }
+        }
+    }
+
+    /// Runs the store call `call` (bounded by [`ENGINE_WAIT`]) until it does not fail for an
+    /// unavailable database: each such failure reports the outage and waits for its end.
+    /// Gives that failure back only when the service stops meanwhile.
+    pub(super) async fn when_stored<T, F, Fut>(&self, mut call: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let never = CancellationToken::new();
+        loop {
+            match within(ENGINE_WAIT, call()).await {
+                Err(error) if self.inner.outage.failed(&error) => {
+                    if !self
+                        .inner
+                        .outage
+                        .until_up(&self.inner.shutdown, &never)
+                        .await
+                    {
+                        return Err(error);
+                    }
+                }
+                done => return done,
             }
         }
     }

@@ -79,15 +79,21 @@ impl Batcher {
 }
 
 /// Takes everything queued (up to [`MAX_BATCH`]) while holding the queue, so runners do
-/// not split a burst into slivers; `None` once every handle is gone.
+/// not split a burst into slivers; `None` once every handle is gone. A write whose caller
+/// stopped waiting (its bound ran out while the database hung) is not run: the caller was
+/// told it failed, and an event answered 503 is better not stored behind its sender's back.
 async fn next_batch(
     jobs: &Mutex<mpsc::UnboundedReceiver<(Write, Reply)>>,
 ) -> Option<Vec<(Write, Reply)>> {
     let mut jobs = jobs.lock().await;
-    let first = jobs.recv().await?;
-    let mut batch = vec![first];
+    let mut batch = Vec::new();
+    while batch.is_empty() {
+        let first = jobs.recv().await?;
+        batch.extend(Some(first).filter(|(_, reply)| !reply.is_closed()));
+    }
     while batch.len() < MAX_BATCH {
         match jobs.try_recv() {
+            Ok(job) if job.1.is_closed() => {}
             Ok(job) => batch.push(job),
             Err(_) => break,
         }
@@ -112,18 +118,49 @@ async fn run(
                 }
             }
             Err(error) => {
-                tracing::warn!(%error, writes = batch.len(), "group commit failed; running its writes again, each alone");
-                for (write, reply) in batch {
-                    let alone = in_one_transaction(&pool, &node, std::slice::from_ref(&write))
-                        .await
-                        .map(|mut results| results.remove(0));
-                    if alone.is_ok() {
-                        counters.committed(1, started);
+                match error.is_unavailable() {
+                    true => {
+                        tracing::debug!(%error, writes = batch.len(), "group commit failed, the database is unavailable; running its writes again, each alone")
                     }
-                    let _ = reply.send(alone);
+                    false => {
+                        tracing::warn!(%error, writes = batch.len(), "group commit failed; running its writes again, each alone")
+                    }
                 }
+                run_alone(&pool, &node, batch, (&counters, started)).await;
             }
         }
+    }
+}
+
+/// Runs each write of a failed batch again in its own transaction (a bad write fails alone;
+/// an ambiguous commit is resolved by the writes' idempotency). Once one fails because the
+/// database is unavailable, the rest are answered so at once instead of each waiting for
+/// its own connection to fail (seconds each while the server hangs); their callers try
+/// again when it is back.
+async fn run_alone(
+    pool: &Pool,
+    node: &str,
+    batch: Vec<(Write, Reply)>,
+    (counters, started): (&WriteCounters, Instant),
+) {
+    let mut down: Option<String> = None;
+    for (write, reply) in batch {
+        if reply.is_closed() {
+            continue;
+        }
+        if let Some(cause) = &down {
+            let _ = reply.send(Err(StoreError::unavailable(cause.clone())));
+            continue;
+        }
+        let alone = in_one_transaction(pool, node, std::slice::from_ref(&write))
+            .await
+            .map(|mut results| results.remove(0));
+        match &alone {
+            Ok(_) => counters.committed(1, started),
+            Err(error) if error.is_unavailable() => down = Some(crate::error_chain(error)),
+            Err(_) => {}
+        }
+        let _ = reply.send(alone);
     }
 }
 

@@ -660,10 +660,13 @@ impl Store for PostgresStore {
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(error: tokio_postgres::Error) -> Self {
-        match violation(&error) {
-            Some(violation) => StoreError::Constraint(violation),
-            None => StoreError::Database(Box::new(error)),
+        if let Some(violation) = violation(&error) {
+            return StoreError::Constraint(violation);
         }
+        if unavailable(&error) {
+            return StoreError::Unavailable(Box::new(error));
+        }
+        StoreError::Database(Box::new(error))
     }
 }
 
@@ -702,6 +705,41 @@ fn violation(error: &tokio_postgres::Error) -> Option<Violation> {
 
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(error: deadpool_postgres::PoolError) -> Self {
-        StoreError::Database(Box::new(error))
+        use deadpool_postgres::PoolError;
+        match error {
+            PoolError::Backend(error) => error.into(),
+            PoolError::Timeout(_) => StoreError::Unavailable(Box::new(error)),
+            PoolError::Closed => StoreError::Closed,
+            _ => StoreError::Database(Box::new(error)),
+        }
     }
+}
+
+/// Whether `error` says the database is unavailable rather than that the call was wrong:
+/// the connection failed or closed (refused, reset, timed out), or the server refused for
+/// a condition of its own (SQLSTATE classes 08 connection, 53 resources such as a full disk,
+/// 57P shutdown and startup, 58 system I/O; a cancelled statement, i.e. `statement_timeout`;
+/// a read-only transaction, i.e. a standby after a failover).
+fn unavailable(error: &tokio_postgres::Error) -> bool {
+    if error.is_closed() {
+        return true;
+    }
+    if let Some(state) = error.code() {
+        let code = state.code();
+        return ["08", "53", "57P", "58"]
+            .iter()
+            .any(|c| code.starts_with(c))
+            || code == "57014"
+            || code == "25006";
+    }
+    // No server error: an I/O failure (connect refused, reset) has an `io::Error` source;
+    // the connect timeout has none, only its text.
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause.is::<std::io::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    error.to_string() == "timeout waiting for server"
 }

@@ -131,9 +131,12 @@ impl Readers {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
-        match violation(&error) {
-            Some(violation) => StoreError::Constraint(violation),
-            None => StoreError::Database(Box::new(error)),
+        if let Some(violation) = violation(&error) {
+            return StoreError::Constraint(violation);
+        }
+        match unavailable(&error) {
+            true => StoreError::Unavailable(Box::new(error)),
+            false => StoreError::Database(Box::new(error)),
         }
     }
 }
@@ -161,4 +164,22 @@ fn violation(error: &rusqlite::Error) -> Option<Violation> {
         table: named.map(|(table, _)| table.to_owned()),
         column: named.map(|(_, column)| column.to_owned()),
     })
+}
+
+/// Whether `error` says the database file cannot be written or opened now (full disk,
+/// read-only file or file system, an I/O error, the file cannot be opened, busy beyond the
+/// busy timeout) rather than that the statement was wrong.
+pub fn unavailable(error: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode;
+    matches!(
+        error.sqlite_error_code(),
+        Some(
+            ErrorCode::DiskFull
+                | ErrorCode::ReadOnly
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::CannotOpen
+                | ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+        )
+    )
 }

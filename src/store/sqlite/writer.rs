@@ -17,7 +17,26 @@ use crate::store::{StoreError, WriteCounters, WriteStats};
 const MAX_BATCH: usize = 512;
 
 /// Told whether the transaction that ran a job committed.
-type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Reply = Box<dyn FnOnce(Result<(), CommitFailed>) + Send>;
+
+/// Why a group transaction did not commit, told to each of its jobs.
+#[derive(Clone)]
+struct CommitFailed {
+    /// The database cannot write now (full, read-only, I/O error, busy): see
+    /// [`StoreError::Unavailable`].
+    unavailable: bool,
+    /// The driver's error.
+    message: String,
+}
+
+impl From<CommitFailed> for StoreError {
+    fn from(failed: CommitFailed) -> Self {
+        match failed.unavailable {
+            true => StoreError::unavailable(failed.message),
+            false => StoreError::Database(failed.message.into()),
+        }
+    }
+}
 /// One write: runs on the writer's connection, says whether it succeeded, and how to answer.
 type Job = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
 
@@ -57,9 +76,13 @@ impl Writer {
             let result = work(conn);
             let ok = result.is_ok();
             let reply: Reply = Box::new(move |committed| {
-                let outcome = committed
-                    .map_err(|e| StoreError::Database(e.into()))
-                    .and(result);
+                let outcome = match (committed, result) {
+                    // The job's own error says more (e.g. the full disk) than a commit
+                    // of a transaction SQLite already rolled back.
+                    (Err(_), Err(own)) if own.is_unavailable() => Err(own),
+                    (Err(failed), _) => Err(failed.into()),
+                    (Ok(()), result) => result,
+                };
                 let _ = answer.send(outcome);
             });
             (ok, reply)
@@ -105,9 +128,16 @@ fn commit_batch(conn: &Connection, batch: Vec<Job>, count: impl FnOnce(bool, usi
         .filter_map(|job| run_in_savepoint(conn, job))
         .collect();
     let committed = run_cached(conn, "COMMIT").map_err(|error| {
-        tracing::error!(%error, "sqlite writer cannot commit");
+        let unavailable = super::connection::unavailable(&error);
+        match unavailable {
+            true => tracing::debug!(%error, "sqlite writer cannot commit"),
+            false => tracing::error!(%error, "sqlite writer cannot commit"),
+        }
         let _ = conn.execute_batch("ROLLBACK");
-        error.to_string()
+        CommitFailed {
+            unavailable,
+            message: error.to_string(),
+        }
     });
     count(committed.is_ok(), writes);
     for reply in replies {

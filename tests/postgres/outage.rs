@@ -1,0 +1,92 @@
+//! Database outages on PostgreSQL: a `switchboard serve` process on a cluster of its own,
+//! under a steady load, while the server is stopped (`pg_ctl stop -m fast`: connections
+//! refused) or frozen (`SIGSTOP` of every server process: connections accepted by the
+//! kernel, nothing answered). During the outage ingest answers 503 with a JSON error and
+//! `Retry-After` within its bound (never a 500, never a hang) and `/ready` 503; afterwards
+//! everything resumes on its own: `/ready` 200, every acknowledged message delivered, and
+//! no attempt recorded that failed (the receiver answers 200: a failure could only be the
+//! database's). The outage is logged once, not per request.
+
+use std::time::Duration;
+
+use crate::cli::start_binary_logged;
+use crate::load::{channel_events_url, lines_with, wait_ready, wait_until_delivered, Load};
+use crate::postgres::Cluster;
+use crate::receiver::TestReceiver;
+
+/// The log line of an outage's start, and of its end.
+const DOWN: &str = "the database is unavailable";
+const BACK: &str = "the database is available again";
+
+/// Runs the load through `interrupt`, a few seconds of outage, and `resume`.
+async fn outage_under_load(interrupt: fn(&Cluster), resume: fn(&Cluster)) {
+    let cluster = Cluster::start();
+    let database = cluster.database();
+    let receiver = TestReceiver::start().await;
+    let (mut server, base, log) =
+        start_binary_logged(&database, &["--worker-threads", "2"], |_| {});
+    let url = channel_events_url(&base, &receiver.url).await;
+    let load = Load::start(&url, 4, "wamid.pg");
+    load.wait_until("acknowledged before the outage", 60, |a| {
+        a.acknowledged.len() >= 100
+    })
+    .await;
+
+    interrupt(&cluster);
+    wait_ready(&base, 503, 60).await;
+    let before = load.unavailable();
+    load.wait_until("503s during the outage", 60, |a| {
+        a.unavailable >= before + 8
+    })
+    .await;
+    let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    let metrics = metrics.text().await.unwrap();
+    assert!(metrics.contains("switchboard_store_up 0"), "{metrics}");
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    resume(&cluster);
+    wait_ready(&base, 200, 60).await;
+    let after = load.acknowledged() + 100;
+    load.wait_until("acknowledged after the outage", 60, |a| {
+        a.acknowledged.len() >= after
+    })
+    .await;
+    let answers = load.finish().await;
+    assert!(
+        answers.wrong.is_empty(),
+        "wrong answers: {:?}",
+        answers.wrong
+    );
+    wait_until_delivered(&receiver, &answers.acknowledged, 90).await;
+
+    let failed = "SELECT count(*) FROM attempts WHERE status IS DISTINCT FROM 200";
+    assert_eq!(cluster.psql(&database, failed), "0", "attempts that failed");
+    let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(metrics.contains("switchboard_store_up 1"), "{metrics}");
+    let (down, back) = (lines_with(&log, DOWN), lines_with(&log, BACK));
+    let log_text = log.lock().unwrap().clone();
+    assert!(
+        down >= 1 && back == down,
+        "outage logged {down}/{back} times:\n{log_text}"
+    );
+    assert!(
+        down * 4 <= answers.unavailable,
+        "the outage was logged about per request: {down} times for {} 503s",
+        answers.unavailable
+    );
+    assert_eq!(lines_with(&log, "request failed"), 0, "{log_text}");
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_server_is_answered_503_and_everything_acknowledged_is_delivered() {
+    outage_under_load(Cluster::stop, Cluster::restart).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_server_is_answered_503_within_the_bound_not_hung() {
+    outage_under_load(Cluster::freeze, Cluster::thaw).await;
+}

@@ -186,6 +186,19 @@ mod tests {
     }
 
     #[test]
+    fn the_tls_parameters_reach_the_connector_not_the_driver() {
+        let url = "postgres://u@127.0.0.1/db?sslmode=verify-ca&sslrootcert=%2Fno%2Fsuch.pem";
+        let Err(StoreError::Open(message)) = config(url, "n") else {
+            panic!("a missing sslrootcert must fail");
+        };
+        assert!(message.starts_with("cannot read sslrootcert \"/no/such.pem\""));
+        let target = config("postgres://u@127.0.0.1/db?sslmode=require", "n").unwrap();
+        let require = tokio_postgres::config::SslMode::Require;
+        assert_eq!(target.config.get_ssl_mode(), require);
+        assert_eq!(target.mode, SslMode::Require);
+    }
+
+    #[test]
     fn other_options_are_kept() {
         let url = "postgres://u@127.0.0.1/db?options=-c%20search_path%3Dsb";
         let config = config(url, "n").unwrap().config;

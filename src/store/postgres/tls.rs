@@ -528,3 +528,164 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for RustlsStream<S> {
         self.0.is_write_vectored()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(url: &str) -> TlsParams {
+        split_url(url).unwrap().1
+    }
+
+    fn error(url: &str) -> String {
+        split_url(url).unwrap_err()
+    }
+
+    #[test]
+    fn every_mode_parses_and_prefer_is_the_default() {
+        use tokio_postgres::config::SslMode as Driver;
+        let cases = [
+            ("disable", SslMode::Disable, Driver::Disable),
+            ("prefer", SslMode::Prefer, Driver::Prefer),
+            ("require", SslMode::Require, Driver::Require),
+            ("verify-ca", SslMode::VerifyCa, Driver::Require),
+            ("verify-full", SslMode::VerifyFull, Driver::Require),
+        ];
+        for (name, mode, driver) in cases {
+            let parsed = params(&format!("postgres://u@h/db?sslmode={name}"));
+            assert_eq!(parsed, TlsParams { mode, root: None });
+            assert_eq!(mode.name(), name);
+            assert_eq!(mode.driver_mode(), driver);
+        }
+        assert_eq!(params("postgres://u@h/db").mode, SslMode::Prefer);
+        assert_eq!(params("postgres://u@h/db?user=x").mode, SslMode::Prefer);
+    }
+
+    #[test]
+    fn a_bad_mode_says_which_are_valid() {
+        assert_eq!(
+            error("postgres://u@h/db?sslmode=verify_full"),
+            "invalid sslmode \"verify_full\": expected disable, prefer, require, verify-ca or \
+             verify-full"
+        );
+        assert!(error("postgres://u@h/db?sslmode=allow").contains("invalid sslmode \"allow\""));
+        assert!(error("postgres://u@h/db?sslmode=").contains("invalid sslmode \"\""));
+    }
+
+    #[test]
+    fn the_tls_parameters_are_taken_out_and_the_rest_kept_as_it_was() {
+        let url = "postgres://u:p%40ss@h:5433/db?application_name=a%20b&sslmode=require\
+                   &sslrootcert=%2Fetc%2Fca+1.pem&connect_timeout=3&sslnegotiation=postgres";
+        let (rest, parsed) = split_url(url).unwrap();
+        assert_eq!(
+            rest,
+            "postgres://u:p%40ss@h:5433/db?application_name=a%20b&connect_timeout=3\
+             &sslnegotiation=postgres"
+        );
+        let root = Some(RootCert::File("/etc/ca+1.pem".into()));
+        let expected = TlsParams {
+            mode: SslMode::Require,
+            root,
+        };
+        assert_eq!(parsed, expected);
+        let (rest, _) = split_url("postgres://u@h/db?sslmode=disable").unwrap();
+        assert_eq!(rest, "postgres://u@h/db");
+        assert!(rest.parse::<tokio_postgres::Config>().is_ok());
+    }
+
+    #[test]
+    fn bad_root_values_and_unsupported_parameters_are_refused() {
+        assert!(error("postgres://u@h/db?sslrootcert=").contains("sslrootcert is empty"));
+        assert!(error("postgres://u@h/db?sslrootcert=%zz").contains("invalid %-escape"));
+        let unsupported = error("postgres://u@h/db?sslmode=require&sslcert=client.pem");
+        assert!(
+            unsupported.starts_with("unsupported TLS parameter \"sslcert\""),
+            "{unsupported}"
+        );
+    }
+
+    #[test]
+    fn sslrootcert_system_means_verify_full_and_refuses_weaker_modes() {
+        let system = params("postgres://u@h/db?sslrootcert=system");
+        assert_eq!(system.mode, SslMode::VerifyFull);
+        assert_eq!(system.root, Some(RootCert::System));
+        let full = params("postgres://u@h/db?sslrootcert=system&sslmode=verify-full");
+        assert_eq!(full.mode, SslMode::VerifyFull);
+        for weak in ["disable", "prefer", "require", "verify-ca"] {
+            let message = error(&format!(
+                "postgres://u@h/db?sslmode={weak}&sslrootcert=system"
+            ));
+            assert!(
+                message.starts_with(&format!(
+                    "sslmode={weak} may not be used with sslrootcert=system (use verify-full)"
+                )),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn require_with_a_root_checks_the_chain_as_verify_ca_does() {
+        let check = |url: &str| params(url).check();
+        assert_eq!(check("postgres://h/db?sslmode=disable"), Check::None);
+        assert_eq!(check("postgres://h/db?sslmode=prefer"), Check::None);
+        assert_eq!(check("postgres://h/db?sslmode=require"), Check::None);
+        let require_with_root = "postgres://h/db?sslmode=require&sslrootcert=ca.pem";
+        assert_eq!(check(require_with_root), Check::Chain);
+        assert_eq!(check("postgres://h/db?sslmode=verify-ca"), Check::Chain);
+        let full = "postgres://h/db?sslmode=verify-full";
+        assert_eq!(check(full), Check::ChainAndName);
+    }
+
+    #[test]
+    fn without_sslrootcert_the_root_is_home_root_crt_or_a_clear_error() {
+        let home = tempfile::tempdir().unwrap();
+        let verify = params("postgres://h/db?sslmode=verify-ca");
+        let missing = verify.root_source(Some(home.path())).unwrap_err();
+        assert!(
+            missing.starts_with("sslmode=verify-ca needs the server's root certificate: set \
+                 sslrootcert=<path to PEM>"),
+            "{missing}"
+        );
+        assert_eq!(verify.root_source(None).unwrap_err(), missing);
+        let default = home.path().join(".postgresql/root.crt");
+        std::fs::create_dir_all(default.parent().unwrap()).unwrap();
+        std::fs::write(&default, "").unwrap();
+        let found = verify.root_source(Some(home.path())).unwrap();
+        assert_eq!(found, RootCert::File(default));
+        let given = params("postgres://h/db?sslmode=verify-full&sslrootcert=ca.pem");
+        let source = given.root_source(Some(home.path())).unwrap();
+        assert_eq!(source, RootCert::File("ca.pem".into()));
+    }
+
+    #[test]
+    fn a_root_file_that_cannot_be_read_or_holds_nothing_fails_the_connector() {
+        let servers: tokio_postgres::Config = "postgres://h/db".parse().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let absent = dir.path().join("absent.pem");
+        let url = format!(
+            "postgres://h/db?sslmode=verify-full&sslrootcert={}",
+            absent.display()
+        );
+        let message = params(&url).connector(&servers).err().unwrap();
+        assert!(message.starts_with("cannot read sslrootcert"), "{message}");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let url = format!(
+            "postgres://h/db?sslmode=verify-ca&sslrootcert={}",
+            empty.display()
+        );
+        let message = params(&url).connector(&servers).err().unwrap();
+        assert!(message.contains("holds no PEM certificate"), "{message}");
+        assert!(params("postgres://h/db").connector(&servers).is_ok());
+    }
+
+    #[test]
+    fn each_host_is_named_with_its_port() {
+        let config: tokio_postgres::Config = "postgres://a:5433,b:5434/db".parse().unwrap();
+        let expected = vec![("a".to_owned(), 5433), ("b".to_owned(), 5434)];
+        assert_eq!(host_ports(&config), expected);
+        let config: tokio_postgres::Config = "postgres://a,b/db".parse().unwrap();
+        assert_eq!(host_ports(&config)[1], ("b".to_owned(), 5432));
+    }
+}

@@ -14,10 +14,25 @@ const SUPERUSER: &str = "switchboard";
 /// Who runs the server when the tests run as root (initdb and postgres refuse root).
 const SERVER_USER: &str = "postgres";
 
-/// One cluster for the whole test process, started on first use.
-struct Cluster {
+/// A throwaway cluster, started on first use (one plain, and one TLS-only cluster for the
+/// TLS tests).
+pub struct Cluster {
     bin: PathBuf,
-    port: u16,
+    /// The port it listens on, on 127.0.0.1.
+    pub port: u16,
+    /// What `createdb` connects with (TLS for the TLS-only cluster).
+    client_env: Vec<(&'static str, String)>,
+}
+
+/// A cluster's TLS: its certificate and key (PEM files), and the root that signed the
+/// certificate (for its own clients).
+pub struct ServerTls<'a> {
+    /// The server's certificate chain.
+    pub cert: &'a Path,
+    /// Its private key.
+    pub key: &'a Path,
+    /// The root certificate that signed it.
+    pub root: &'a Path,
 }
 
 /// Returns the URL of a new, empty database, so that tests can run against a real
@@ -25,18 +40,28 @@ struct Cluster {
 /// process, which a watchdog stops and deletes once the process has ended.
 pub fn postgres_database() -> String {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let cluster = CLUSTER.get_or_init(Cluster::start);
-    let id = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = format!("t_{id}_{}", std::process::id());
-    let port = cluster.port.to_string();
-    let args = ["-h", "127.0.0.1", "-p", &port, "-U", SUPERUSER, &name];
-    run(Command::new(cluster.bin.join("createdb")).args(args));
-    format!("postgres://{SUPERUSER}@127.0.0.1:{port}/{name}")
+    let cluster = CLUSTER.get_or_init(|| Cluster::start(None));
+    let name = cluster.create_database();
+    format!("postgres://{SUPERUSER}@127.0.0.1:{}/{name}", cluster.port)
 }
 
 impl Cluster {
-    fn start() -> Cluster {
+    /// A new, empty database in this cluster; returns its name.
+    pub fn create_database(&self) -> String {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let id = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("t_{id}_{}", std::process::id());
+        let port = self.port.to_string();
+        let args = ["-h", "127.0.0.1", "-p", &port, "-U", SUPERUSER, &name];
+        let mut createdb = Command::new(self.bin.join("createdb"));
+        createdb.envs(self.client_env.iter().map(|(k, v)| (k, v)));
+        run(createdb.args(args));
+        name
+    }
+
+    /// Starts a cluster; with `tls`, one that takes TLS connections only (`hostssl`; a
+    /// plain TCP connection is rejected by `hostnossl … reject`).
+    pub fn start(tls: Option<ServerTls>) -> Cluster {
         let bin = postgres_bin_dir();
         let root = run(Command::new("id").arg("-u")).trim() == "0";
         let dir = tempfile::Builder::new()
@@ -72,11 +97,19 @@ impl Cluster {
             .and_then(|listener| listener.local_addr())
             .expect("free port")
             .port();
-        let options = format!(
+        let mut options = format!(
             "-c listen_addresses=127.0.0.1 -p {port} -k {} \
              -c max_connections=200 -c shared_buffers=32MB",
             data.display()
         );
+        let mut client_env = Vec::new();
+        if let Some(tls) = &tls {
+            options.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+            let owner = root.then_some(SERVER_USER);
+            tls_only(&data, tls, owner);
+            let ca = tls.root.display().to_string();
+            client_env = vec![("PGSSLMODE", "verify-ca".into()), ("PGSSLROOTCERT", ca)];
+        }
         let log = dir.join("server.log");
         let mut start = as_server("pg_ctl");
         start.args(["start", "-W", "-o", &options, "-l"]).arg(&log);
@@ -98,8 +131,28 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Cluster { bin, port }
+        Cluster {
+            bin,
+            port,
+            client_env,
+        }
     }
+}
+
+/// Gives the cluster in `data` its certificate and key (readable by `owner` only, as the
+/// server demands) and a pg_hba.conf that takes TLS connections only.
+fn tls_only(data: &Path, tls: &ServerTls, owner: Option<&str>) {
+    let (cert, key) = (data.join("server.crt"), data.join("server.key"));
+    std::fs::copy(tls.cert, &cert).expect("copy the server certificate");
+    std::fs::copy(tls.key, &key).expect("copy the server key");
+    let hba = "local all all trust\n\
+               hostssl all all 127.0.0.1/32 trust\n\
+               hostnossl all all 127.0.0.1/32 reject\n";
+    std::fs::write(data.join("pg_hba.conf"), hba).expect("write pg_hba.conf");
+    if let Some(owner) = owner {
+        run(Command::new("chown").arg(owner).arg(&cert).arg(&key));
+    }
+    run(Command::new("chmod").arg("600").arg(&key));
 }
 
 /// Whether PostgreSQL's server binaries are on this machine (the bench skips its

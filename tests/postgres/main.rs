@@ -60,6 +60,7 @@ mod retention;
 mod service;
 #[path = "../api/stream.rs"]
 mod stream;
+mod tls;
 #[path = "../api/waba_level.rs"]
 mod waba_level;
 #[path = "../api/waba_webhook.rs"]

@@ -167,7 +167,9 @@ mod tests {
 
     #[test]
     fn defaults_fill_what_the_url_leaves_unset() {
-        let config = config("postgres://u@127.0.0.1/db", "node-a").unwrap().config;
+        let config = config("postgres://u@127.0.0.1/db", "node-a")
+            .unwrap()
+            .config;
         assert_eq!(config.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
         assert_eq!(config.get_keepalives_idle(), KEEPALIVE_IDLE);
         assert_eq!(config.get_options(), Some("-c statement_timeout=30000"));

@@ -78,7 +78,10 @@ impl Listener {
         channel: &'static str,
         cache: Arc<ConfigCache>,
     ) -> Result<Self, StoreError> {
-        let name = target.config.get_application_name().unwrap_or("switchboard");
+        let name = target
+            .config
+            .get_application_name()
+            .unwrap_or("switchboard");
         target.config.application_name(format!("{name} listener"));
         let fresh = Arc::new(Freshness::default());
         let stop = CancellationToken::new();

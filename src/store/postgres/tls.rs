@@ -389,11 +389,15 @@ impl ServerCertVerifier for ChainOnly {
 /// index, else the only one, else 5432), so that a failed handshake names both.
 pub fn host_ports(config: &tokio_postgres::Config) -> Vec<(String, u16)> {
     let ports = config.get_ports();
-    let tcp = config.get_hosts().iter().enumerate().filter_map(|(i, host)| match host {
-        tokio_postgres::config::Host::Tcp(host) => Some((i, host)),
-        #[cfg(unix)]
-        tokio_postgres::config::Host::Unix(_) => None,
-    });
+    let tcp = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, host)| match host {
+            tokio_postgres::config::Host::Tcp(host) => Some((i, host)),
+            #[cfg(unix)]
+            tokio_postgres::config::Host::Unix(_) => None,
+        });
     tcp.map(|(i, host)| {
         let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
         (host.clone(), port)
@@ -643,8 +647,10 @@ mod tests {
         let verify = params("postgres://h/db?sslmode=verify-ca");
         let missing = verify.root_source(Some(home.path())).unwrap_err();
         assert!(
-            missing.starts_with("sslmode=verify-ca needs the server's root certificate: set \
-                 sslrootcert=<path to PEM>"),
+            missing.starts_with(
+                "sslmode=verify-ca needs the server's root certificate: set \
+                 sslrootcert=<path to PEM>"
+            ),
             "{missing}"
         );
         assert_eq!(verify.root_source(None).unwrap_err(), missing);

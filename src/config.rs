@@ -55,7 +55,10 @@ pub struct ServeArgs {
     /// HTTP listen address; `:PORT` listens on every interface, port 0 picks a free port.
     #[arg(long, env = "SWITCHBOARD_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
-    /// `sqlite://PATH` (default `sqlite://switchboard.db`) or `postgres://…`.
+    /// `sqlite://PATH` (default `sqlite://switchboard.db`) or `postgres://…`; TLS as in
+    /// libpq: `?sslmode=disable|prefer|require|verify-ca|verify-full` (default prefer) and
+    /// `sslrootcert=PEM-FILE|system` (verify-ca/verify-full need it, else
+    /// ~/.postgresql/root.crt).
     #[arg(long, env = "SWITCHBOARD_DATABASE_URL", value_name = "URL")]
     pub database: Option<String>,
     /// Bearer token for `/admin`; generated and printed once when not given.

@@ -19,10 +19,26 @@ const SERVER_USER: &str = "postgres";
 /// or freezes its server starts one of its own ([`Cluster::start`]).
 pub struct Cluster {
     bin: PathBuf,
-    port: u16,
+    /// The port it listens on, on 127.0.0.1.
+    pub port: u16,
     dir: PathBuf,
     /// Whether we run as root (the server then runs as [`SERVER_USER`]).
     root: bool,
+    /// Whether it takes TLS connections only.
+    tls: bool,
+    /// What `createdb` connects with (TLS for the TLS-only cluster).
+    client_env: Vec<(&'static str, String)>,
+}
+
+/// A cluster's TLS: its certificate and key (PEM files), and the root that signed the
+/// certificate (for its own clients).
+pub struct ServerTls<'a> {
+    /// The server's certificate chain.
+    pub cert: &'a Path,
+    /// Its private key.
+    pub key: &'a Path,
+    /// The root certificate that signed it.
+    pub root: &'a Path,
 }
 
 /// Returns the URL of a new, empty database, so that tests can run against a real
@@ -30,13 +46,15 @@ pub struct Cluster {
 /// process, which a watchdog stops and deletes once the process has ended.
 pub fn postgres_database() -> String {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(Cluster::start).database()
+    CLUSTER.get_or_init(|| Cluster::start(None)).database()
 }
 
 impl Cluster {
     /// Initialises and starts a new cluster on a free port in a directory of its own; a
-    /// watchdog stops and deletes it once this process has ended.
-    pub fn start() -> Cluster {
+    /// watchdog stops and deletes it once this process has ended. With `tls`, one that
+    /// takes TLS connections only (`hostssl`; a plain TCP connection is rejected by
+    /// `hostnossl … reject`).
+    pub fn start(tls: Option<ServerTls>) -> Cluster {
         let bin = postgres_bin_dir();
         let root = run(Command::new("id").arg("-u")).trim() == "0";
         let dir = tempfile::Builder::new()
@@ -51,11 +69,20 @@ impl Cluster {
             .and_then(|listener| listener.local_addr())
             .expect("free port")
             .port();
+        let client_env = match &tls {
+            Some(tls) => vec![
+                ("PGSSLMODE", "verify-ca".to_owned()),
+                ("PGSSLROOTCERT", tls.root.display().to_string()),
+            ],
+            None => Vec::new(),
+        };
         let cluster = Cluster {
             bin,
             port,
             dir,
             root,
+            tls: tls.is_some(),
+            client_env,
         };
         spawn_watchdog(&cluster.dir, &cluster.as_server("pg_ctl"));
         run(cluster
@@ -63,19 +90,30 @@ impl Cluster {
             .args(["-A", "trust", "-E", "UTF8", "--locale=C", "-U", SUPERUSER])
             .arg("-D")
             .arg(cluster.data()));
+        if let Some(tls) = &tls {
+            tls_only(&cluster.data(), tls, root.then_some(SERVER_USER));
+        }
         cluster.start_server();
         cluster
     }
 
-    /// A new, empty database of this cluster; its URL.
-    pub fn database(&self) -> String {
+    /// A new, empty database in this cluster; returns its name.
+    pub fn create_database(&self) -> String {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let id = COUNTER.fetch_add(1, Ordering::Relaxed);
         let name = format!("t_{id}_{}", std::process::id());
         let port = self.port.to_string();
         let args = ["-h", "127.0.0.1", "-p", &port, "-U", SUPERUSER, &name];
-        run(Command::new(self.bin.join("createdb")).args(args));
-        format!("postgres://{SUPERUSER}@127.0.0.1:{port}/{name}")
+        let mut createdb = Command::new(self.bin.join("createdb"));
+        createdb.envs(self.client_env.iter().map(|(k, v)| (k, v)));
+        run(createdb.args(args));
+        name
+    }
+
+    /// A new, empty database of this (plain) cluster; its URL.
+    pub fn database(&self) -> String {
+        let name = self.create_database();
+        format!("postgres://{SUPERUSER}@127.0.0.1:{}/{name}", self.port)
     }
 
     /// Stops the server (`pg_ctl stop -m fast`: sessions are ended, connections refused
@@ -153,11 +191,14 @@ impl Cluster {
     /// `pg_ctl start`, then waits until the server accepts connections.
     fn start_server(&self) {
         let (data, port) = (self.data(), self.port);
-        let options = format!(
+        let mut options = format!(
             "-c listen_addresses=127.0.0.1 -p {port} -k {} \
              -c max_connections=200 -c shared_buffers=32MB",
             data.display()
         );
+        if self.tls {
+            options.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+        }
         let log = self.dir.join("server.log");
         let mut start = self.as_server("pg_ctl");
         start.args(["start", "-W", "-o", &options, "-l"]).arg(&log);
@@ -206,6 +247,22 @@ fn signal(signal: &str, pids: &[u32]) {
     }
     let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
     run(Command::new("kill").arg(signal).args(&pids));
+}
+
+/// Gives the cluster in `data` its certificate and key (readable by `owner` only, as the
+/// server demands) and a pg_hba.conf that takes TLS connections only.
+fn tls_only(data: &Path, tls: &ServerTls, owner: Option<&str>) {
+    let (cert, key) = (data.join("server.crt"), data.join("server.key"));
+    std::fs::copy(tls.cert, &cert).expect("copy the server certificate");
+    std::fs::copy(tls.key, &key).expect("copy the server key");
+    let hba = "local all all trust\n\
+               hostssl all all 127.0.0.1/32 trust\n\
+               hostnossl all all 127.0.0.1/32 reject\n";
+    std::fs::write(data.join("pg_hba.conf"), hba).expect("write pg_hba.conf");
+    if let Some(owner) = owner {
+        run(Command::new("chown").arg(owner).arg(&cert).arg(&key));
+    }
+    run(Command::new("chmod").arg("600").arg(&key));
 }
 
 /// Whether PostgreSQL's server binaries are on this machine (the bench skips its

@@ -64,6 +64,7 @@ mod rolling;
 mod service;
 #[path = "../api/stream.rs"]
 mod stream;
+mod tls;
 #[path = "../api/waba_level.rs"]
 mod waba_level;
 #[path = "../api/waba_webhook.rs"]

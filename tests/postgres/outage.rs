@@ -20,7 +20,7 @@ const BACK: &str = "the database is available again";
 
 /// Runs the load through `interrupt`, a few seconds of outage, and `resume`.
 async fn outage_under_load(interrupt: fn(&Cluster), resume: fn(&Cluster)) {
-    let cluster = Cluster::start();
+    let cluster = Cluster::start(None);
     let database = cluster.database();
     let receiver = TestReceiver::start().await;
     let (mut server, base, log) =

@@ -168,12 +168,18 @@ struct Frontend {
 
 impl Frontend {
     async fn pump(mut self, mut from_client: OwnedReadHalf, mut to_server: OwnedWriteHalf) {
-        // The startup message has no type byte.
-        let Some(startup) = read_message(&mut from_client, false).await else {
-            return;
-        };
-        if to_server.write_all(&startup).await.is_err() {
-            return;
+        // The startup message has no type byte, nor has the SSLRequest that may come first
+        // (`sslmode=prefer`, the default): the cluster answers it `N` and the startup follows.
+        loop {
+            let Some(startup) = read_message(&mut from_client, false).await else {
+                return;
+            };
+            if to_server.write_all(&startup).await.is_err() {
+                return;
+            }
+            if startup != SSL_REQUEST {
+                break;
+            }
         }
         while let Some(message) = read_message(&mut from_client, true).await {
             self.inspect(&message);
@@ -222,6 +228,9 @@ impl Frontend {
 }
 
 /// One protocol message, whole (type byte, length, body); `None` at the end of the stream.
+/// The SSLRequest message: length 8, then the code 80877103.
+const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+
 async fn read_message(from: &mut OwnedReadHalf, typed: bool) -> Option<Vec<u8>> {
     let mut message = Vec::new();
     if typed {

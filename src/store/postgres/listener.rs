@@ -11,7 +11,7 @@
 //! [`PING_TIMEOUT`], or a dead connection (closed, or found dead by TCP keepalives), drops
 //! the connection: [`Listener::is_listening`] is false, routing is read from the database,
 //! and a new connection is tried every [`RECONNECT_AFTER`]; once it is subscribed the cache
-//! starts again empty.
+//! starts again empty. It connects like the pool, with the same TLS ([`Target`]).
 
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -20,9 +20,10 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use super::connect::Target;
 use crate::store::cache::ConfigCache;
 use crate::store::StoreError;
 
@@ -73,21 +74,25 @@ impl Freshness {
 impl Listener {
     /// Connects, subscribes to `channel`, and keeps `cache` coherent from then on.
     pub async fn start(
-        mut config: tokio_postgres::Config,
+        mut target: Target,
         channel: &'static str,
         cache: Arc<ConfigCache>,
     ) -> Result<Self, StoreError> {
-        let name = config.get_application_name().unwrap_or("switchboard");
-        config.application_name(format!("{name} listener"));
+        let name = target
+            .config
+            .get_application_name()
+            .unwrap_or("switchboard");
+        target.config.application_name(format!("{name} listener"));
         let fresh = Arc::new(Freshness::default());
         let stop = CancellationToken::new();
         let started = crate::clock::now_ms();
-        let first = subscribe(&config, channel).await.map_err(|e| {
-            StoreError::Open(format!("cannot listen for configuration changes: {e}"))
+        let first = subscribe(&target, channel).await.map_err(|e| {
+            let cause = crate::error_chain(&*e);
+            StoreError::Open(format!("cannot listen for configuration changes: {cause}"))
         })?;
         fresh.proven_at(started);
         let watch = Watch {
-            config,
+            target,
             channel,
             cache,
             fresh: Arc::clone(&fresh),
@@ -123,11 +128,11 @@ impl Drop for Subscription {
 }
 
 async fn subscribe(
-    config: &tokio_postgres::Config,
+    target: &Target,
     channel: &str,
 ) -> Result<Subscription, Box<dyn std::error::Error + Send + Sync>> {
     let connect = async {
-        let (client, mut connection) = config.connect(NoTls).await?;
+        let (client, mut connection) = target.config.connect(target.tls.clone()).await?;
         let (notify, notified) = mpsc::unbounded_channel();
         let connection = tokio::spawn(async move {
             while let Some(Ok(message)) = poll_fn(|cx| connection.poll_message(cx)).await {
@@ -160,7 +165,7 @@ enum Lost {
 
 /// What the listener task works with.
 struct Watch {
-    config: tokio_postgres::Config,
+    target: Target,
     channel: &'static str,
     cache: Arc<ConfigCache>,
     fresh: Arc<Freshness>,
@@ -231,9 +236,12 @@ impl Watch {
                 () = tokio::time::sleep(RECONNECT_AFTER) => {}
             }
             let started = crate::clock::now_ms();
-            match subscribe(&self.config, self.channel).await {
+            match subscribe(&self.target, self.channel).await {
                 Ok(next) => return Some((next, started)),
-                Err(error) => tracing::debug!(%error, "configuration listener: reconnect failed"),
+                Err(error) => {
+                    let error = crate::error_chain(&*error);
+                    tracing::debug!(%error, "configuration listener: reconnect failed");
+                }
             }
         }
     }

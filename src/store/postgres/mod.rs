@@ -20,6 +20,7 @@ mod recover;
 mod replay;
 mod schema;
 mod settle;
+mod tls;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -120,8 +121,8 @@ impl PostgresStore {
     /// Connects to `url`, migrates the schema, and starts the configuration listener; the
     /// leases this store takes are `node`'s.
     pub async fn open(url: &str, node: &str) -> Result<Self, StoreError> {
-        let config = connect::config(url, node)?;
-        let pool = connect::pool(config.clone())?;
+        let target = connect::config(url, node)?;
+        let pool = connect::pool(&target).await?;
         schema::migrate(&pool).await?;
         let filled = {
             let mut client = pool.get().await?;
@@ -134,7 +135,7 @@ impl PostgresStore {
             tracing::info!(filled, "destinations of earlier attempt URLs filled");
         }
         let cache = Arc::new(ConfigCache::default());
-        let listener = Listener::start(config, CONFIG_CHANNEL, Arc::clone(&cache)).await?;
+        let listener = Listener::start(target, CONFIG_CHANNEL, Arc::clone(&cache)).await?;
         let counters = Arc::new(WriteCounters::default());
         Ok(Self {
             batcher: Batcher::start(pool.clone(), node.to_owned(), Arc::clone(&counters)),

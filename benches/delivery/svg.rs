@@ -96,6 +96,13 @@ pub(crate) fn curve(points: &[CurvePoint]) -> String {
                 format!("{:.1},{:.1}", scale.x(p.offered as f64), scale.y(ms))
             })
             .collect();
+        for xy in &coordinates {
+            let (x, y) = xy.split_once(',').unwrap_or_default();
+            let _ = writeln!(
+                svg,
+                "<circle cx=\"{x}\" cy=\"{y}\" r=\"3\" fill=\"{colour}\"/>"
+            );
+        }
         let _ = writeln!(
             svg,
             "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" \

@@ -270,10 +270,11 @@ impl<'a> Rig<'a> {
     }
 
     fn warm_up(&mut self, target: &Target) -> BenchResult<()> {
-        let batch = self.closed(target, WARM_UP_EVENTS)?;
-        if batch.load.errors > 0 || batch.received.distinct < WARM_UP_EVENTS {
+        let events = self.settings.warm_up;
+        let batch = self.closed(target, events)?;
+        if batch.load.errors > 0 || batch.received.distinct < events {
             return Err(format!(
-                "headline warm-up failed: {} ingest errors, {} of {WARM_UP_EVENTS} delivered",
+                "headline warm-up failed: {} ingest errors, {} of {events} delivered",
                 batch.load.errors, batch.received.distinct
             )
             .into());
@@ -310,7 +311,7 @@ impl<'a> Rig<'a> {
             e2e,
             cpu,
             disk,
-            stored: WARM_UP_EVENTS + batch.load.acked,
+            stored: self.settings.warm_up + batch.load.acked,
             load: batch.load,
             received: batch.received,
         };

@@ -274,7 +274,7 @@ fn headline_how_to_read(s: &Settings, h: &Headline) -> String {
          `\\u00e9` escapes in others.\n\n\
          Each of the {repeats} repeats starts a fresh server: first the **raw loopback** run (the \
          same generator posting the same {n} bodies over {c} connections straight to the same \
-         receiver), then a warm-up of {WARM_UP_EVENTS} events through the server, then the \
+         receiver), then a warm-up of {warm} events through the server, then the \
          closed loop of {n} events over {c} connections; the median repeat is reported. *End to \
          end* is distinct deliveries over first send → last delivery. CPU is each process's \
          utime + stime from /proc over the run, the server's split by thread name (tokio's first \
@@ -288,6 +288,7 @@ fn headline_how_to_read(s: &Settings, h: &Headline) -> String {
          {ratio_verdict}; **server CPU ≤ 50 µs per event**: {cpu:.0} µs, {cpu_verdict}; **ingest \
          p99 < 10 ms at 3,300 events/s offered**: {p99_line}.\n\n",
         lt = s.load_threads,
+        warm = s.warm_up,
         repeats = s.repeats,
         n = s.events,
         c = s.concurrency,

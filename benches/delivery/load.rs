@@ -74,6 +74,8 @@ pub(crate) async fn closed_loop(
 /// An open-loop run: sends scheduled at fixed intervals whatever the answers do, each timed
 /// from its scheduled instant, so a stall shows up in every send it delays.
 pub(crate) struct OpenLoop {
+    /// The first scheduled send.
+    pub(crate) start: Instant,
     pub(crate) sent: usize,
     pub(crate) acked: usize,
     pub(crate) errors: usize,
@@ -123,6 +125,7 @@ pub(crate) async fn open_loop(
         last_ack = last_ack.max(done);
     }
     OpenLoop {
+        start,
         sent: latencies.len(),
         acked: latencies.len() - errors,
         errors,

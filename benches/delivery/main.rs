@@ -69,7 +69,6 @@ pub(crate) type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
 pub(crate) const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
 pub(crate) const COMMAND: &str = "cargo bench --bench delivery";
-pub(crate) const WARM_UP_EVENTS: usize = 1_000;
 
 /// What one run does; every bound comes from here so the whole bench stays short.
 #[derive(Debug, Clone)]
@@ -105,6 +104,9 @@ pub(crate) struct Settings {
     pub(crate) postgres: bool,
     /// `BENCH_WRITE=0` leaves docs/BENCHMARKS.md alone.
     pub(crate) write_doc: bool,
+    /// `BENCH_WARM_UP`: events through each fresh server before anything is measured
+    /// (fills connection pools and caches).
+    pub(crate) warm_up: usize,
     /// `BENCH_HEADLINE=0` skips the headline scenario (the shipped binary, processes apart).
     pub(crate) headline: bool,
     /// `BENCH_INPROCESS=0` skips the in-process (tuned) scenarios.
@@ -141,6 +143,7 @@ impl Settings {
             compare_threads: env_or("BENCH_COMPARE_THREADS", if smoke { 0 } else { cores })?,
             repeats: env_or("BENCH_REPEATS", if smoke { 1 } else { 3 })?.max(1),
             write_doc: !smoke && env_or("BENCH_WRITE", 1u8)? != 0,
+            warm_up: env_or("BENCH_WARM_UP", if smoke { 100 } else { 1_000 })?.max(1),
             postgres: !smoke && env_or("BENCH_POSTGRES", 1u8)? != 0,
             headline: env_or("BENCH_HEADLINE", 1u8)? != 0,
             in_process: env_or("BENCH_INPROCESS", 1u8)? != 0,
@@ -335,7 +338,7 @@ pub(crate) async fn run_all(
     );
     let server = Server::start(server_runtime, &client, &receiver.url, Db::Sqlite).await?;
     let ingest = server.ingest_endpoint()?;
-    warm_up(&ingest, &tracker, next_ids(WARM_UP_EVENTS), settings).await?;
+    warm_up(&ingest, &tracker, next_ids(settings.warm_up), settings).await?;
     let cpu = CpuSample::take();
     let paced = open_loop(&ingest, &tracker, next_ids(paced_events), settings).await;
     let paced_delivery = tracker
@@ -413,7 +416,7 @@ pub(crate) async fn sustained_runs(
         );
         let server = Server::start(runtime, client, &receiver.url, db).await?;
         let ingest = server.ingest_endpoint()?;
-        warm_up(&ingest, tracker, next_ids(WARM_UP_EVENTS), settings).await?;
+        warm_up(&ingest, tracker, next_ids(settings.warm_up), settings).await?;
         let cpu = CpuSample::take();
         let run = closed_loop(&ingest, tracker, next_ids(settings.events), settings).await;
         let delivery = tracker.wait(run.acked, run.last_ack, settings.drain).await;
@@ -437,16 +440,16 @@ pub(crate) async fn warm_up(
         tracker,
         base,
         &Settings {
-            events: WARM_UP_EVENTS,
+            events: settings.warm_up,
             ..settings.clone()
         },
     )
     .await;
     let delivered = tracker.wait(run.acked, run.last_ack, settings.drain).await;
-    if run.errors > 0 || delivered.distinct < WARM_UP_EVENTS {
+    if run.errors > 0 || delivered.distinct < settings.warm_up {
         return Err(format!(
-            "warm-up failed: {} ingest errors, {} of {WARM_UP_EVENTS} delivered",
-            run.errors, delivered.distinct
+            "warm-up failed: {} ingest errors, {} of {} delivered",
+            run.errors, delivered.distinct, settings.warm_up
         )
         .into());
     }

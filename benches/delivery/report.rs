@@ -287,6 +287,7 @@ pub(crate) fn render(
         ("BENCH_COMPARE_THREADS", s.compare_threads.to_string()),
         ("BENCH_POSTGRES", u8::from(s.postgres).to_string()),
         ("BENCH_REPEATS", s.repeats.to_string()),
+        ("BENCH_WARM_UP", s.warm_up.to_string()),
         ("BENCH_HEADLINE", u8::from(s.headline).to_string()),
         ("BENCH_INPROCESS", u8::from(s.in_process).to_string()),
         ("BENCH_INGEST", format!("{:?}", s.ingest).to_lowercase()),
@@ -364,7 +365,7 @@ pub(crate) fn how_to_read(s: &Settings, r: &Report) -> String {
          process's CPU time over the scenario's wall time, split by thread (time the SQLite \
          writer waits for the disk is not CPU time), and what other processes used meanwhile: \
          anything well above zero there means the figures are noisy. Each scenario starts a \
-         fresh server and database and warms it up with {WARM_UP_EVENTS} events first.\n\n\
+         fresh server and database and warms it up with {warm} events first.\n\n\
          1. **Loopback ceiling**: the same client posts the same body straight to the receiver \
          over the same {c} connections. An event crosses HTTP twice (ingest, then delivery), and \
          each exchange costs about what one ceiling request costs, so *ceiling ÷ 2* is what this \
@@ -398,6 +399,7 @@ pub(crate) fn how_to_read(s: &Settings, r: &Report) -> String {
          reach there whatever Switchboard does. A machine busy with other work (see *other \
          processes*) gives lower and noisier figures than a quiet one.\n",
         nproc = std::thread::available_parallelism().map_or(0, |n| n.get()),
+        warm = s.warm_up,
         c = s.concurrency,
         n = s.events,
         rate = s.rate,

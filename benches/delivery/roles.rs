@@ -305,14 +305,13 @@ async fn loadgen() -> BenchResult<()> {
                 };
                 let (endpoint, tracker) = (endpoint(&target)?, Tracker::new());
                 let clock = UnixClock::at(tracker.epoch);
-                let started = Instant::now();
                 let run = open_loop(&endpoint, &tracker, base, &settings).await;
                 write_sent(&tracker, &clock, (rate * seconds) as usize, &times)?;
                 Ok(LoadReport {
                     sent: run.sent,
                     acked: run.acked,
                     errors: run.errors,
-                    start_ns: clock.ns(started + Duration::from_millis(20)),
+                    start_ns: clock.ns(run.start),
                     last_ack_ns: clock.ns(run.last_ack),
                     last_send_ns: clock.ns(run.last_scheduled),
                     p50_us: run.latency.p50,

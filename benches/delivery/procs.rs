@@ -12,8 +12,13 @@ use std::process::{Child, Command, Stdio};
 /// (`cargo bench` builds it with the release profile: target/release/switchboard), else
 /// the one beside this executable's target directory.
 pub(crate) fn server_binary() -> BenchResult<PathBuf> {
+    if let Some(chosen) = std::env::var_os("BENCH_SERVER_BIN").map(PathBuf::from) {
+        if !chosen.is_file() {
+            return Err(format!("BENCH_SERVER_BIN={}: no such file", chosen.display()).into());
+        }
+        return Ok(chosen);
+    }
     let candidates = [
-        std::env::var_os("BENCH_SERVER_BIN").map(PathBuf::from),
         option_env!("CARGO_BIN_EXE_switchboard").map(PathBuf::from),
         std::env::current_exe()?
             .parent()
@@ -66,44 +71,16 @@ impl ServerProcess {
             command.args(["--meta-app-secret", secret]);
         }
         let mut child = command.spawn()?;
-        let stderr = child.stderr.take().ok_or("the server has no stderr")?;
-        let (address, log) = std::sync::mpsc::channel();
-        // Reads the log for the bound address, then keeps draining it so the server never
-        // blocks on a full pipe; the last lines are kept for a failure's message.
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let found = line
-                    .split_whitespace()
-                    .find_map(|w| w.strip_prefix("address="));
-                match found {
-                    Some(found) if !sent => sent = address.send(Ok(found.to_owned())).is_ok(),
-                    _ if !sent => {
-                        let _ = address.send(Err(line));
-                    }
-                    _ => {}
-                }
-            }
-        });
-        let pid = child.id();
-        let mut lines = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let base = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match log.recv_timeout(left) {
-                Ok(Ok(address)) => break format!("http://{address}"),
-                Ok(Err(line)) => lines.push(line),
-                Err(_) => {
-                    let _ = child.kill();
-                    return Err(format!(
-                        "{} did not report its address within 20 s; its log:\n{}",
-                        binary.display(),
-                        lines.join("\n")
-                    )
-                    .into());
-                }
+        let base = match listening_address(&mut child) {
+            Ok(address) => format!("http://{address}"),
+            Err(log) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let binary = binary.display();
+                return Err(format!("{binary} did not report its address; its log:\n{log}").into());
             }
         };
+        let pid = child.id();
         Ok(Self {
             pid,
             base,
@@ -145,6 +122,35 @@ impl Drop for ServerProcess {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The address a starting server logs (`switchboard listening address=…`), within 20 s;
+/// else what it logged. Its stderr is drained for the rest of its life, so it never blocks
+/// on a full pipe.
+fn listening_address(child: &mut Child) -> Result<String, String> {
+    let stderr = child.stderr.take().ok_or("the server has no stderr")?;
+    let (lines, log) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut found = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !found {
+                found = line.contains("address=");
+                let _ = lines.send(line);
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while let Ok(line) = log.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        let address = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("address="));
+        if let Some(address) = address {
+            return Ok(address.to_owned());
+        }
+        seen.push(line);
+    }
+    Err(seen.join("\n"))
 }
 
 /// CPU ticks (utime + stime) of a whole process, exited threads included.

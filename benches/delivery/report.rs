@@ -265,9 +265,11 @@ pub(crate) fn render(
          replaces this whole file and docs/benchmarks-latency.svg. -->\n\nLast run: {}, \
          commit {}.\n\n## Reproduce\n\n```sh\ncargo build --release\n{COMMAND}\n```\n\n\
          `cargo bench` builds `target/release/switchboard` itself (the bench profile is the \
-         release profile), and the headline runs that binary. On 2 cores the headline takes \
-         about two minutes (three repeats, then the curve), the in-process scenarios about two \
-         and a half more (one and a half without PostgreSQL, `BENCH_POSTGRES=0`); every phase is \
+         release profile; the only difference from `cargo build --release` is `bitflags`' \
+         `std` feature, which a dev-dependency turns on), and the headline runs that binary; \
+         `BENCH_SERVER_BIN=<path>` runs another one. On 2 cores the headline takes one to two \
+         minutes (three repeats, then the curve), the in-process scenarios about two and a \
+         half more (one and a half without PostgreSQL, `BENCH_POSTGRES=0`); every phase is \
          bounded in count and time. `BENCH_INPROCESS=0` runs the headline alone, \
          `BENCH_HEADLINE=0` the in-process scenarios alone. Settings of this run (environment \
          variables of these names override them):\n\n",

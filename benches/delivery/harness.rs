@@ -45,58 +45,10 @@ impl Server {
             task,
             _data: data,
         };
-        server.wait_healthy(client).await?;
-        server.channel_id = server.provision(client, hook).await?;
+        wait_healthy(client, &server.base).await?;
+        let channel = provision(client, &server.base, hook).await?;
+        server.channel_id = field(&channel, "id")?;
         Ok(server)
-    }
-
-    pub(crate) async fn wait_healthy(&self, client: &reqwest::Client) -> BenchResult<()> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            let health = client.get(format!("{}/health", self.base)).send().await;
-            if health.is_ok_and(|r| r.status() == StatusCode::OK) {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        Err("the server did not become healthy within 10 s".into())
-    }
-
-    /// Partner → WABA → channel, and the channel's webhook pointed at `hook`.
-    pub(crate) async fn provision(
-        &self,
-        client: &reqwest::Client,
-        hook: &str,
-    ) -> BenchResult<String> {
-        let admin = |path: &str, body: Value| {
-            client
-                .post(format!("{}{path}", self.base))
-                .bearer_auth(ADMIN_TOKEN)
-                .json(&body)
-        };
-        let partner = created(admin("/admin/partners", json!({"name": "Bench"}))).await?;
-        let partner_id = field(&partner, "id")?;
-        let waba = created(admin(
-            &format!("/admin/partners/{partner_id}/wabas"),
-            json!({}),
-        ))
-        .await?;
-        let waba_id = waba["waba_id"].as_i64().ok_or("no waba_id")?;
-        let channel = created(admin(
-            &format!("/admin/wabas/{waba_id}/channels"),
-            json!({"phone_number": "+4915100000001"}),
-        ))
-        .await?;
-        let webhook = client
-            .post(format!("{}/v1/configs/webhook", self.base))
-            .header("D360-API-KEY", field(&channel, "api_key")?)
-            .json(&json!({ "url": hook }))
-            .send()
-            .await?;
-        if webhook.status() != StatusCode::OK {
-            return Err(format!("setting the webhook: {}", webhook.text().await?).into());
-        }
-        field(&channel, "id")
     }
 
     pub(crate) fn ingest_endpoint(&self) -> BenchResult<Endpoint> {
@@ -110,6 +62,57 @@ impl Server {
         self.task.await??;
         Ok(())
     }
+}
+
+/// Waits until the server at `base` answers `/health`.
+pub(crate) async fn wait_healthy(client: &reqwest::Client, base: &str) -> BenchResult<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let health = client.get(format!("{base}/health")).send().await;
+        if health.is_ok_and(|r| r.status() == StatusCode::OK) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Err("the server did not become healthy within 10 s".into())
+}
+
+/// Partner → WABA → channel at the server at `base`, and the channel's webhook pointed at
+/// `hook`; the channel as the API showed it.
+pub(crate) async fn provision(
+    client: &reqwest::Client,
+    base: &str,
+    hook: &str,
+) -> BenchResult<Value> {
+    let admin = |path: &str, body: Value| {
+        client
+            .post(format!("{base}{path}"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&body)
+    };
+    let partner = created(admin("/admin/partners", json!({"name": "Bench"}))).await?;
+    let partner_id = field(&partner, "id")?;
+    let waba = created(admin(
+        &format!("/admin/partners/{partner_id}/wabas"),
+        json!({}),
+    ))
+    .await?;
+    let waba_id = waba["waba_id"].as_i64().ok_or("no waba_id")?;
+    let channel = created(admin(
+        &format!("/admin/wabas/{waba_id}/channels"),
+        json!({"phone_number": "+4915100000001"}),
+    ))
+    .await?;
+    let webhook = client
+        .post(format!("{base}/v1/configs/webhook"))
+        .header("D360-API-KEY", field(&channel, "api_key")?)
+        .json(&json!({ "url": hook }))
+        .send()
+        .await?;
+    if webhook.status() != StatusCode::OK {
+        return Err(format!("setting the webhook: {}", webhook.text().await?).into());
+    }
+    Ok(channel)
 }
 
 pub(crate) async fn created(request: reqwest::RequestBuilder) -> BenchResult<Value> {
@@ -147,6 +150,8 @@ pub(crate) struct Batch {
     pub(crate) duplicates: usize,
     pub(crate) last: Option<Instant>,
     pub(crate) latencies: Vec<u64>,
+    /// When each id first arrived ([`Tracker::stamp`]; 0: not yet).
+    pub(crate) received_at: Vec<u64>,
 }
 
 /// How the deliveries of one batch went.
@@ -180,6 +185,7 @@ impl Tracker {
             sent_at: Arc::clone(&sent_at),
             seen: vec![false; n],
             latencies: Vec::with_capacity(n),
+            received_at: vec![0; n],
             ..Batch::default()
         };
         sent_at
@@ -206,12 +212,18 @@ impl Tracker {
             None => return,
         }
         batch.seen[index] = true;
+        batch.received_at[index] = received;
         batch.distinct += 1;
         batch.last = Some(now);
         let sent = batch.sent_at[index].load(Ordering::Acquire);
         if sent > 0 {
             batch.latencies.push(received.saturating_sub(sent) / 1_000);
         }
+    }
+
+    /// When each id of the batch first arrived ([`Tracker::stamp`]; 0: not yet).
+    pub(crate) fn received(&self) -> Vec<u64> {
+        self.batch.lock().expect("tracker lock").received_at.clone()
     }
 
     /// Waits until `expected` distinct ids arrived, or `drain` after now.
@@ -241,17 +253,26 @@ impl Tracker {
     }
 }
 
-/// The number in the first `wamid.<n>` of a body (the envelope or the bare value).
+/// The tag after `wamid.` of the headline scenario's unique ids (`payloads::unique_wamid`).
+pub(crate) const WAMID_TAG: &[u8] = b"HBgNU1dC";
+
+/// The event id in a body: the first `wamid.<digits>` (the in-process scenarios' bodies) or
+/// `wamid.HBgNU1dC<16 hex digits>` (the headline's); other wamids, such as the `context` of
+/// a reply, are skipped.
 pub(crate) fn wamid(body: &[u8]) -> Option<u64> {
-    let start = body.windows(6).position(|w| w == b"wamid.")? + 6;
-    let digits = body[start..]
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .count();
-    std::str::from_utf8(&body[start..start + digits])
-        .ok()?
-        .parse()
-        .ok()
+    let mut rest = body;
+    while let Some(at) = rest.windows(6).position(|w| w == b"wamid.") {
+        rest = &rest[at + 6..];
+        if let Some(tagged) = rest.strip_prefix(WAMID_TAG) {
+            let hex = std::str::from_utf8(tagged.get(..16)?).ok()?;
+            return u64::from_str_radix(hex, 16).ok();
+        }
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits > 0 {
+            return std::str::from_utf8(&rest[..digits]).ok()?.parse().ok();
+        }
+    }
+    None
 }
 
 /// The ingest body: a WhatsApp `value` with one inbound text message.

@@ -74,10 +74,14 @@ pub(crate) async fn closed_loop(
 /// An open-loop run: sends scheduled at fixed intervals whatever the answers do, each timed
 /// from its scheduled instant, so a stall shows up in every send it delays.
 pub(crate) struct OpenLoop {
+    /// The first scheduled send.
+    pub(crate) start: Instant,
     pub(crate) sent: usize,
     pub(crate) acked: usize,
     pub(crate) errors: usize,
     pub(crate) last_scheduled: Instant,
+    /// When the last answer came (the start if none did).
+    pub(crate) last_ack: Instant,
     /// How late the generator itself fired a send, at worst.
     pub(crate) worst_fire_lag: Duration,
     /// Scheduled send → acknowledgement, µs.
@@ -106,19 +110,27 @@ pub(crate) async fn open_loop(
         sends.spawn(async move {
             let _slot = in_flight.acquire_owned().await;
             let ok = target.post(base + index as u64).await;
-            (at.elapsed().as_micros() as u64, ok)
+            let done = Instant::now();
+            (
+                done.saturating_duration_since(at).as_micros() as u64,
+                ok,
+                done,
+            )
         });
     }
-    let (mut latencies, mut errors) = (Vec::with_capacity(n), 0);
-    while let Some(Ok((latency, ok))) = sends.join_next().await {
+    let (mut latencies, mut errors, mut last_ack) = (Vec::with_capacity(n), 0, start);
+    while let Some(Ok((latency, ok, done))) = sends.join_next().await {
         latencies.push(latency);
         errors += usize::from(!ok);
+        last_ack = last_ack.max(done);
     }
     OpenLoop {
+        start,
         sent: latencies.len(),
         acked: latencies.len() - errors,
         errors,
         last_scheduled: start + interval.mul_f64(n.saturating_sub(1) as f64),
+        last_ack,
         worst_fire_lag,
         latency: Percentiles::of(&mut latencies),
     }

@@ -4,9 +4,14 @@
 //! Why it exists: the product brief promises ≥ 20,000 events/s end to end on embedded SQLite
 //! and an ingest p99 under 10 ms at 3,300 events/s. This bench measures both on the machine it
 //! runs on, next to that machine's raw loopback HTTP rate (the ceiling), and rewrites
-//! `docs/BENCHMARKS.md` with the figures and the command that reproduces them.
+//! `docs/BENCHMARKS.md` (and the latency curve `docs/benchmarks-latency.svg`) with the figures
+//! and the command that reproduces them.
 //!
-//! Three roles share the process: the server (`switchboard::run`) on its own multi-thread
+//! First the headline scenario (`headline.rs`), as a user measures it: the shipped binary
+//! with its defaults, the load generator and the receiver in processes of their own (this
+//! executable re-run with `BENCH_ROLE`, `roles.rs`), realistic WhatsApp bodies. Then the
+//! in-process (tuned) scenarios, where three roles share the process: the server
+//! (`switchboard::run`) on its own multi-thread
 //! runtime, so its scheduling is not mixed with the load; the load generator and the
 //! receiver (minimal keep-alive HTTP/1.1 in `wire.rs`, like `wrk`, so they take as little of
 //! the shared cores as possible; the receiver answers 200 and counts distinct `wamid` ids)
@@ -35,15 +40,23 @@ use tokio_util::sync::CancellationToken;
 
 mod cpu;
 mod harness;
+mod headline;
+mod headline_report;
 mod load;
+mod payloads;
 /// The throwaway PostgreSQL cluster of the integration tests, for scenario 4.
 #[path = "../../tests/api/postgres.rs"]
 mod postgres;
+mod procs;
 mod report;
+mod roles;
+mod svg;
 mod wire;
 
 use cpu::*;
 use harness::*;
+use headline::Headline;
+use headline_report::*;
 use load::*;
 use report::*;
 use wire::*;
@@ -56,7 +69,6 @@ pub(crate) type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
 pub(crate) const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
 pub(crate) const COMMAND: &str = "cargo bench --bench delivery";
-pub(crate) const WARM_UP_EVENTS: usize = 1_000;
 
 /// What one run does; every bound comes from here so the whole bench stays short.
 #[derive(Debug, Clone)]
@@ -92,6 +104,21 @@ pub(crate) struct Settings {
     pub(crate) postgres: bool,
     /// `BENCH_WRITE=0` leaves docs/BENCHMARKS.md alone.
     pub(crate) write_doc: bool,
+    /// `BENCH_WARM_UP`: events through each fresh server before anything is measured
+    /// (fills connection pools and caches).
+    pub(crate) warm_up: usize,
+    /// `BENCH_HEADLINE=0` skips the headline scenario (the shipped binary, processes apart).
+    pub(crate) headline: bool,
+    /// `BENCH_INPROCESS=0` skips the in-process (tuned) scenarios.
+    pub(crate) in_process: bool,
+    /// `BENCH_INGEST`: `admin` (`POST /admin/channels/{id}/events`) or `meta` (the signed
+    /// `POST /webhooks/whatsapp`) for the headline's load.
+    pub(crate) ingest: headline::Ingest,
+    /// `BENCH_CURVE_RATES`: offered rates of the headline's open-loop curve, in order; the
+    /// curve stops after the first rate the server does not keep up with.
+    pub(crate) curve_rates: Vec<u64>,
+    /// `BENCH_CURVE_SECONDS`: length of each curve run.
+    pub(crate) curve_seconds: u64,
 }
 
 impl Settings {
@@ -116,9 +143,30 @@ impl Settings {
             compare_threads: env_or("BENCH_COMPARE_THREADS", if smoke { 0 } else { cores })?,
             repeats: env_or("BENCH_REPEATS", if smoke { 1 } else { 3 })?.max(1),
             write_doc: !smoke && env_or("BENCH_WRITE", 1u8)? != 0,
+            warm_up: env_or("BENCH_WARM_UP", if smoke { 100 } else { 1_000 })?.max(1),
             postgres: !smoke && env_or("BENCH_POSTGRES", 1u8)? != 0,
+            headline: env_or("BENCH_HEADLINE", 1u8)? != 0,
+            in_process: env_or("BENCH_INPROCESS", 1u8)? != 0,
+            ingest: env_or("BENCH_INGEST", headline::Ingest::Admin)?,
+            curve_rates: rates(if smoke {
+                "200,500"
+            } else {
+                "1000,3300,10000,20000,30000,40000,60000"
+            })?,
+            curve_seconds: env_or("BENCH_CURVE_SECONDS", if smoke { 1 } else { 5 })?.max(1),
         })
     }
+}
+
+/// `BENCH_CURVE_RATES` (comma-separated events/s), else `default`.
+fn rates(default: &str) -> BenchResult<Vec<u64>> {
+    let raw = std::env::var("BENCH_CURVE_RATES").unwrap_or_else(|_| default.to_owned());
+    raw.split(',')
+        .map(|r| match r.trim().parse::<u64>() {
+            Ok(rate) if rate > 0 => Ok(rate),
+            _ => Err(format!("BENCH_CURVE_RATES={raw:?}: comma-separated rates above 0").into()),
+        })
+        .collect()
 }
 
 pub(crate) fn env_or<T: std::str::FromStr>(name: &str, default: T) -> BenchResult<T> {
@@ -126,14 +174,47 @@ pub(crate) fn env_or<T: std::str::FromStr>(name: &str, default: T) -> BenchResul
         Ok(raw) => raw
             .trim()
             .parse()
-            .map_err(|_| format!("{name}={raw:?} is not a valid number").into()),
+            .map_err(|_| format!("{name}={raw:?} is not a valid value").into()),
         Err(_) => Ok(default),
     }
 }
 
 fn main() -> BenchResult<()> {
+    if let Some(role) = roles::run_if_asked(env_or("BENCH_LOAD_THREADS", 1)?) {
+        return role;
+    }
     let smoke = !std::env::args().any(|a| a == "--bench");
     let settings = Settings::from_env(smoke)?;
+    let bench_runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("bench")
+        .worker_threads(settings.load_threads)
+        .enable_all()
+        .build()?;
+    let machine = Machine::probe();
+    let headline = match settings.headline {
+        true => Some(headline::run(&settings, bench_runtime.handle())?),
+        false => None,
+    };
+    let report = match settings.in_process {
+        true => Some(in_process(&settings, &bench_runtime)?),
+        false => None,
+    };
+    let (headline, report) = (headline.as_ref(), report.as_ref());
+    println!("{}", summary(&settings, headline, report));
+    if settings.write_doc {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/BENCHMARKS.md");
+        std::fs::write(path, render(&settings, &machine, headline, report))?;
+        println!("wrote {path}");
+        if let Some(headline) = headline {
+            std::fs::write(headline::svg_path(), svg::curve(&headline.curve))?;
+            println!("wrote {}", headline::svg_path().display());
+        }
+    }
+    Ok(())
+}
+
+/// The in-process (tuned) scenarios: the server embedded on runtimes of its own.
+fn in_process(settings: &Settings, bench_runtime: &tokio::runtime::Runtime) -> BenchResult<Report> {
     let server_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(settings.server_threads)
         .thread_name("server")
@@ -149,37 +230,20 @@ fn main() -> BenchResult<()> {
                 .build()?,
         ),
     };
-    let bench_runtime = tokio::runtime::Builder::new_multi_thread()
-        .thread_name("bench")
-        .worker_threads(settings.load_threads)
-        .enable_all()
-        .build()?;
-    let machine = Machine::probe();
     // The ceiling is the machine's, so its client and receiver get a thread per core.
     let ceiling = tokio::runtime::Builder::new_multi_thread()
         .thread_name("bench")
         .enable_all()
         .build()?
-        .block_on(loopback_ceiling(&settings))?;
+        .block_on(loopback_ceiling(settings))?;
     let compare = compare_runtime.as_ref().map(|r| r.handle());
-    let report = bench_runtime.block_on(run_all(
-        &settings,
-        ceiling,
-        server_runtime.handle(),
-        compare,
-    ))?;
+    let report =
+        bench_runtime.block_on(run_all(settings, ceiling, server_runtime.handle(), compare))?;
     server_runtime.shutdown_timeout(Duration::from_secs(5));
     if let Some(runtime) = compare_runtime {
         runtime.shutdown_timeout(Duration::from_secs(5));
     }
-    let markdown = render(&settings, &machine, &report);
-    println!("{}", summary(&settings, &report));
-    if settings.write_doc {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/BENCHMARKS.md");
-        std::fs::write(path, markdown)?;
-        println!("wrote {path}");
-    }
-    Ok(())
+    Ok(report)
 }
 
 /// The figures of one run.
@@ -274,7 +338,7 @@ pub(crate) async fn run_all(
     );
     let server = Server::start(server_runtime, &client, &receiver.url, Db::Sqlite).await?;
     let ingest = server.ingest_endpoint()?;
-    warm_up(&ingest, &tracker, next_ids(WARM_UP_EVENTS), settings).await?;
+    warm_up(&ingest, &tracker, next_ids(settings.warm_up), settings).await?;
     let cpu = CpuSample::take();
     let paced = open_loop(&ingest, &tracker, next_ids(paced_events), settings).await;
     let paced_delivery = tracker
@@ -352,7 +416,7 @@ pub(crate) async fn sustained_runs(
         );
         let server = Server::start(runtime, client, &receiver.url, db).await?;
         let ingest = server.ingest_endpoint()?;
-        warm_up(&ingest, tracker, next_ids(WARM_UP_EVENTS), settings).await?;
+        warm_up(&ingest, tracker, next_ids(settings.warm_up), settings).await?;
         let cpu = CpuSample::take();
         let run = closed_loop(&ingest, tracker, next_ids(settings.events), settings).await;
         let delivery = tracker.wait(run.acked, run.last_ack, settings.drain).await;
@@ -376,16 +440,16 @@ pub(crate) async fn warm_up(
         tracker,
         base,
         &Settings {
-            events: WARM_UP_EVENTS,
+            events: settings.warm_up,
             ..settings.clone()
         },
     )
     .await;
     let delivered = tracker.wait(run.acked, run.last_ack, settings.drain).await;
-    if run.errors > 0 || delivered.distinct < WARM_UP_EVENTS {
+    if run.errors > 0 || delivered.distinct < settings.warm_up {
         return Err(format!(
-            "warm-up failed: {} ingest errors, {} of {WARM_UP_EVENTS} delivered",
-            run.errors, delivered.distinct
+            "warm-up failed: {} ingest errors, {} of {} delivered",
+            run.errors, delivered.distinct, settings.warm_up
         )
         .into());
     }

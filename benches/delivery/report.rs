@@ -239,25 +239,43 @@ pub(crate) fn count(delivered: &Delivered) -> String {
     format!("{n} of {of} acknowledged ({dup} duplicates)")
 }
 
-pub(crate) fn summary(s: &Settings, r: &Report) -> String {
+pub(crate) fn summary(s: &Settings, h: Option<&Headline>, r: Option<&Report>) -> String {
     let mut out = String::from("\nswitchboard delivery benchmark\n");
-    for [scenario, figure, value] in figures(s, r).0 {
+    let mut rows = h.map_or_else(Table::default, |h| headline_figures(s, h)).0;
+    rows.extend(r.map_or_else(Table::default, |r| figures(s, r)).0);
+    for [scenario, figure, value] in rows {
         let figure = figure.replace("**", "");
         let _ = writeln!(out, "  {scenario:<19} {figure:<62} {value}");
+    }
+    if let Some(h) = h {
+        out.push_str(&curve_table(&h.curve));
     }
     out
 }
 
 /// The whole of docs/BENCHMARKS.md; rerunning the bench replaces it.
-pub(crate) fn render(s: &Settings, m: &Machine, r: &Report) -> String {
+pub(crate) fn render(
+    s: &Settings,
+    m: &Machine,
+    h: Option<&Headline>,
+    r: Option<&Report>,
+) -> String {
     let mut doc = format!(
         "# Benchmarks\n\n<!-- Written by `{COMMAND}` (benches/delivery/); rerunning it \
-         replaces this whole file. -->\n\nLast run: {}, commit {}.\n\n## Reproduce\n\n\
-         ```sh\n{COMMAND}\n```\n\nAfter the release build the run takes about two and a \
-         half minutes on 2 cores (one and a half without PostgreSQL, `BENCH_POSTGRES=0`); every \
-         phase is bounded in count and time. Settings of this run (environment variables of these names override them):\n\n",
+         replaces this whole file and docs/benchmarks-latency.svg. -->\n\nLast run: {}, \
+         commit {}.\n\n## Reproduce\n\n```sh\ncargo build --release\n{COMMAND}\n```\n\n\
+         `cargo bench` builds `target/release/switchboard` itself (the bench profile is the \
+         release profile; the only difference from `cargo build --release` is `bitflags`' \
+         `std` feature, which a dev-dependency turns on), and the headline runs that binary; \
+         `BENCH_SERVER_BIN=<path>` runs another one. On 2 cores the headline takes one to two \
+         minutes (three repeats, then the curve), the in-process scenarios about two and a \
+         half more (one and a half without PostgreSQL, `BENCH_POSTGRES=0`); every phase is \
+         bounded in count and time. `BENCH_INPROCESS=0` runs the headline alone, \
+         `BENCH_HEADLINE=0` the in-process scenarios alone. Settings of this run (environment \
+         variables of these names override them):\n\n",
         m.date, m.commit
     );
+    let rates: Vec<String> = s.curve_rates.iter().map(u64::to_string).collect();
     let settings = [
         ("BENCH_EVENTS", s.events.to_string()),
         ("BENCH_CONCURRENCY", s.concurrency.to_string()),
@@ -271,6 +289,12 @@ pub(crate) fn render(s: &Settings, m: &Machine, r: &Report) -> String {
         ("BENCH_COMPARE_THREADS", s.compare_threads.to_string()),
         ("BENCH_POSTGRES", u8::from(s.postgres).to_string()),
         ("BENCH_REPEATS", s.repeats.to_string()),
+        ("BENCH_WARM_UP", s.warm_up.to_string()),
+        ("BENCH_HEADLINE", u8::from(s.headline).to_string()),
+        ("BENCH_INPROCESS", u8::from(s.in_process).to_string()),
+        ("BENCH_INGEST", format!("{:?}", s.ingest).to_lowercase()),
+        ("BENCH_CURVE_RATES", rates.join(",")),
+        ("BENCH_CURVE_SECONDS", s.curve_seconds.to_string()),
     ];
     for (name, value) in settings {
         let _ = writeln!(doc, "- `{name}={value}`");
@@ -282,10 +306,13 @@ pub(crate) fn render(s: &Settings, m: &Machine, r: &Report) -> String {
          |---|---|---|---|---|\n| {} | {} | {} | {} | {} |\n",
         m.nproc, m.cpu, m.kernel, m.load, m.rustc
     );
-    let others = [&r.ceiling_cpu, &r.sustained_cpu, &r.paced_cpu]
-        .iter()
-        .map(|cpu| cpu.others)
-        .fold(0.0, f64::max);
+    let in_process = r.map_or(0.0, |r| {
+        [&r.ceiling_cpu, &r.sustained_cpu, &r.paced_cpu]
+            .iter()
+            .map(|cpu| cpu.others)
+            .fold(0.0, f64::max)
+    });
+    let others = h.map_or(0.0, headline_report::others).max(in_process);
     if others > BUSY_OTHERS {
         let _ = writeln!(
             doc,
@@ -294,7 +321,19 @@ pub(crate) fn render(s: &Settings, m: &Machine, r: &Report) -> String {
              than on a quiet machine; rerun there.\n"
         );
     }
-    doc.push_str("## Figures\n\n| scenario | figure | value |\n|---|---|---|\n");
+    if let Some(h) = h {
+        doc.push_str(&headline_section(s, h));
+    }
+    let Some(r) = r else {
+        doc.push_str("## In-process (tuned) scenarios\n\nNot run (`BENCH_INPROCESS=0`).\n");
+        return doc;
+    };
+    doc.push_str(
+        "## In-process (tuned) scenarios\n\nThe server embedded in the bench's process, its \
+         threads tuned for a shared 2-core machine, a 200-byte body: what Switchboard's own \
+         code costs with as little around it as possible, not what a user measures (that is \
+         the headline above).\n\n### Figures\n\n| scenario | figure | value |\n|---|---|---|\n",
+    );
     for [scenario, figure, value] in figures(s, r).0 {
         let _ = writeln!(doc, "| {scenario} | {figure} | {value} |");
     }
@@ -309,7 +348,7 @@ pub(crate) fn how_to_read(s: &Settings, r: &Report) -> String {
     let verdict = |met: bool| if met { "met" } else { "**not met**" };
     let (st, lt, ct) = (s.server_threads, s.load_threads, s.compare_threads);
     format!(
-        "## How to read this\n\n\
+        "### How to read the in-process scenarios\n\n\
          Everything runs on 127.0.0.1 in one process: Switchboard (`switchboard::run`, embedded \
          SQLite in a temporary directory, WAL, `synchronous = FULL`) on its own multi-thread \
          tokio runtime (threads named `server`); the load generator and the webhook receiver on a \
@@ -328,7 +367,7 @@ pub(crate) fn how_to_read(s: &Settings, r: &Report) -> String {
          process's CPU time over the scenario's wall time, split by thread (time the SQLite \
          writer waits for the disk is not CPU time), and what other processes used meanwhile: \
          anything well above zero there means the figures are noisy. Each scenario starts a \
-         fresh server and database and warms it up with {WARM_UP_EVENTS} events first.\n\n\
+         fresh server and database and warms it up with {warm} events first.\n\n\
          1. **Loopback ceiling**: the same client posts the same body straight to the receiver \
          over the same {c} connections. An event crosses HTTP twice (ingest, then delivery), and \
          each exchange costs about what one ceiling request costs, so *ceiling ÷ 2* is what this \
@@ -362,6 +401,7 @@ pub(crate) fn how_to_read(s: &Settings, r: &Report) -> String {
          reach there whatever Switchboard does. A machine busy with other work (see *other \
          processes*) gives lower and noisier figures than a quiet one.\n",
         nproc = std::thread::available_parallelism().map_or(0, |n| n.get()),
+        warm = s.warm_up,
         c = s.concurrency,
         n = s.events,
         rate = s.rate,

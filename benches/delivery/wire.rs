@@ -23,14 +23,20 @@ struct Head {
     body: usize,
 }
 
-/// Where posts go: an address, a path and an optional `Authorization` value.
+/// The request of event `id`: its body and any header lines of its own (each ending in
+/// `\r\n`, e.g. a signature over the body).
+pub(crate) type BodyOf = Arc<dyn Fn(u64) -> (Bytes, String) + Send + Sync>;
+
+/// Where posts go: an address, a path, an optional `Authorization` value and the body of
+/// each id (by default the in-process scenarios' [`event_body`]).
 #[derive(Clone)]
 pub(crate) struct Endpoint {
     pub(crate) address: SocketAddr,
-    /// Everything of the request before `Content-Length`'s value.
+    /// Everything of the request's head but its own headers and `Content-Length`.
     prefix: Arc<str>,
     pub(crate) accepted: u16,
     pool: Arc<Mutex<Vec<Connection>>>,
+    body_of: BodyOf,
 }
 
 impl Endpoint {
@@ -46,13 +52,18 @@ impl Endpoint {
         if let Some(auth) = auth {
             prefix.push_str(&format!("authorization: {auth}\r\n"));
         }
-        prefix.push_str("content-length: ");
         Ok(Self {
             address,
             prefix: prefix.into(),
             accepted: accepted.as_u16(),
             pool: Arc::default(),
+            body_of: Arc::new(|id| (event_body(id), String::new())),
         })
+    }
+
+    /// The same endpoint posting `body_of(id)` instead of the default body.
+    pub(crate) fn with_bodies(self, body_of: BodyOf) -> Self {
+        Self { body_of, ..self }
     }
 
     /// A keep-alive connection of this endpoint's own.
@@ -97,11 +108,12 @@ pub(crate) struct Connection {
 impl Connection {
     /// Sends one request and reads its whole answer; the answer's status.
     pub(crate) async fn post(&mut self, endpoint: &Endpoint, id: u64) -> std::io::Result<u16> {
-        let body = event_body(id);
+        let (body, headers) = (endpoint.body_of)(id);
         self.request.clear();
         self.request.extend_from_slice(endpoint.prefix.as_bytes());
+        self.request.extend_from_slice(headers.as_bytes());
         self.request
-            .extend_from_slice(format!("{}\r\n\r\n", body.len()).as_bytes());
+            .extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
         self.request.extend_from_slice(&body);
         self.stream.write_all(&self.request).await?;
         let head = read_message(&mut self.stream, &mut self.buffer, parse_response).await?;

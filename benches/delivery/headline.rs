@@ -1,0 +1,412 @@
+//! The headline scenario: Switchboard as a user measures it (issue #14).
+//!
+//! Why: the in-process scenarios share one process between the server, the load and the
+//! receiver, post a 200-byte body and tune the server's threads; a user runs the shipped
+//! binary with its defaults, an external load generator and receiver, and real payloads.
+//! This does that: `target/release/switchboard serve` with its defaults on a fresh SQLite
+//! file, the generator and the receiver as processes of their own (`roles.rs`), realistic
+//! bodies (`payloads.rs`), and, in the same run, the same generator posting straight to the
+//! same receiver (the raw loopback rate). Then an open-loop curve of latency against offered
+//! rate until the server no longer keeps up.
+
+#[allow(unused_imports)]
+use super::*;
+
+use std::path::{Path, PathBuf};
+
+use procs::*;
+use roles::*;
+
+/// Where the headline's load goes in the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ingest {
+    /// `POST /admin/channels/{id}/events` with the admin token (the sandbox ingest the
+    /// issue's measurement used).
+    Admin,
+    /// `POST /webhooks/whatsapp` signed with `X-Hub-Signature-256` (what production gets;
+    /// the server then also gets `--meta-app-secret`).
+    Meta,
+}
+
+impl std::str::FromStr for Ingest {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        match raw {
+            "admin" => Ok(Self::Admin),
+            "meta" => Ok(Self::Meta),
+            other => Err(format!("BENCH_INGEST={other:?}: admin or meta")),
+        }
+    }
+}
+
+/// The app secret the bench signs Meta's notifications with.
+const APP_SECRET: &str = "bench-meta-app-secret";
+
+/// A point of the curve is past the knee when its ingest p99 is above this.
+const EXPLODED_US: u64 = 1_000_000;
+
+/// The figures of the headline scenario.
+pub(crate) struct Headline {
+    pub(crate) binary: PathBuf,
+    pub(crate) ingest: Ingest,
+    /// Smallest, mean and largest body of the mix, bytes.
+    pub(crate) bodies: (usize, usize, usize),
+    /// Generator → receiver directly, each repeat, ascending by rate.
+    pub(crate) raw: Vec<RawRun>,
+    /// Closed loop through the server, each repeat, ascending by end-to-end rate.
+    pub(crate) sustained: Vec<EndToEnd>,
+    pub(crate) curve: Vec<CurvePoint>,
+}
+
+/// One raw loopback run.
+pub(crate) struct RawRun {
+    pub(crate) load: LoadReport,
+    pub(crate) received: Received,
+    pub(crate) cpu: ProcCpu,
+}
+
+/// One closed-loop run through the server.
+pub(crate) struct EndToEnd {
+    pub(crate) load: LoadReport,
+    pub(crate) received: Received,
+    /// Distinct deliveries over first send → last delivery.
+    pub(crate) rate: f64,
+    /// Send → receiver.
+    pub(crate) e2e: Percentiles,
+    pub(crate) cpu: ProcCpu,
+    /// Database, WAL and shared-memory bytes after the deliveries, server still running.
+    pub(crate) disk: [u64; 3],
+    /// Events in the database then (warm-up included).
+    pub(crate) stored: usize,
+}
+
+/// One open-loop run of the curve.
+pub(crate) struct CurvePoint {
+    pub(crate) offered: u64,
+    pub(crate) load: LoadReport,
+    pub(crate) received: Received,
+    /// Distinct deliveries over first scheduled send → last delivery.
+    pub(crate) achieved: f64,
+    /// Scheduled → receiver.
+    pub(crate) e2e: Percentiles,
+    pub(crate) cpu: ProcCpu,
+    /// Why this rate is past what the server keeps up with; `None` while it keeps up.
+    pub(crate) saturated: Option<String>,
+}
+
+/// The median of runs sorted ascending.
+pub(crate) fn median<T>(runs: &[T]) -> Option<&T> {
+    runs.get(runs.len() / 2)
+}
+
+/// Runs the whole headline scenario.
+pub(crate) fn run(settings: &Settings, runtime: &Handle) -> BenchResult<Headline> {
+    let binary = server_binary()?;
+    println!(
+        "headline: {} serve (defaults), {:?} ingest",
+        binary.display(),
+        settings.ingest
+    );
+    let mut rig = Rig::start(settings, runtime, binary)?;
+    let mut raw = Vec::new();
+    let mut sustained = Vec::new();
+    let mut bodies = (0, 0, 0);
+    for repeat in 1..=settings.repeats {
+        println!(
+            "headline sustained ({repeat}/{}): {} events, {} connections, raw loopback first",
+            settings.repeats, settings.events, settings.concurrency
+        );
+        let (run, raw_run, sizes) = rig.end_to_end()?;
+        bodies = sizes;
+        raw.push(raw_run);
+        sustained.push(run);
+    }
+    raw.sort_by(|a, b| a.load.rate().total_cmp(&b.load.rate()));
+    sustained.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+    let mut curve = Vec::new();
+    for &rate in &settings.curve_rates {
+        println!(
+            "headline curve: {rate}/s offered for {} s",
+            settings.curve_seconds
+        );
+        let point = rig.curve_point(rate)?;
+        let done = point.saturated.is_some();
+        curve.push(point);
+        if done {
+            break;
+        }
+    }
+    Ok(Headline {
+        binary: rig.binary.clone(),
+        ingest: settings.ingest,
+        bodies,
+        raw,
+        sustained,
+        curve,
+    })
+}
+
+/// The generator and receiver processes, and what the runs share.
+struct Rig<'a> {
+    settings: &'a Settings,
+    runtime: &'a Handle,
+    client: reqwest::Client,
+    binary: PathBuf,
+    load: RoleProcess,
+    receiver: RoleProcess,
+    hook: String,
+    next_id: u64,
+    times: tempfile::TempDir,
+}
+
+impl<'a> Rig<'a> {
+    fn start(settings: &'a Settings, runtime: &'a Handle, binary: PathBuf) -> BenchResult<Self> {
+        let (receiver, hook) = RoleProcess::start("receiver", settings.load_threads)?;
+        let (load, _) = RoleProcess::start("loadgen", settings.load_threads)?;
+        Ok(Self {
+            settings,
+            runtime,
+            client: reqwest::Client::new(),
+            binary,
+            load,
+            receiver,
+            hook,
+            next_id: 0,
+            times: tempfile::tempdir()?,
+        })
+    }
+
+    fn ids(&mut self, n: usize) -> u64 {
+        let base = self.next_id;
+        self.next_id += n as u64;
+        base
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.times.path().join(name)
+    }
+
+    /// A fresh server with a channel whose webhook is the receiver, warmed up; its target.
+    fn server(&mut self) -> BenchResult<(ServerProcess, Target)> {
+        let secret = (self.settings.ingest == Ingest::Meta).then_some(APP_SECRET);
+        let server = ServerProcess::start(&self.binary, secret)?;
+        let channel = self.runtime.block_on(async {
+            wait_healthy(&self.client, &server.base).await?;
+            provision(&self.client, &server.base, &self.hook).await
+        })?;
+        let number = field(&channel, "phone_number")?;
+        let waba = channel["waba_id"].as_i64().ok_or("no waba_id")?;
+        let bodies = payloads::Channel {
+            phone_number_id: field(&channel, "phone_number_id")?,
+            display_phone_number: number.trim_start_matches('+').to_owned(),
+            waba_id: waba.to_string(),
+        };
+        let target = match self.settings.ingest {
+            Ingest::Admin => Target {
+                url: format!(
+                    "{}/admin/channels/{}/events",
+                    server.base,
+                    field(&channel, "id")?
+                ),
+                authorization: Some(format!("Bearer {ADMIN_TOKEN}")),
+                accepted: 202,
+                channel: bodies,
+                app_secret: None,
+            },
+            Ingest::Meta => Target {
+                url: format!("{}/webhooks/whatsapp", server.base),
+                authorization: None,
+                accepted: 200,
+                channel: bodies,
+                app_secret: secret.map(str::to_owned),
+            },
+        };
+        Ok((server, target))
+    }
+
+    /// The same bodies straight to the receiver.
+    fn direct(&self, target: &Target) -> Target {
+        Target {
+            url: self.hook.clone(),
+            authorization: None,
+            accepted: 200,
+            app_secret: None,
+            ..target.clone()
+        }
+    }
+
+    /// Closed loop of `events` to `target`; what was sent and what arrived, with the
+    /// per-id send and arrival times.
+    fn closed(&mut self, target: &Target, events: usize) -> BenchResult<Batch> {
+        let base = self.ids(events);
+        let command = LoadCommand::Closed {
+            target: target.clone(),
+            base,
+            events,
+            concurrency: self.settings.concurrency,
+            max_send_ms: self.settings.max_send.as_millis() as u64,
+            times: self.path("sent"),
+        };
+        self.batch(base, events, &command)
+    }
+
+    fn batch(&mut self, base: u64, events: usize, command: &LoadCommand) -> BenchResult<Batch> {
+        let _: Received = self
+            .receiver
+            .call(&ReceiveCommand::Begin { base, events })?;
+        let load: LoadReport = self.load.call(command)?;
+        let received: Received = self.receiver.call(&ReceiveCommand::Wait {
+            expected: load.acked,
+            drain_ms: self.settings.drain.as_millis() as u64,
+            times: self.path("received"),
+        })?;
+        Ok(Batch {
+            load,
+            received,
+            sent: read_times(&self.path("sent"))?,
+            arrived: read_times(&self.path("received"))?,
+        })
+    }
+
+    fn warm_up(&mut self, target: &Target) -> BenchResult<()> {
+        let events = self.settings.warm_up;
+        let batch = self.closed(target, events)?;
+        if batch.load.errors > 0 || batch.received.distinct < events {
+            return Err(format!(
+                "headline warm-up failed: {} ingest errors, {} of {events} delivered",
+                batch.load.errors, batch.received.distinct
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    fn sample(&self, server: Option<&ServerProcess>) -> ProcSample {
+        ProcSample::take(server.map(|s| s.pid), self.load.pid, self.receiver.pid)
+    }
+
+    /// One repeat: the raw loopback run, then the closed loop through a fresh server.
+    fn end_to_end(&mut self) -> BenchResult<(EndToEnd, RawRun, (usize, usize, usize))> {
+        let (server, target) = self.server()?;
+        let sizes = payloads::check_sizes(&target.channel)?;
+        let direct = self.direct(&target);
+        let before = self.sample(None);
+        let raw = self.closed(&direct, self.settings.events)?;
+        let raw = RawRun {
+            cpu: before.until(&self.sample(None)),
+            load: raw.load,
+            received: raw.received,
+        };
+        self.warm_up(&target)?;
+        let before = self.sample(Some(&server));
+        let batch = self.closed(&target, self.settings.events)?;
+        let cpu = before.until(&self.sample(Some(&server)));
+        let disk = server.disk();
+        server.stop()?;
+        let (e2e, last) = batch.pair();
+        let seconds = last.saturating_sub(batch.load.start_ns) as f64 / 1e9;
+        let run = EndToEnd {
+            rate: batch.received.distinct as f64 / seconds.max(1e-9),
+            e2e,
+            cpu,
+            disk,
+            stored: self.settings.warm_up + batch.load.acked,
+            load: batch.load,
+            received: batch.received,
+        };
+        Ok((run, raw, sizes))
+    }
+
+    /// One open-loop run at `rate` on a fresh server.
+    fn curve_point(&mut self, rate: u64) -> BenchResult<CurvePoint> {
+        let (server, target) = self.server()?;
+        self.warm_up(&target)?;
+        let events = (rate * self.settings.curve_seconds) as usize;
+        let base = self.ids(events);
+        let command = LoadCommand::Open {
+            target,
+            base,
+            rate,
+            seconds: self.settings.curve_seconds,
+            in_flight: self.settings.paced_concurrency,
+            times: self.path("sent"),
+        };
+        let before = self.sample(Some(&server));
+        let batch = self.batch(base, events, &command)?;
+        let cpu = before.until(&self.sample(Some(&server)));
+        server.stop()?;
+        let (e2e, last) = batch.pair();
+        let seconds = last.saturating_sub(batch.load.start_ns) as f64 / 1e9;
+        let achieved = batch.received.distinct as f64 / seconds.max(1e-9);
+        Ok(CurvePoint {
+            offered: rate,
+            saturated: saturation(rate, achieved, &batch),
+            achieved,
+            e2e,
+            cpu,
+            load: batch.load,
+            received: batch.received,
+        })
+    }
+}
+
+/// Why a curve point is past what the server keeps up with, if it is.
+fn saturation(rate: u64, achieved: f64, batch: &Batch) -> Option<String> {
+    let (load, received) = (&batch.load, &batch.received);
+    if load.errors > 0 {
+        return Some(format!("{} ingest errors", load.errors));
+    }
+    if received.distinct < load.acked {
+        return Some(format!(
+            "{} of {} acknowledged delivered within the drain",
+            received.distinct, load.acked
+        ));
+    }
+    if achieved < 0.9 * rate as f64 {
+        return Some(format!(
+            "achieved {achieved:.0}/s, under 90 % of the offered rate"
+        ));
+    }
+    if load.p99_us > EXPLODED_US {
+        return Some(format!("ingest p99 {} above 1 s", ms(load.p99_us)));
+    }
+    None
+}
+
+/// One load run's report and the per-id times of both sides.
+struct Batch {
+    load: LoadReport,
+    received: Received,
+    sent: Vec<u64>,
+    arrived: Vec<u64>,
+}
+
+impl Batch {
+    /// Sent (or scheduled) → arrival percentiles over the ids both sides saw, and the last
+    /// arrival (Unix ns).
+    fn pair(&self) -> (Percentiles, u64) {
+        let mut latencies = Vec::with_capacity(self.arrived.len());
+        let mut last = 0;
+        for (&sent, &arrived) in self.sent.iter().zip(&self.arrived) {
+            if sent > 0 && arrived > 0 {
+                latencies.push(arrived.saturating_sub(sent) / 1_000);
+                last = last.max(arrived);
+            }
+        }
+        (Percentiles::of(&mut latencies), last)
+    }
+}
+
+/// The disk figure of a run: bytes per stored event.
+pub(crate) fn bytes_per_event(run: &EndToEnd) -> f64 {
+    run.disk.iter().sum::<u64>() as f64 / run.stored.max(1) as f64
+}
+
+/// Where the curve's SVG goes.
+pub(crate) fn svg_path() -> &'static Path {
+    Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/benchmarks-latency.svg"
+    ))
+}

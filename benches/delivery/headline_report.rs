@@ -1,0 +1,300 @@
+//! The headline scenario's figures: its table, the curve's table, and the section of
+//! docs/BENCHMARKS.md that leads the file.
+
+#[allow(unused_imports)]
+use super::*;
+
+use headline::{bytes_per_event, median, CurvePoint, EndToEnd, Headline, Ingest};
+use procs::ProcCpu;
+
+pub(crate) const SCENARIO: &str = "headline";
+
+/// The headline's rows of scenario, figure, value.
+pub(crate) fn headline_figures(s: &Settings, h: &Headline) -> Table {
+    let mut t = Table::default();
+    let (min, mean, max) = h.bodies;
+    t.row(SCENARIO, "server", server_line(h));
+    t.row(
+        SCENARIO,
+        "notification bodies (90 % statuses, 10 % inbound messages)",
+        format!("{min} to {max} bytes, mean {mean}"),
+    );
+    if let Some(raw) = median(&h.raw) {
+        let each: Vec<String> = h.raw.iter().map(|r| per_s(r.load.rate())).collect();
+        t.row(
+            SCENARIO,
+            "raw loopback: generator → receiver requests/s, median (each run)",
+            format!("{} ({})", per_s(raw.load.rate()), each.join(", ")),
+        );
+        t.row(
+            SCENARIO,
+            "raw loopback request latency p50 / p99 / max",
+            raw.load.latency().show(),
+        );
+        let n = raw.received.distinct;
+        t.row(
+            SCENARIO,
+            "raw loopback CPU per request: generator / receiver",
+            format!(
+                "{:.1} µs / {:.1} µs",
+                ProcCpu::per(raw.cpu.load, n),
+                ProcCpu::per(raw.cpu.receiver, n)
+            ),
+        );
+    }
+    if let Some(run) = median(&h.sustained) {
+        sustained_rows(&mut t, s, h, run);
+    }
+    if let Some(point) = h.curve.iter().find(|p| p.offered == 3_300) {
+        t.row(
+            SCENARIO,
+            "**ingest p99 at 3,300 events/s offered** (open loop, from the scheduled time)",
+            ms(point.load.p99_us),
+        );
+    }
+    if let Some(point) = h.curve.iter().rev().find(|p| p.saturated.is_none()) {
+        t.row(
+            SCENARIO,
+            "highest offered rate kept up with (curve)",
+            format!("{}/s (achieved {})", point.offered, per_s(point.achieved)),
+        );
+    }
+    t
+}
+
+fn server_line(h: &Headline) -> String {
+    let binary = h
+        .binary
+        .strip_prefix(env!("CARGO_MANIFEST_DIR"))
+        .unwrap_or(&h.binary);
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let ingest = match h.ingest {
+        Ingest::Admin => "`POST /admin/channels/{id}/events`",
+        Ingest::Meta => "signed `POST /webhooks/whatsapp`",
+    };
+    format!(
+        "`{}` serve, defaults ({cores} async workers = cores, SQLite `synchronous=FULL`); \
+         load to {ingest}",
+        binary.display().to_string().trim_start_matches('/')
+    )
+}
+
+fn sustained_rows(t: &mut Table, s: &Settings, h: &Headline, run: &EndToEnd) {
+    let each: Vec<String> = h.sustained.iter().map(|r| per_s(r.rate)).collect();
+    t.row(
+        SCENARIO,
+        &format!(
+            "**events delivered end to end per second**, {} connections, median (each run)",
+            s.concurrency
+        ),
+        format!("{} ({})", per_s(run.rate), each.join(", ")),
+    );
+    t.row(
+        SCENARIO,
+        "events acknowledged per second",
+        per_s(run.load.rate()),
+    );
+    if let Some(raw) = median(&h.raw) {
+        t.row(
+            SCENARIO,
+            "**end to end ÷ raw loopback** (medians)",
+            format!("{:.3}", run.rate / raw.load.rate().max(1e-9)),
+        );
+    }
+    t.row(
+        SCENARIO,
+        "ingest latency p50 / p99 / max",
+        run.load.latency().show(),
+    );
+    t.row(
+        SCENARIO,
+        "send → receiver latency p50 / p99 / max",
+        run.e2e.show(),
+    );
+    let (n, dup) = (run.received.distinct, run.received.duplicates);
+    t.row(
+        SCENARIO,
+        "delivered",
+        format!("{n} of {} acknowledged ({dup} duplicates)", run.load.acked),
+    );
+    t.row(
+        SCENARIO,
+        "ingest errors",
+        format!("{} of {} sent", run.load.errors, run.load.sent),
+    );
+    let cpu = &run.cpu;
+    t.row(
+        SCENARIO,
+        "**server CPU per event**",
+        format!("{:.0} µs", ProcCpu::per(cpu.server, n)),
+    );
+    let groups: Vec<String> = cpu
+        .server_groups
+        .iter()
+        .filter(|(_, ticks)| *ticks > 0)
+        .map(|(group, ticks)| format!("{group} {:.1}", ProcCpu::per(*ticks, n)))
+        .collect();
+    t.row(
+        SCENARIO,
+        "server CPU per event by thread, µs",
+        groups.join(", "),
+    );
+    t.row(
+        SCENARIO,
+        "generator / receiver CPU per event",
+        format!(
+            "{:.1} µs / {:.1} µs",
+            ProcCpu::per(cpu.load, n),
+            ProcCpu::per(cpu.receiver, n)
+        ),
+    );
+    t.row(SCENARIO, "CPU busy, cores", busy(cpu));
+    let [db, wal, shm] = run.disk;
+    t.row(
+        SCENARIO,
+        "bytes on disk per event (database + WAL + shm, after the run)",
+        format!(
+            "{:.0} B ({db} + {wal} + {shm} B over {} events)",
+            bytes_per_event(run),
+            run.stored
+        ),
+    );
+}
+
+fn busy(cpu: &ProcCpu) -> String {
+    format!(
+        "server {:.2}, generator {:.2}, receiver {:.2}; other processes {:.2}",
+        cpu.cores(cpu.server),
+        cpu.cores(cpu.load),
+        cpu.cores(cpu.receiver),
+        cpu.others
+    )
+}
+
+/// The curve as a Markdown table.
+pub(crate) fn curve_table(points: &[CurvePoint]) -> String {
+    let mut out = String::from(
+        "| offered | achieved | ingest p50 | ingest p99 | end to end p50 | end to end p99 | \
+         errors | server CPU per event | other processes | kept up |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for p in points {
+        let n = p.received.distinct;
+        let _ = writeln!(
+            out,
+            "| {}/s | {} | {} | {} | {} | {} | {} | {:.0} µs | {:.2} | {} |",
+            p.offered,
+            per_s(p.achieved),
+            ms(p.load.p50_us),
+            ms(p.load.p99_us),
+            ms(p.e2e.p50),
+            ms(p.e2e.p99),
+            p.load.errors,
+            ProcCpu::per(p.cpu.server, n),
+            p.cpu.others,
+            p.saturated
+                .as_deref()
+                .map_or("yes".into(), |why| format!("no: {why}")),
+        );
+    }
+    out
+}
+
+/// The largest share of a core other processes used in any headline run.
+pub(crate) fn others(h: &Headline) -> f64 {
+    let raw = h.raw.iter().map(|r| r.cpu.others);
+    let sustained = h.sustained.iter().map(|r| r.cpu.others);
+    let curve = h.curve.iter().map(|p| p.cpu.others);
+    raw.chain(sustained).chain(curve).fold(0.0, f64::max)
+}
+
+/// The section of docs/BENCHMARKS.md that leads the file.
+pub(crate) fn headline_section(s: &Settings, h: &Headline) -> String {
+    let mut doc = String::from("## Headline: the shipped binary, as a user measures it\n\n");
+    doc.push_str("| scenario | figure | value |\n|---|---|---|\n");
+    for [scenario, figure, value] in headline_figures(s, h).0 {
+        let _ = writeln!(doc, "| {scenario} | {figure} | {value} |");
+    }
+    let _ = write!(
+        doc,
+        "\n### Latency against offered load\n\n![latency against offered load]\
+         (benchmarks-latency.svg)\n\nOpen-loop runs of {} s each at rising rates, each on a \
+         fresh server; the curve stops after the first rate the server does not keep up with \
+         (ingest errors, deliveries missing after the drain, under 90 % of the offered rate \
+         achieved, or an ingest p99 above 1 s).\n\n{}\n",
+        s.curve_seconds,
+        curve_table(&h.curve)
+    );
+    doc.push_str(&headline_how_to_read(s, h));
+    doc
+}
+
+fn headline_how_to_read(s: &Settings, h: &Headline) -> String {
+    let verdict = |met: bool| if met { "met" } else { "**not met**" };
+    let e2e = median(&h.sustained).map_or(0.0, |r| r.rate);
+    let raw = median(&h.raw).map_or(0.0, |r| r.load.rate());
+    let cpu = median(&h.sustained).map_or(0.0, |r| ProcCpu::per(r.cpu.server, r.received.distinct));
+    let p99 = h
+        .curve
+        .iter()
+        .find(|p| p.offered == 3_300)
+        .map(|p| p.load.p99_us);
+    let p99_line = match p99 {
+        Some(p99) => format!("{}, {}", ms(p99), verdict(p99 < 10_000)),
+        None => "not measured (3300 is not among `BENCH_CURVE_RATES`)".into(),
+    };
+    let ingest = match h.ingest {
+        Ingest::Admin => {
+            "`POST /admin/channels/{id}/events` with the admin token (the sandbox \
+                          ingest; `BENCH_INGEST=meta` posts to the signed `POST \
+                          /webhooks/whatsapp` instead, the server then also getting \
+                          `--meta-app-secret`)"
+        }
+        Ingest::Meta => {
+            "the signed `POST /webhooks/whatsapp` (`X-Hub-Signature-256` over each \
+                         body, the server started with `--meta-app-secret`)"
+        }
+    };
+    format!(
+        "### How to read the headline\n\n\
+         The server is the release binary, started as `switchboard serve --listen 127.0.0.1:0 \
+         --database sqlite://<fresh temp file> --admin-token … --dev` in an empty directory, \
+         without `SWITCHBOARD_*` variables or `RUST_LOG`: every other setting is its default \
+         (one async worker per core, WAL with `synchronous = FULL`, 30-day retention). `--dev` \
+         only lets it accept and deliver to a loopback receiver (`UrlPolicy`, `AddressPolicy`); \
+         deliveries are plain `http://`, so the TLS a real receiver needs is not in the figures. \
+         The load generator and the receiver are this bench's executable run again as \
+         processes of their own (`BENCH_ROLE=loadgen` / `receiver`, `benches/delivery/roles.rs`), \
+         each on {lt} tokio worker(s), speaking the lean keep-alive HTTP/1.1 of \
+         `benches/delivery/wire.rs`; the receiver answers 200 and counts distinct `wamid`s. The \
+         load goes to {ingest}. Bodies are whole WhatsApp envelopes for the provisioned channel \
+         (`benches/delivery/payloads.rs`): 90 % statuses (`sent`, `delivered`, `read`, with \
+         `conversation` and `pricing`), 10 % inbound messages with `contacts` (text, image, \
+         interactive reply, location), unique `wamid`s, non-ASCII text as raw UTF-8 in some and as \
+         `\\u00e9` escapes in others.\n\n\
+         Each of the {repeats} repeats starts a fresh server: first the **raw loopback** run (the \
+         same generator posting the same {n} bodies over {c} connections straight to the same \
+         receiver), then a warm-up of {warm} events through the server, then the \
+         closed loop of {n} events over {c} connections; the median repeat is reported. *End to \
+         end* is distinct deliveries over first send → last delivery. CPU is each process's \
+         utime + stime from /proc over the run, the server's split by thread name (tokio's first \
+         threads are its async workers, later ones of the same name its blocking pool, which runs \
+         the SQLite reads); *other processes* is the rest of the machine, and anything well above \
+         zero there means the figures are noisy. Bytes on disk are the database file, its WAL and \
+         shared-memory index right after the deliveries, over the events stored (warm-up \
+         included).\n\n\
+         Targets (issue #14, everything durable): **≥ 20,000 events/s end to end**: measured \
+         {e2e:.0}/s, {e2e_verdict}; **≥ 0.2 of the raw loopback rate**: {ratio:.3}, \
+         {ratio_verdict}; **server CPU ≤ 50 µs per event**: {cpu:.0} µs, {cpu_verdict}; **ingest \
+         p99 < 10 ms at 3,300 events/s offered**: {p99_line}.\n\n",
+        lt = s.load_threads,
+        warm = s.warm_up,
+        repeats = s.repeats,
+        n = s.events,
+        c = s.concurrency,
+        ratio = e2e / raw.max(1e-9),
+        e2e_verdict = verdict(e2e >= 20_000.0),
+        ratio_verdict = verdict(e2e >= 0.2 * raw),
+        cpu_verdict = verdict(cpu <= 50.0),
+    )
+}

@@ -11,6 +11,7 @@ mod constraints;
 mod decode;
 mod listing;
 mod ordering;
+mod payload;
 mod urls;
 
 mod lease;

@@ -21,6 +21,7 @@ mod config;
 mod inspection;
 mod listing;
 mod parking;
+mod payloads;
 #[path = "../api/postgres.rs"]
 mod postgres;
 mod provisioning;

@@ -34,9 +34,14 @@ const RUNNERS: usize = 4;
 /// A hot write.
 #[derive(Clone)]
 pub enum Write {
-    /// `save_events(events, claim_until)`, each event with its idempotency key (the same
-    /// in a re-run).
-    Save(Vec<NewEvent>, Vec<EventKey>, Option<i64>),
+    /// `save_events(events, claim_until)`, each event with its payload packed for storage
+    /// and its idempotency key (the same in a re-run).
+    Save(
+        Vec<NewEvent>,
+        Vec<Option<Vec<u8>>>,
+        Vec<EventKey>,
+        Option<i64>,
+    ),
     /// `settle(outcome)`, its attempt's URL named by its `attempt_urls` id.
     Settle(Outcome, Option<i64>),
 }
@@ -175,9 +180,10 @@ async fn in_one_transaction(
     let mut results = Vec::with_capacity(writes.len());
     for write in writes {
         results.push(match write {
-            Write::Save(events, keys, claim_until) => {
+            Write::Save(events, packed, keys, claim_until) => {
                 let claim = claim_until.map(|until| (until, node));
-                Written::Saved(deliveries::save_events(&tx, events, keys, claim).await?)
+                let saved = deliveries::save_events(&tx, events, packed, keys, claim).await?;
+                Written::Saved(saved)
             }
             Write::Settle(outcome, url_id) => {
                 Written::Settled(settle::settle(&tx, outcome, node, *url_id).await?)

@@ -4,8 +4,9 @@
 //! claim the same due delivery, that every lease names its node (`leased_by`), and that
 //! stored events carry an idempotency key (`idempotency`).
 
-use bytes::Bytes;
 use deadpool_postgres::Transaction;
+
+use crate::store::payload;
 use tokio_postgres::Row;
 
 use super::idempotency::EventKey;
@@ -25,9 +26,13 @@ pub type Lease<'a> = (i64, &'a str);
 /// deliveries; renders partner event bodies once their id is known. An event whose key is
 /// stored already (a re-run of a batch that did commit) is returned as stored, not stored
 /// again.
+///
+/// `packed[i]` is `events[i]`'s payload as stored ([`payload::pack_all`]; packed here when
+/// missing), and `payload_size` keeps its unpacked length for the claims' memory budget.
 pub async fn save_events(
     tx: &Transaction<'_>,
     events: &[NewEvent],
+    packed: &[Option<Vec<u8>>],
     keys: &[EventKey],
     claim: Option<Lease<'_>>,
 ) -> Result<Vec<SavedEvent>, StoreError> {
@@ -39,21 +44,19 @@ pub async fn save_events(
     let insert = tx
         .prepare_cached(
             "INSERT INTO events (kind, channel_id, partner_id, phone_number_id, payload, received_at,
-                                 idempotency_key)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
+                                 idempotency_key, payload_size)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
         )
         .await?;
     let mut saved = Vec::with_capacity(events.len());
-    for (event, key) in events.iter().zip(keys) {
-        if let Some(one) = save_with_delivery(tx, event, key, claim).await? {
+    for (i, (event, key)) in events.iter().zip(keys).enumerate() {
+        let stored = payload::stored_form(event, packed.get(i));
+        if let Some(one) = save_with_delivery(tx, event, &stored, key, claim).await? {
             saved.push(one);
             continue;
         }
-        let known = match &event.body {
-            EventBody::Bytes(bytes) => bytes.clone(),
-            EventBody::Partner(_) => Bytes::new(),
-        };
+        let size = event.body.estimated_len() as i64;
         let row = tx
             .query_opt(
                 &insert,
@@ -62,9 +65,10 @@ pub async fn save_events(
                     &event.channel.as_ref().map(ChannelId::as_str),
                     &event.partner.as_ref().map(PartnerId::as_str),
                     &event.phone_number_id,
-                    &known.as_ref(),
+                    &stored.as_ref(),
                     &event.received_at,
                     &key.as_bytes(),
+                    &size,
                 ],
             )
             .await?;
@@ -74,12 +78,12 @@ pub async fn save_events(
         };
         let id = EventId(row.try_get(0)?);
         let payload = match &event.body {
-            EventBody::Bytes(_) => known,
+            EventBody::Bytes(bytes) => bytes.clone(),
             EventBody::Partner(partner_event) => {
                 let rendered = partner_event.render(id);
                 tx.execute(
-                    "UPDATE events SET payload = $1 WHERE id = $2",
-                    &[&rendered.as_ref(), &id.0],
+                    "UPDATE events SET payload = $1, payload_size = $2 WHERE id = $3",
+                    &[&payload::pack(&rendered), &(rendered.len() as i64), &id.0],
                 )
                 .await?;
                 rendered
@@ -116,7 +120,8 @@ async fn stored_before(tx: &Transaction<'_>, key: &EventKey) -> Result<SavedEven
             &[&key.as_bytes()],
         )
         .await?;
-    let payload: Vec<u8> = row.try_get(1)?;
+    let event: i64 = row.try_get(0)?;
+    let payload = payload::unpack(row.try_get(1)?, || format!("event {event}"))?;
     let delivery: Option<i64> = row.try_get(2)?;
     let leased: Option<bool> = row.try_get(4)?;
     let lease = match leased {
@@ -131,7 +136,7 @@ async fn stored_before(tx: &Transaction<'_>, key: &EventKey) -> Result<SavedEven
         event: EventId(row.try_get(0)?),
         delivery: delivery.map(DeliveryId),
         lease,
-        payload: Bytes::from(payload),
+        payload,
     })
 }
 
@@ -140,6 +145,7 @@ async fn stored_before(tx: &Transaction<'_>, key: &EventKey) -> Result<SavedEven
 async fn save_with_delivery(
     tx: &Transaction<'_>,
     event: &NewEvent,
+    stored: &[u8],
     key: &EventKey,
     claim: Option<Lease<'_>>,
 ) -> Result<Option<SavedEvent>, StoreError> {
@@ -151,8 +157,8 @@ async fn save_with_delivery(
     let sql = format!(
         "WITH e AS (
              INSERT INTO events (kind, channel_id, partner_id, phone_number_id, payload,
-                                 received_at, idempotency_key)
-             VALUES ($1, $2, $3, $4, $5, $6, $12)
+                                 received_at, idempotency_key, payload_size)
+             VALUES ($1, $2, $3, $4, $5, $6, $12, $15)
              ON CONFLICT (idempotency_key) DO NOTHING RETURNING id),
          {}
          FROM e LEFT JOIN c ON TRUE
@@ -169,7 +175,7 @@ async fn save_with_delivery(
                 &event.channel.as_ref().map(ChannelId::as_str),
                 &event.partner.as_ref().map(PartnerId::as_str),
                 &event.phone_number_id,
-                &payload.as_ref(),
+                &stored,
                 &event.received_at,
                 &target.to_stored(),
                 &claim_until.unwrap_or(now),
@@ -179,6 +185,7 @@ async fn save_with_delivery(
                 &key.as_bytes(),
                 &lease.map_or(0, |token| token.0),
                 &HELD_UNTIL,
+                &(payload.len() as i64),
             ],
         )
         .await?;
@@ -274,7 +281,8 @@ pub async fn claim_due(
     // running sum is over the claimable rows only.
     let sql = format!(
         "WITH due AS (
-                 SELECT d.id, d.next_attempt_at, octet_length(e.payload) AS size
+                 SELECT d.id, d.next_attempt_at,
+                        coalesce(e.payload_size, octet_length(e.payload)) AS size
                  FROM deliveries d JOIN events e ON e.id = d.event_id
                  WHERE d.state = 'pending' AND d.next_attempt_at <= $1 AND {CLAIMABLE}
                  ORDER BY d.next_attempt_at LIMIT $2
@@ -344,7 +352,8 @@ fn due_from_row(row: &Row) -> Result<Option<DueDelivery>, StoreError> {
     let Some(target) = Target::from_stored(&target) else {
         return Ok(None);
     };
-    let payload: Vec<u8> = row.try_get(7)?;
+    let event: i64 = row.try_get(1)?;
+    let payload = payload::unpack(row.try_get(7)?, || format!("event {event}"))?;
     Ok(Some(DueDelivery {
         id: DeliveryId(row.try_get(0)?),
         event: EventId(row.try_get(1)?),
@@ -358,7 +367,7 @@ fn due_from_row(row: &Row) -> Result<Option<DueDelivery>, StoreError> {
         attempts: count(row.try_get(4)?),
         window_start: row.try_get(5)?,
         window_attempts: count(row.try_get(6)?),
-        payload: Bytes::from(payload),
+        payload,
         lease: LeaseToken(row.try_get(9)?),
     }))
 }

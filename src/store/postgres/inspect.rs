@@ -1,8 +1,9 @@
 //! SQL of the read side on PostgreSQL (an event with its deliveries and attempts, paged
 //! lists, the queue depth) and of retention.
 
-use bytes::Bytes;
 use deadpool_postgres::Transaction;
+
+use crate::store::payload;
 use tokio_postgres::Row;
 
 use super::Param;
@@ -23,7 +24,7 @@ pub async fn event(tx: &Transaction<'_>, id: EventId) -> Result<Option<EventReco
         return Ok(None);
     };
     let summary = event_summary(&row)?;
-    let payload: Vec<u8> = row.try_get(6)?;
+    let payload = payload::unpack(row.try_get(6)?, || format!("event {}", id.0))?;
     let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = $1 ORDER BY id");
     let mut deliveries = Vec::new();
     for row in tx.query(&sql, &[&id.0]).await? {
@@ -33,7 +34,7 @@ pub async fn event(tx: &Transaction<'_>, id: EventId) -> Result<Option<EventReco
     }
     Ok(Some(EventRecord {
         summary,
-        payload: Bytes::from(payload),
+        payload,
         deliveries,
     }))
 }

@@ -35,6 +35,7 @@ use self::provisioning::{find_channel, find_partner, stored_key_hash, update_one
 use super::cache::ConfigCache;
 use super::columns::{self, webhook_columns};
 use super::decode;
+use super::payload;
 use super::urls::UrlIds;
 use super::{types, ConfiguredRoute, DestinationPause, PendingGroup};
 use super::{
@@ -336,9 +337,10 @@ impl Store for PostgresStore {
         claim_until: Option<i64>,
     ) -> Result<Vec<SavedEvent>, StoreError> {
         let keys = self.keys.take(events.len());
+        let packed = payload::pack_all(&events);
         match self
             .batcher
-            .write(Write::Save(events, keys, claim_until))
+            .write(Write::Save(events, packed, keys, claim_until))
             .await?
         {
             Written::Saved(saved) => Ok(saved),

@@ -91,7 +91,7 @@ pub async fn create_channel(
     )
     .await
     .map_err(|e| StoreError::from(e).explained(&Subject::channel(channel)))?;
-    deliveries::save_events(tx, events, keys, None).await?;
+    deliveries::save_events(tx, events, &[], keys, None).await?;
     Ok(())
 }
 

@@ -1,7 +1,8 @@
 //! SQL of the live stream's replay on PostgreSQL: events and attempts after a cursor, by id.
 
-use bytes::Bytes;
 use deadpool_postgres::Transaction;
+
+use crate::store::payload;
 
 use crate::store::decode::{event_summary, stored_attempt, SUMMARY_COLUMNS};
 use crate::store::replay_sql::{attempts_sql, events_sql};
@@ -25,9 +26,11 @@ pub async fn replay(
         .await?;
     let mut events = Vec::with_capacity(rows.len());
     for row in rows {
+        let summary = event_summary(&row)?;
+        let id = summary.id;
         events.push(StoredEvent {
-            summary: event_summary(&row)?,
-            payload: Bytes::from(row.try_get::<_, Vec<u8>>(6)?),
+            payload: payload::unpack(row.try_get(6)?, || format!("event {id}"))?,
+            summary,
         });
     }
     let rows = tx

@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("0007_destination_pauses.sql")),
     (8, include_str!("0008_ordered.sql")),
     (9, include_str!("0009_waba_signing_secret.sql")),
+    (10, include_str!("0010_payload_size.sql")),
 ];
 
 /// Applies the migrations this database has not seen, one node at a time (advisory lock).

@@ -7,7 +7,6 @@
 //! bumps `lease_token`, and settles and renewals apply only under the token they were
 //! claimed with (`store::lease`).
 
-use bytes::Bytes;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::now_ms;
@@ -17,6 +16,7 @@ use crate::domain::{
     AttemptErrorKind, AttemptId, ChannelId, DeliveryId, DeliveryState, EventId, PartnerId, Target,
 };
 use crate::store::decode;
+use crate::store::payload;
 use crate::store::urls::destination_of;
 use crate::store::{
     AttemptRecord, CreatedDelivery, DueDelivery, EventBody, HeldLease, LeaseToken, NewEvent,
@@ -26,9 +26,12 @@ use crate::store::{
 /// Inserts events and their first deliveries (primary for WhatsApp events with a channel,
 /// partner for partner events); renders partner event bodies once their id is known.
 /// `ordering` says whether a channel may be ordered (`ordering::OrderingInUse`).
+/// `packed[i]` is `events[i]`'s payload as stored ([`payload::pack_all`]; packed here when
+/// missing).
 pub fn save_events(
     conn: &Connection,
     events: &[NewEvent],
+    packed: &[Option<Vec<u8>>],
     claim_until: Option<i64>,
     ordering: bool,
 ) -> Result<Vec<SavedEvent>, StoreError> {
@@ -37,26 +40,22 @@ pub fn save_events(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     let mut saved = Vec::with_capacity(events.len());
-    for event in events {
-        let known = match &event.body {
-            EventBody::Bytes(bytes) => bytes.clone(),
-            EventBody::Partner(_) => Bytes::new(),
-        };
+    for (i, event) in events.iter().enumerate() {
         insert_event.execute(params![
             event.kind.as_str(),
             event.channel.as_ref().map(ChannelId::as_str),
             event.partner.as_ref().map(PartnerId::as_str),
             event.phone_number_id,
-            known.as_ref(),
+            payload::stored_form(event, packed.get(i)).as_ref(),
             event.received_at,
         ])?;
         let id = EventId(conn.last_insert_rowid());
         let payload = match &event.body {
-            EventBody::Bytes(_) => known,
+            EventBody::Bytes(bytes) => bytes.clone(),
             EventBody::Partner(partner_event) => {
                 let rendered = partner_event.render(id);
                 conn.prepare_cached("UPDATE events SET payload = ?1 WHERE id = ?2")?
-                    .execute(params![rendered.as_ref(), id.0])?;
+                    .execute(params![payload::pack(&rendered), id.0])?;
                 rendered
             }
         };
@@ -197,8 +196,9 @@ pub fn claim_due(
              WHERE d.state = 'pending' AND d.next_attempt_at <= ?1 AND {CLAIMABLE}
              ORDER BY d.next_attempt_at LIMIT ?2"
         ))?;
-        let rows = select.query_map(params![now, limit as i64], due_from_row)?;
-        rows.collect::<Result<Vec<_>, _>>()?
+        super::events::collect(&mut select, params![now, limit as i64], |row| {
+            due_from_row(row)
+        })?
     };
     let mut lease = conn.prepare_cached(
         "UPDATE deliveries SET next_attempt_at = ?1, leased_until = ?1,
@@ -250,13 +250,14 @@ fn fail_unreadable(conn: &Connection, id: DeliveryId, target: &str) -> Result<()
     Ok(())
 }
 
-fn due_from_row(row: &Row<'_>) -> rusqlite::Result<Due> {
+fn due_from_row(row: &Row<'_>) -> Result<Due, StoreError> {
     let target: String = row.get(3)?;
     let Some(parsed) = Target::from_stored(&target) else {
         return Ok(Due::Unreadable(DeliveryId(row.get(0)?), target));
     };
     let target = parsed;
-    let payload: Vec<u8> = row.get(7)?;
+    let event: i64 = row.get(1)?;
+    let payload = payload::unpack(row.get(7)?, || format!("event {event}"))?;
     Ok(Due::Readable(DueDelivery {
         id: DeliveryId(row.get(0)?),
         event: EventId(row.get(1)?),
@@ -266,7 +267,7 @@ fn due_from_row(row: &Row<'_>) -> rusqlite::Result<Due> {
         attempts: row.get(4)?,
         window_start: row.get(5)?,
         window_attempts: row.get(6)?,
-        payload: Bytes::from(payload),
+        payload,
         lease: LeaseToken(0),
     }))
 }

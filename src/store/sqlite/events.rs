@@ -1,7 +1,6 @@
 //! SQL of the read side (an event with its deliveries and attempts, paged lists, the queue
 //! depth) and of retention.
 
-use bytes::Bytes;
 use rusqlite::{params, Connection, Row};
 
 use crate::domain::{ChannelId, DeliveryId, DeliveryState, EventId, EventKind};
@@ -9,6 +8,7 @@ use crate::store::decode::{
     attempt_record, delivery_record, event_summary, ATTEMPT_COLUMNS, DELIVERY_COLUMNS,
     SUMMARY_COLUMNS,
 };
+use crate::store::payload;
 use crate::store::{
     AttemptRecord, DeliveryFilter, DeliveryRecord, EventFilter, EventRecord, EventSummary,
     StoreError,
@@ -55,7 +55,8 @@ pub fn event(conn: &Connection, id: EventId) -> Result<Option<EventRecord>, Stor
     let sql = format!("SELECT {SUMMARY_COLUMNS}, payload FROM events WHERE id = ?1");
     let mut statement = conn.prepare_cached(&sql)?;
     let found = collect(&mut statement, [id.0], |row| {
-        Ok((event_summary(row)?, row.get::<_, Vec<u8>>(6)?))
+        let payload = payload::unpack(row.get(6)?, || format!("event {}", id.0))?;
+        Ok((event_summary(row)?, payload))
     })?;
     let Some((summary, payload)) = found.into_iter().next() else {
         return Ok(None);
@@ -70,7 +71,7 @@ pub fn event(conn: &Connection, id: EventId) -> Result<Option<EventRecord>, Stor
     }
     Ok(Some(EventRecord {
         summary,
-        payload: Bytes::from(payload),
+        payload,
         deliveries: with_attempts,
     }))
 }

@@ -26,6 +26,7 @@ use self::writer::Writer;
 use super::cache::ConfigCache;
 use super::columns::{self, require_changed, webhook_columns};
 use super::decode;
+use super::payload;
 use super::urls::UrlIds;
 use super::{types, ConfiguredRoute, DestinationPause, PendingGroup};
 use super::{
@@ -310,8 +311,11 @@ impl Store for SqliteStore {
         claim_until: Option<i64>,
     ) -> Result<Vec<SavedEvent>, StoreError> {
         let ordering = self.ordering.clone();
+        let packed = payload::pack_all(&events);
         self.writer
-            .write(move |conn| deliveries::save_events(conn, &events, claim_until, ordering.get()))
+            .write(move |conn| {
+                deliveries::save_events(conn, &events, &packed, claim_until, ordering.get())
+            })
             .await
     }
 

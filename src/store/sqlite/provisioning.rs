@@ -77,7 +77,7 @@ pub fn create_channel(
     )
     .map_err(|e| StoreError::from(e).explained(&Subject::channel(channel)))?;
     // Partner events only: never ordered.
-    deliveries::save_events(conn, events, None, false)?;
+    deliveries::save_events(conn, events, &[], None, false)?;
     Ok(())
 }
 

@@ -1,10 +1,10 @@
 //! SQL of the live stream's replay on SQLite: events and attempts after a cursor, by id.
 
-use bytes::Bytes;
 use rusqlite::{params, Connection};
 
 use super::events::collect;
 use crate::store::decode::{event_summary, stored_attempt, SUMMARY_COLUMNS};
+use crate::store::payload;
 use crate::store::replay_sql::{attempts_sql, events_sql};
 use crate::store::{Replay, ReplayFrom, StoreError, StoredEvent};
 
@@ -13,9 +13,11 @@ pub fn replay(conn: &Connection, from: ReplayFrom, limit: usize) -> Result<Repla
     let limit = limit as i64;
     let mut statement = conn.prepare_cached(&events_sql(SUMMARY_COLUMNS, "?1", "?2"))?;
     let events = collect(&mut statement, params![from.event.0, limit], |row| {
+        let summary = event_summary(row)?;
+        let id = summary.id;
         Ok(StoredEvent {
-            summary: event_summary(row)?,
-            payload: Bytes::from(row.get::<_, Vec<u8>>(6)?),
+            payload: payload::unpack(row.get(6)?, || format!("event {id}"))?,
+            summary,
         })
     })?;
     let mut statement = conn.prepare_cached(&attempts_sql("?1", "?2"))?;

@@ -228,6 +228,35 @@ pub async fn wait_until_delivered(
     }
 }
 
+/// Checks that `/metrics` (served during an outage too) shows the store up or down.
+pub async fn assert_store_up(base: &str, up: bool) {
+    let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let metrics = metrics.text().await.unwrap();
+    let expected = format!("switchboard_store_up {}", u8::from(up));
+    assert!(metrics.contains(&expected), "{metrics}");
+}
+
+/// Once the outage is lifted: waits until `/ready` answers 200 and 100 more messages are
+/// acknowledged, stops the load, checks that every answer was a 202 or a JSON 503, and
+/// waits until every acknowledged message is delivered; returns the answers.
+pub async fn drain_after_outage(load: Load, base: &str, receiver: &TestReceiver) -> Answers {
+    wait_ready(base, 200, 60).await;
+    let after = load.acknowledged() + 100;
+    load.wait_until("acknowledged after the outage", 60, |a| {
+        a.acknowledged.len() >= after
+    })
+    .await;
+    let answers = load.finish().await;
+    assert!(
+        answers.wrong.is_empty(),
+        "wrong answers: {:?}",
+        answers.wrong
+    );
+    wait_until_delivered(receiver, &answers.acknowledged, 90).await;
+    answers
+}
+
 /// How many lines of `log` contain `text`.
 pub fn lines_with(log: &Mutex<String>, text: &str) -> usize {
     let log = log.lock().unwrap_or_else(|p| p.into_inner());

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use crate::cli::{switchboard, wait_for_address_keeping_log};
 use crate::helpers::ADMIN_TOKEN;
-use crate::load::{channel_events_url, lines_with, wait_ready, wait_until_delivered, Load};
+use crate::load::{
+    assert_store_up, channel_events_url, drain_after_outage, lines_with, wait_ready, Load,
+};
 use crate::receiver::TestReceiver;
 
 /// `switchboard serve` on `database` with `SIGXFSZ` ignored; the child (whose pid is the
@@ -88,26 +90,11 @@ async fn an_unwritable_database_is_answered_503_and_everything_acknowledged_is_d
     let before = load.unavailable();
     load.wait_until("503s while unwritable", 60, |a| a.unavailable >= before + 8)
         .await;
-    let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap();
-    assert_eq!(metrics.status(), 200);
-    let metrics = metrics.text().await.unwrap();
-    assert!(metrics.contains("switchboard_store_up 0"), "{metrics}");
+    assert_store_up(&base, false).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     set_file_size_limit(server.id(), &limit);
-    wait_ready(&base, 200, 60).await;
-    let after = load.acknowledged() + 100;
-    load.wait_until("acknowledged after the outage", 60, |a| {
-        a.acknowledged.len() >= after
-    })
-    .await;
-    let answers = load.finish().await;
-    assert!(
-        answers.wrong.is_empty(),
-        "wrong answers: {:?}",
-        answers.wrong
-    );
-    wait_until_delivered(&receiver, &answers.acknowledged, 90).await;
+    let answers = drain_after_outage(load, &base, &receiver).await;
 
     let db = rusqlite::Connection::open(&file).unwrap();
     let failed: i64 = db

@@ -10,7 +10,9 @@
 use std::time::Duration;
 
 use crate::cli::start_binary_logged;
-use crate::load::{channel_events_url, lines_with, wait_ready, wait_until_delivered, Load};
+use crate::load::{
+    assert_store_up, channel_events_url, drain_after_outage, lines_with, wait_ready, Load,
+};
 use crate::postgres::Cluster;
 use crate::receiver::TestReceiver;
 
@@ -39,26 +41,11 @@ async fn outage_under_load(interrupt: fn(&Cluster), resume: fn(&Cluster)) {
         a.unavailable >= before + 8
     })
     .await;
-    let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap();
-    assert_eq!(metrics.status(), 200);
-    let metrics = metrics.text().await.unwrap();
-    assert!(metrics.contains("switchboard_store_up 0"), "{metrics}");
+    assert_store_up(&base, false).await;
 
     tokio::time::sleep(Duration::from_secs(3)).await;
     resume(&cluster);
-    wait_ready(&base, 200, 60).await;
-    let after = load.acknowledged() + 100;
-    load.wait_until("acknowledged after the outage", 60, |a| {
-        a.acknowledged.len() >= after
-    })
-    .await;
-    let answers = load.finish().await;
-    assert!(
-        answers.wrong.is_empty(),
-        "wrong answers: {:?}",
-        answers.wrong
-    );
-    wait_until_delivered(&receiver, &answers.acknowledged, 90).await;
+    let answers = drain_after_outage(load, &base, &receiver).await;
 
     // A pooled connection the restart cut may still start one short outage after the first
     // ended (its first use fails); wait until every outage logged has its end logged too.
@@ -68,9 +55,7 @@ async fn outage_under_load(interrupt: fn(&Cluster), resume: fn(&Cluster)) {
     }
     let failed = "SELECT count(*) FROM attempts WHERE status IS DISTINCT FROM 200";
     assert_eq!(cluster.psql(&database, failed), "0", "attempts that failed");
-    let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap();
-    let metrics = metrics.text().await.unwrap();
-    assert!(metrics.contains("switchboard_store_up 1"), "{metrics}");
+    assert_store_up(&base, true).await;
     let (down, back) = (lines_with(&log, DOWN), lines_with(&log, BACK));
     let log_text = log.lock().unwrap().clone();
     assert!(

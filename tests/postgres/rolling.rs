@@ -12,7 +12,8 @@ use serde_json::json;
 use tokio_postgres::NoTls;
 
 use crate::cli::start_binary;
-use crate::helpers::{provision_over_http, ADMIN_TOKEN};
+use crate::helpers::ADMIN_TOKEN;
+use crate::load::{channel_events_url, wait_until_delivered};
 use crate::receiver::{Behavior, TestReceiver};
 
 /// What a later release's migration looks like: additive only (new nullable or defaulted
@@ -40,36 +41,14 @@ async fn post(client: &reqwest::Client, url: &str, id: &str) -> Option<StatusCod
     Some(response.status())
 }
 
-fn delivered(receiver: &TestReceiver) -> HashSet<String> {
-    receiver
-        .received()
-        .iter()
-        .filter(|r| r.answered == 200)
-        .filter_map(|r| {
-            r.json()["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
-                .as_str()
-                .map(str::to_owned)
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn a_migration_applied_while_nodes_run_loses_nothing_and_an_older_node_runs_beside_it() {
     let database = crate::postgres::postgres_database();
     let receiver = TestReceiver::with_default(Behavior::Status(200)).await;
     let client = reqwest::Client::new();
     let (mut running, base) = start_binary(&database, &["--node-id", "old-1"], |_| {});
-    let channel = provision_over_http(&client, &base).await;
-    let key = channel["api_key"].as_str().unwrap();
-    let set = client
-        .post(format!("{base}/v1/configs/webhook"))
-        .header("D360-API-KEY", key)
-        .json(&json!({"url": receiver.url}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(set.status(), StatusCode::OK);
-    let events = format!("/admin/channels/{}/events", channel["id"].as_str().unwrap());
+    let url = channel_events_url(&base, &receiver.url).await;
+    let events = url.trim_start_matches(base.as_str()).to_owned();
 
     // A sender posting through the running node the whole time.
     let acknowledged = Arc::new(Mutex::new(HashSet::<String>::new()));
@@ -122,19 +101,7 @@ async fn a_migration_applied_while_nodes_run_loses_nothing_and_an_older_node_run
         "requests failed during the migration: {refused:?}"
     );
     let owed = acknowledged.lock().unwrap().clone();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let missing = owed.difference(&delivered(&receiver)).count();
-        if missing == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{missing} of {} acknowledged events undelivered",
-            owed.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_delivered(&receiver, &owed, 60).await;
     // The event view (which reads every column it knows) still answers on both nodes.
     for node in [&base, &beside_base] {
         let response = client

@@ -133,6 +133,7 @@ pub async fn run(
              abandoned; they are attempted again after the restart"
         );
     }
+    engine.hand_back().await;
     tracing::info!("switchboard stopped");
     Ok(())
 }

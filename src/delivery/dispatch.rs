@@ -33,7 +33,7 @@ use super::route::{self, Resolution};
 use crate::domain::{redact_query, AddressPolicy};
 use crate::metrics::{AttemptOutcome, FinalState, Metrics};
 use crate::store::{
-    within, AttemptRecord, CreatedDelivery, DueDelivery, Settlement, Store, StoreError,
+    within, AttemptRecord, CreatedDelivery, DueDelivery, HeldLease, Settlement, Store, StoreError,
     ANSWER_WITHIN,
 };
 
@@ -125,6 +125,9 @@ struct Inner {
     feed: Arc<Feed>,
     /// Whether the database is available; while it is not, nothing is claimed or attempted.
     outage: Arc<Outage>,
+    /// Deliveries that were waiting for their destination when the service stopped: their
+    /// leases are handed back at the end of the stop ([`Engine::hand_back`]).
+    unsent_at_stop: std::sync::Mutex<Vec<HeldLease>>,
 }
 
 impl Engine {
@@ -151,6 +154,7 @@ impl Engine {
                 feed: Arc::default(),
                 outage: Arc::new(Outage::new(Arc::clone(&metrics))),
                 metrics,
+                unsent_at_stop: std::sync::Mutex::default(),
             }),
         };
         let poller = engine.clone();
@@ -264,6 +268,37 @@ impl Engine {
     pub async fn stopped(&self) {
         self.inner.tracker.close();
         self.inner.tracker.wait().await;
+    }
+
+    /// Hands back the leases of the deliveries that were still waiting for their destination
+    /// when the service stopped (called after [`Engine::stopped`]): they become due at once,
+    /// so another node (or a successor under a new `--node-id`) takes them now rather than
+    /// after their lease. A renewal until now is that hand-back (leased rows are claimable
+    /// once `next_attempt_at` has passed); one claimed meanwhile by another node is left alone.
+    pub async fn hand_back(&self) {
+        let unsent = std::mem::take(
+            &mut *self
+                .inner
+                .unsent_at_stop
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        if unsent.is_empty() || !self.inner.outage.is_up() {
+            return;
+        }
+        let count = unsent.len();
+        let store = self.inner.store.as_ref();
+        let now = crate::clock::now_ms();
+        match within(ANSWER_WITHIN, store.renew_leases(unsent, now)).await {
+            Ok(_) => tracing::info!(
+                deliveries = count,
+                "handed back the deliveries waiting in memory: other nodes may take them now"
+            ),
+            Err(error) => tracing::warn!(
+                %error,
+                "cannot hand back the deliveries waiting in memory; they are taken once their lease runs out"
+            ),
+        }
     }
 
     /// Claims due work every poll interval (at once again while it finds some); while the
@@ -386,7 +421,18 @@ impl Engine {
                 self.park(&gate, &job, lost).await?;
                 return Ok(());
             }
-            Admission::Stopping => return Ok(()),
+            Admission::Stopping => {
+                let unsent = HeldLease {
+                    delivery: job.id,
+                    lease: job.lease,
+                };
+                self.inner
+                    .unsent_at_stop
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(unsent);
+                return Ok(());
+            }
             Admission::LeaseLost => {
                 tracing::debug!("lease lost while waiting for the destination; dropped unsent");
                 return Ok(());

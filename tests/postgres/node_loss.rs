@@ -203,3 +203,49 @@ async fn a_node_restarted_under_a_new_name_leaves_nothing_stuck() {
     let _ = new.kill();
     let _ = new.wait();
 }
+
+#[tokio::test]
+async fn a_node_stopped_gracefully_hands_back_what_waited_in_its_memory() {
+    let database = crate::postgres::postgres_database();
+    let receiver =
+        TestReceiver::with_default(Behavior::Delay(Duration::from_millis(300), 200)).await;
+    let client = reqwest::Client::new();
+    // A lease far longer than the deadline below: only a hand-back lets the successor
+    // deliver in time what the stopped node held.
+    let args = |name: &'static str| {
+        [
+            "--node-id",
+            name,
+            "--max-in-flight-per-destination",
+            "1",
+            "--delivery-lease-s",
+            "600",
+        ]
+    };
+    let (mut old, old_base) = start_binary(&database, &args("pod-old"), |_| {});
+    let events = channel_with_webhook(&client, &old_base, &receiver.url).await;
+    let mut owed = HashSet::new();
+    for n in 0..20 {
+        let id = format!("wamid.handback.{n}");
+        assert!(post_message(&client, &format!("{old_base}{events}"), &id).await);
+        owed.insert(id);
+    }
+    receiver.wait_for(1).await;
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &old.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert!(old.wait().unwrap().success(), "a graceful stop exits 0");
+    assert!(
+        delivered(&receiver).len() < owed.len(),
+        "the stopped node held no backlog"
+    );
+
+    // A successor under another name (a new pod) takes back nothing at start; it delivers
+    // the rest at once only because the stopped node handed its leases back.
+    let (mut new, _) = start_binary(&database, &args("pod-new"), |_| {});
+    wait_until_delivered(&receiver, &owed).await;
+    let _ = new.kill();
+    let _ = new.wait();
+}

@@ -12,6 +12,29 @@ use crate::helpers::{delivery, fast_delivery, is_in_state, metric_sum, spawn_app
 use crate::proxy::PgProxy;
 use crate::receiver::{Behavior, TestReceiver};
 
+/// Waits until the node has no pending delivery (20 s deadline).
+async fn nothing_pending(app: &crate::helpers::TestApp) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let pending: serde_json::Value = app
+            .admin(reqwest::Method::GET, "/admin/deliveries?state=pending")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if pending["deliveries"] == json!([]) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still pending: {pending}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn message(id: &str) -> serde_json::Value {
     json!({"messages": [{"from": "4917600000000", "id": id, "type": "text", "text": {"body": "hi"}}]})
 }
@@ -124,13 +147,16 @@ async fn a_node_whose_lease_expired_cannot_overwrite_another_nodes_delivered() {
         config.delivery_lease = Duration::from_millis(600);
     };
     let other = spawn_app_with(lease).await;
+    let number = other.provision().await;
+    // The channel's `channel_created` partner event is finished before the stalled node
+    // starts, so the only lease it can lose is the message's.
+    nothing_pending(&other).await;
     let proxy = PgProxy::start(&other.database_url()).await;
     let stalled = other
         .another_node_with(|config| {
             config.database = DatabaseUrl::parse(&proxy.url).expect("proxied URL");
         })
         .await;
-    let number = other.provision().await;
     let receiver = TestReceiver::start().await;
     let slow = Duration::from_secs(3);
     receiver.script([Behavior::Delay(slow, 500)]);

@@ -32,9 +32,11 @@ fn main() -> ExitCode {
     };
     init_tracing();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = config.worker_threads {
-        builder.worker_threads(threads);
-    }
+    let workers = config.worker_threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    builder.worker_threads(workers);
+    builder.thread_name_fn(thread_namer(workers));
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -43,6 +45,21 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(serve(config))
+}
+
+/// Names the runtime's threads by role, so `top -H`, `perf` and /proc tell the async
+/// workers (`sb-worker`) from tokio's blocking pool (`sb-blocking`: the SQLite reads, DNS),
+/// which tokio names alike. The workers are the first threads the runtime starts: it starts
+/// them all as it is built, before anything can use the blocking pool.
+fn thread_namer(workers: usize) -> impl Fn() -> String + Send + Sync + 'static {
+    let started = std::sync::atomic::AtomicUsize::new(0);
+    move || {
+        let n = started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match n < workers {
+            true => "sb-worker".to_owned(),
+            false => "sb-blocking".to_owned(),
+        }
+    }
 }
 
 async fn serve(config: Config) -> ExitCode {

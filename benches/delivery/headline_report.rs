@@ -277,9 +277,9 @@ fn headline_how_to_read(s: &Settings, h: &Headline) -> String {
          receiver), then a warm-up of {warm} events through the server, then the \
          closed loop of {n} events over {c} connections; the median repeat is reported. *End to \
          end* is distinct deliveries over first send → last delivery. CPU is each process's \
-         utime + stime from /proc over the run, the server's split by thread name (tokio's first \
-         threads are its async workers, later ones of the same name its blocking pool, which runs \
-         the SQLite reads); *other processes* is the rest of the machine, and anything well above \
+         utime + stime from /proc over the run, the server's split by thread name (the binary names its \
+         async workers `sb-worker` and tokio's blocking pool, which runs the SQLite reads, \
+         `sb-blocking`); *other processes* is the rest of the machine, and anything well above \
          zero there means the figures are noisy. Bytes on disk are the database file, its WAL and \
          shared-memory index right after the deliveries, over the events stored (warm-up \
          included).\n\n\

@@ -253,35 +253,18 @@ impl ProcCpu {
     }
 }
 
-/// The names tokio gives its threads (truncated to the kernel's 15 bytes), by version.
-const TOKIO_THREADS: [&str; 2] = ["tokio-rt-worker", "tokio-runtime-w"];
-
-/// The server's threads by role: its async workers (`sb-worker`) and tokio's blocking pool
-/// (`sb-blocking`: the SQLite reads), as the binary names them (for a binary that does not:
-/// the first `cores` threads of tokio's name, made when the runtime starts, and the later
-/// ones), the SQLite writer, the DNS resolvers, the main thread,
-/// anything else by name, and the threads that exited between the samples.
+/// The server's threads by role, by the names the binary gives them (src/main.rs): its
+/// async workers (`sb-worker`), tokio's blocking pool (`sb-blocking`: the SQLite reads),
+/// the SQLite writer, the DNS resolvers, the main thread, anything else by name, and the
+/// threads that exited between the samples.
 fn server_groups(before: &[ThreadTicks], after: &[ThreadTicks], total: u64) -> Vec<(String, u64)> {
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut tokio: Vec<u32> = after
-        .iter()
-        .filter(|t| TOKIO_THREADS.contains(&t.name.as_str()))
-        .map(|t| t.tid)
-        .collect();
-    tokio.sort_unstable();
-    let worker_tids = &tokio[..workers.min(tokio.len())];
     let mut groups: Vec<(String, u64)> = Vec::new();
     for thread in after {
         let earlier = before.iter().find(|b| b.tid == thread.tid);
         let used = thread.ticks.saturating_sub(earlier.map_or(0, |b| b.ticks));
         let group = match thread.name.as_str() {
-            // Named by role by the binary (src/main.rs); tokio's own names otherwise.
             "sb-worker" => "async workers",
             "sb-blocking" => "blocking pool (SQLite reads)",
-            name if TOKIO_THREADS.contains(&name) && worker_tids.contains(&thread.tid) => {
-                "async workers"
-            }
-            name if TOKIO_THREADS.contains(&name) => "blocking pool (SQLite reads)",
             "sqlite-writer" => "SQLite writer",
             "switchboard" => "main thread",
             name if name.starts_with("switchboard-dns") => "DNS resolvers",

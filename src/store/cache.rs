@@ -88,39 +88,7 @@ impl ConfigCache {
         phone_number_id: &str,
         load: impl std::future::Future<Output = Result<Option<Channel>, StoreError>>,
     ) -> Result<Option<ChannelRef>, StoreError> {
-        if let Some(hit) = self.channel_ref(phone_number_id) {
-            return Ok(Some(hit));
-        }
-        let found = load.await?.map(ChannelRef::from);
-        if let Some(reference) = &found {
-            self.remember_channel_ref(phone_number_id, reference.clone());
-        }
-        Ok(found)
-    }
-
-    /// The channel known by a Meta phone_number_id (channels and their ids never change).
-    fn channel_ref(&self, phone_number_id: &str) -> Option<ChannelRef> {
-        let map = self.channels.read().unwrap_or_else(|p| p.into_inner());
-        map.get(phone_number_id).cloned()
-    }
-
-    /// Remembers the channel of a phone_number_id.
-    fn remember_channel_ref(&self, phone_number_id: &str, channel: ChannelRef) {
-        self.channels
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(phone_number_id.to_owned(), channel);
-    }
-}
-
-impl ConfigCache {
-    /// The fixed facts of a channel by its id (they never change once created).
-    fn channel_ref_by_id(&self, id: &ChannelId) -> Option<ChannelRef> {
-        let map = self
-            .channels_by_id
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
-        map.get(id).cloned()
+        fixed_or_load(&self.channels, phone_number_id.to_owned(), load).await
     }
 
     /// The fixed facts of a channel from memory, else from `load` (then remembered).
@@ -129,21 +97,30 @@ impl ConfigCache {
         id: &ChannelId,
         load: impl std::future::Future<Output = Result<Option<Channel>, StoreError>>,
     ) -> Result<Option<ChannelRef>, StoreError> {
-        if let Some(hit) = self.channel_ref_by_id(id) {
-            return Ok(Some(hit));
-        }
-        let found = load.await?.map(ChannelRef::from);
-        if let Some(reference) = &found {
-            self.remember_channel_ref_by_id(reference.clone());
-        }
-        Ok(found)
+        fixed_or_load(&self.channels_by_id, id.clone(), load).await
     }
+}
 
-    /// Remembers the fixed facts of a channel.
-    fn remember_channel_ref_by_id(&self, channel: ChannelRef) {
-        self.channels_by_id
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(channel.id.clone(), channel);
+/// A channel's fixed facts under `key` in `map`, else from `load` (then remembered; no
+/// generation check: they never change once created).
+async fn fixed_or_load<K: std::hash::Hash + Eq>(
+    map: &RwLock<HashMap<K, ChannelRef>>,
+    key: K,
+    load: impl std::future::Future<Output = Result<Option<Channel>, StoreError>>,
+) -> Result<Option<ChannelRef>, StoreError> {
+    let hit = map
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+        .cloned();
+    if hit.is_some() {
+        return Ok(hit);
     }
+    let found = load.await?.map(ChannelRef::from);
+    if let Some(reference) = &found {
+        map.write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, reference.clone());
+    }
+    Ok(found)
 }

@@ -21,20 +21,6 @@ fn start_server(database: &str) -> (Child, String) {
     start_binary(database, &retries, |_| {})
 }
 
-/// The message ids the receiver answered 200 to.
-fn delivered_ids(receiver: &TestReceiver) -> HashSet<String> {
-    receiver
-        .received()
-        .iter()
-        .filter(|r| r.answered == 200)
-        .filter_map(|r| {
-            r.json()["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
-                .as_str()
-                .map(str::to_owned)
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn kill_9_mid_stream_loses_no_acknowledged_event() {
     let data = tempfile::tempdir().unwrap();
@@ -107,7 +93,7 @@ async fn kill_9_mid_stream_loses_no_acknowledged_event() {
 
     let (mut restarted, _) = start_server(&database);
     receiver
-        .wait_until(|_| acknowledged.is_subset(&delivered_ids(&receiver)))
+        .wait_until(|_| acknowledged.is_subset(&receiver.delivered_wamids()))
         .await;
     let _ = restarted.kill();
     let _ = restarted.wait();

@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{provision_over_http, ADMIN_TOKEN};
-use crate::receiver::{Received, TestReceiver};
+use crate::receiver::TestReceiver;
 
 /// How long one request may take before the client gives up: far above the server's 5 s
 /// bound, so a request that hangs is told apart from a slow one.
@@ -192,13 +192,6 @@ pub async fn wait_ready(base: &str, status: u16, deadline_s: u64) {
     }
 }
 
-/// The message id a delivery carries.
-fn wamid(received: &Received) -> Option<String> {
-    received.json()["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
-        .as_str()
-        .map(str::to_owned)
-}
-
 /// Waits until the receiver answered 200 to every id of `owed`, within `deadline_s`.
 pub async fn wait_until_delivered(
     receiver: &TestReceiver,
@@ -207,12 +200,7 @@ pub async fn wait_until_delivered(
 ) {
     let deadline = Instant::now() + Duration::from_secs(deadline_s);
     loop {
-        let delivered: HashSet<String> = receiver
-            .received()
-            .iter()
-            .filter(|r| r.answered == 200)
-            .filter_map(wamid)
-            .collect();
+        let delivered = receiver.delivered_wamids();
         let missing: Vec<_> = owed.difference(&delivered).collect();
         if missing.is_empty() {
             return;
@@ -255,6 +243,27 @@ pub async fn drain_after_outage(load: Load, base: &str, receiver: &TestReceiver)
     );
     wait_until_delivered(receiver, &answers.acknowledged, 90).await;
     answers
+}
+
+/// The log lines of an outage's start and of its end.
+pub const OUTAGE_BEGAN: &str = "the database is unavailable";
+pub const OUTAGE_ENDED: &str = "the database is available again";
+
+/// Checks that each outage was logged once as begun and once as ended (not per request:
+/// `answers` holds the 503s), and that no request was logged as failed.
+pub fn assert_outage_logged_once(log: &Mutex<String>, answers: &Answers) {
+    let (down, back) = (lines_with(log, OUTAGE_BEGAN), lines_with(log, OUTAGE_ENDED));
+    let log_text = log.lock().unwrap().clone();
+    assert!(
+        down >= 1 && back == down,
+        "outage logged {down}/{back} times:\n{log_text}"
+    );
+    assert!(
+        down * 4 <= answers.unavailable,
+        "the outage was logged about per request: {down} times for {} 503s",
+        answers.unavailable
+    );
+    assert_eq!(lines_with(log, "request failed"), 0, "{log_text}");
 }
 
 /// How many lines of `log` contain `text`.

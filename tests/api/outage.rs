@@ -16,7 +16,8 @@ use std::time::Duration;
 use crate::cli::{switchboard, wait_for_address_keeping_log};
 use crate::helpers::ADMIN_TOKEN;
 use crate::load::{
-    assert_store_up, channel_events_url, drain_after_outage, lines_with, wait_ready, Load,
+    assert_outage_logged_once, assert_store_up, channel_events_url, drain_after_outage, wait_ready,
+    Load,
 };
 use crate::receiver::TestReceiver;
 
@@ -105,19 +106,7 @@ async fn an_unwritable_database_is_answered_503_and_everything_acknowledged_is_d
         )
         .unwrap();
     assert_eq!(failed, 0, "attempts that failed");
-    let down = lines_with(&log, "the database is unavailable");
-    let back = lines_with(&log, "the database is available again");
-    let log_text = log.lock().unwrap().clone();
-    assert!(
-        down >= 1 && back == down,
-        "outage logged {down}/{back} times:\n{log_text}"
-    );
-    assert!(
-        down * 4 <= answers.unavailable,
-        "the outage was logged about per request: {down} times for {} 503s",
-        answers.unavailable
-    );
-    assert_eq!(lines_with(&log, "request failed"), 0, "{log_text}");
+    assert_outage_logged_once(&log, &answers);
     let _ = server.kill();
     let _ = server.wait();
 }

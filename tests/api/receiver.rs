@@ -5,7 +5,7 @@
 //! Hand-written on a `TcpListener` so it can misbehave in ways a framework will not: close
 //! the connection mid-request, or never answer.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,13 @@ impl Received {
 
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).expect("JSON body")
+    }
+
+    /// The id of the message this delivery carries (`entry[0].changes[0].value.messages[0]`).
+    pub fn wamid(&self) -> Option<String> {
+        self.json()["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
+            .as_str()
+            .map(str::to_owned)
     }
 }
 
@@ -125,6 +132,15 @@ impl TestReceiver {
     /// Everything received so far.
     pub fn received(&self) -> Vec<Received> {
         self.lock().received.clone()
+    }
+
+    /// The message ids of every delivery answered 200, once each.
+    pub fn delivered_wamids(&self) -> HashSet<String> {
+        self.received()
+            .iter()
+            .filter(|r| r.answered == 200)
+            .filter_map(Received::wamid)
+            .collect()
     }
 
     /// Waits until at least `count` requests arrived (20 s deadline) and returns them all.

@@ -14,7 +14,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::cli::start_binary;
-use crate::helpers::{provision_over_http, ADMIN_TOKEN};
+use crate::helpers::ADMIN_TOKEN;
+use crate::load::channel_events_url;
 use crate::receiver::{Behavior, Received, TestReceiver};
 
 /// The default lease (30 s) plus a generous margin for a loaded machine: a bound the old
@@ -35,36 +36,11 @@ fn start_node(database: &str, name: &str) -> (Child, String) {
     start_binary(database, &args, |_| {})
 }
 
-/// The message id a delivery carries.
-fn wamid(received: &Received) -> Option<String> {
-    received.json()["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
-        .as_str()
-        .map(str::to_owned)
-}
-
-/// The message ids the receiver answered 200 to.
-fn delivered(receiver: &TestReceiver) -> HashSet<String> {
-    receiver
-        .received()
-        .iter()
-        .filter(|r| r.answered == 200)
-        .filter_map(wamid)
-        .collect()
-}
-
-/// Provisions a channel on `base` and points its webhook at `receiver`; returns the URL
+/// Provisions a channel on `base` and points its webhook at `receiver`; returns the path
 /// events are posted to (on any node: append the node's base URL).
-async fn channel_with_webhook(client: &reqwest::Client, base: &str, receiver: &str) -> String {
-    let channel = provision_over_http(client, base).await;
-    let response = client
-        .post(format!("{base}/v1/configs/webhook"))
-        .header("D360-API-KEY", channel["api_key"].as_str().unwrap())
-        .json(&json!({"url": receiver}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    format!("/admin/channels/{}/events", channel["id"].as_str().unwrap())
+async fn channel_with_webhook(base: &str, receiver: &str) -> String {
+    let url = channel_events_url(base, receiver).await;
+    url.trim_start_matches(base).to_owned()
 }
 
 /// Posts one message; `true` when it was acknowledged (202).
@@ -81,19 +57,7 @@ async fn post_message(client: &reqwest::Client, url: &str, id: &str) -> bool {
 
 /// Waits until every id of `owed` is delivered, within [`TAKEOVER_DEADLINE`].
 async fn wait_until_delivered(receiver: &TestReceiver, owed: &HashSet<String>) {
-    let deadline = Instant::now() + TAKEOVER_DEADLINE;
-    loop {
-        let missing = owed.difference(&delivered(receiver)).count();
-        if missing == 0 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{missing} of {} acknowledged events undelivered {TAKEOVER_DEADLINE:?} after the node loss",
-            owed.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::load::wait_until_delivered(receiver, owed, TAKEOVER_DEADLINE.as_secs()).await;
 }
 
 #[tokio::test]
@@ -103,7 +67,7 @@ async fn a_node_killed_mid_stream_loses_nothing_and_its_leases_are_taken_over() 
         TestReceiver::with_default(Behavior::Delay(Duration::from_millis(100), 200)).await;
     let client = reqwest::Client::new();
     let (mut dead, dead_base) = start_node(&database, "node-a");
-    let events = channel_with_webhook(&client, &dead_base, &receiver.url).await;
+    let events = channel_with_webhook(&dead_base, &receiver.url).await;
     let (mut second, second_base) = start_node(&database, "node-b");
     let (mut third, third_base) = start_node(&database, "node-c");
 
@@ -134,7 +98,11 @@ async fn a_node_killed_mid_stream_loses_nothing_and_its_leases_are_taken_over() 
     }
     dead.kill().unwrap(); // SIGKILL: no shutdown code runs, its leases stay in the store.
     dead.wait().unwrap();
-    let received_at_kill: HashSet<String> = receiver.received().iter().filter_map(wamid).collect();
+    let received_at_kill: HashSet<String> = receiver
+        .received()
+        .iter()
+        .filter_map(Received::wamid)
+        .collect();
     senders.join_all().await;
 
     let acknowledged = acknowledged.lock().unwrap().clone();
@@ -156,7 +124,7 @@ async fn a_node_killed_mid_stream_loses_nothing_and_its_leases_are_taken_over() 
         "a message was attempted by two nodes at once"
     );
     let mut attempts = HashMap::<String, usize>::new();
-    for id in receiver.received().iter().filter_map(wamid) {
+    for id in receiver.received().iter().filter_map(Received::wamid) {
         *attempts.entry(id).or_default() += 1;
     }
     let twice: Vec<_> = attempts
@@ -181,7 +149,7 @@ async fn a_node_restarted_under_a_new_name_leaves_nothing_stuck() {
         TestReceiver::with_default(Behavior::Delay(Duration::from_millis(500), 200)).await;
     let client = reqwest::Client::new();
     let (mut old, old_base) = start_node(&database, "pod-1");
-    let events = channel_with_webhook(&client, &old_base, &receiver.url).await;
+    let events = channel_with_webhook(&old_base, &receiver.url).await;
     let mut owed = HashSet::new();
     for n in 0..30 {
         let id = format!("wamid.pod.{n}");
@@ -191,7 +159,7 @@ async fn a_node_restarted_under_a_new_name_leaves_nothing_stuck() {
     old.kill().unwrap();
     old.wait().unwrap();
     assert!(
-        delivered(&receiver).len() < owed.len(),
+        receiver.delivered_wamids().len() < owed.len(),
         "the old pod held no backlog"
     );
 
@@ -223,7 +191,7 @@ async fn a_node_stopped_gracefully_hands_back_what_waited_in_its_memory() {
         ]
     };
     let (mut old, old_base) = start_binary(&database, &args("pod-old"), |_| {});
-    let events = channel_with_webhook(&client, &old_base, &receiver.url).await;
+    let events = channel_with_webhook(&old_base, &receiver.url).await;
     let mut owed = HashSet::new();
     for n in 0..20 {
         let id = format!("wamid.handback.{n}");
@@ -238,7 +206,7 @@ async fn a_node_stopped_gracefully_hands_back_what_waited_in_its_memory() {
     assert!(term.success());
     assert!(old.wait().unwrap().success(), "a graceful stop exits 0");
     assert!(
-        delivered(&receiver).len() < owed.len(),
+        receiver.delivered_wamids().len() < owed.len(),
         "the stopped node held no backlog"
     );
 

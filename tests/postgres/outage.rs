@@ -11,14 +11,11 @@ use std::time::Duration;
 
 use crate::cli::start_binary_logged;
 use crate::load::{
-    assert_store_up, channel_events_url, drain_after_outage, lines_with, wait_ready, Load,
+    assert_outage_logged_once, assert_store_up, channel_events_url, drain_after_outage, lines_with,
+    wait_ready, Load, OUTAGE_BEGAN, OUTAGE_ENDED,
 };
 use crate::postgres::Cluster;
 use crate::receiver::TestReceiver;
-
-/// The log line of an outage's start, and of its end.
-const DOWN: &str = "the database is unavailable";
-const BACK: &str = "the database is available again";
 
 /// Runs the load through `interrupt`, a few seconds of outage, and `resume`.
 async fn outage_under_load(interrupt: fn(&Cluster), resume: fn(&Cluster)) {
@@ -50,24 +47,15 @@ async fn outage_under_load(interrupt: fn(&Cluster), resume: fn(&Cluster)) {
     // A pooled connection the restart cut may still start one short outage after the first
     // ended (its first use fails); wait until every outage logged has its end logged too.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while lines_with(&log, BACK) < lines_with(&log, DOWN) && std::time::Instant::now() < deadline {
+    while lines_with(&log, OUTAGE_ENDED) < lines_with(&log, OUTAGE_BEGAN)
+        && std::time::Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let failed = "SELECT count(*) FROM attempts WHERE status IS DISTINCT FROM 200";
     assert_eq!(cluster.psql(&database, failed), "0", "attempts that failed");
     assert_store_up(&base, true).await;
-    let (down, back) = (lines_with(&log, DOWN), lines_with(&log, BACK));
-    let log_text = log.lock().unwrap().clone();
-    assert!(
-        down >= 1 && back == down,
-        "outage logged {down}/{back} times:\n{log_text}"
-    );
-    assert!(
-        down * 4 <= answers.unavailable,
-        "the outage was logged about per request: {down} times for {} 503s",
-        answers.unavailable
-    );
-    assert_eq!(lines_with(&log, "request failed"), 0, "{log_text}");
+    assert_outage_logged_once(&log, &answers);
     let _ = server.kill();
     let _ = server.wait();
 }

@@ -341,7 +341,9 @@ pub fn settle(
 ) -> Result<Settled, StoreError> {
     let now = now_ms();
     let effect = outcome.settlement.effect(outcome.attempt.is_some(), now);
-    let Some(held) = update_held(conn, outcome, &effect.row, ordering, now)? else {
+    // The row is read back only when something needs it: a head to wake, extras to create.
+    let read_back = ordering || !effect.creates.is_empty();
+    let Some(held) = update_held(conn, outcome, &effect.row, read_back, now)? else {
         return settled_before(conn, outcome);
     };
     if let (true, Some(channel)) = (effect.ends_head && held.ordered, &held.channel) {
@@ -373,13 +375,13 @@ struct Updated {
 }
 
 /// Writes `row` to the delivery if it is still held under `outcome.lease`; `None` when it
-/// is not (nothing written). Without `ordering` (no channel is ordered) and nothing to
-/// create, the update reads nothing back: the plain statement the hot path measured fastest.
+/// is not (nothing written). Without `read_back` the update reads nothing back (the plain
+/// statement the hot path measured fastest) and the `Updated` it returns holds no facts.
 fn update_held(
     conn: &Connection,
     outcome: &Outcome,
     row: &RowChange<'_>,
-    ordering: bool,
+    read_back: bool,
     now: i64,
 ) -> Result<Option<Updated>, StoreError> {
     let (id, lease) = (outcome.delivery.0, outcome.lease.0);
@@ -412,10 +414,8 @@ fn update_held(
             "next_attempt_at = ?3, leased_until = NULL, parked_behind = ?4"
         }
     };
-    let creates =
-        matches!(&outcome.settlement, Settlement::Delivered { extras, .. } if !extras.is_empty());
     let params = rusqlite::params_from_iter(params);
-    if !ordering && !creates {
+    if !read_back {
         let sql = format!("UPDATE deliveries SET {set} WHERE {HELD}");
         let changed = conn.prepare_cached(&sql)?.execute(params)?;
         // Nothing is read back, and nothing needs it: no head to wake, no extra to create.

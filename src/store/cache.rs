@@ -88,7 +88,7 @@ impl ConfigCache {
         phone_number_id: &str,
         load: impl std::future::Future<Output = Result<Option<Channel>, StoreError>>,
     ) -> Result<Option<ChannelRef>, StoreError> {
-        fixed_or_load(&self.channels, phone_number_id.to_owned(), load).await
+        fixed_or_load(&self.channels, phone_number_id, str::to_owned, load).await
     }
 
     /// The fixed facts of a channel from memory, else from `load` (then remembered).
@@ -97,21 +97,27 @@ impl ConfigCache {
         id: &ChannelId,
         load: impl std::future::Future<Output = Result<Option<Channel>, StoreError>>,
     ) -> Result<Option<ChannelRef>, StoreError> {
-        fixed_or_load(&self.channels_by_id, id.clone(), load).await
+        fixed_or_load(&self.channels_by_id, id, ChannelId::clone, load).await
     }
 }
 
-/// A channel's fixed facts under `key` in `map`, else from `load` (then remembered; no
-/// generation check: they never change once created).
-async fn fixed_or_load<K: std::hash::Hash + Eq>(
+/// A channel's fixed facts under `key` in `map`, else from `load` (then remembered under
+/// `owned(key)`; no generation check: they never change once created). A hit allocates
+/// nothing: ingest asks this for every event.
+async fn fixed_or_load<K, Q>(
     map: &RwLock<HashMap<K, ChannelRef>>,
-    key: K,
+    key: &Q,
+    owned: impl FnOnce(&Q) -> K,
     load: impl std::future::Future<Output = Result<Option<Channel>, StoreError>>,
-) -> Result<Option<ChannelRef>, StoreError> {
+) -> Result<Option<ChannelRef>, StoreError>
+where
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+    Q: std::hash::Hash + Eq + ?Sized,
+{
     let hit = map
         .read()
         .unwrap_or_else(|p| p.into_inner())
-        .get(&key)
+        .get(key)
         .cloned();
     if hit.is_some() {
         return Ok(hit);
@@ -120,7 +126,7 @@ async fn fixed_or_load<K: std::hash::Hash + Eq>(
     if let Some(reference) = &found {
         map.write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(key, reference.clone());
+            .insert(owned(key), reference.clone());
     }
     Ok(found)
 }

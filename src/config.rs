@@ -126,6 +126,15 @@ pub struct ServeArgs {
     /// once none of their deliveries is pending; 0 keeps everything [default: 30].
     #[arg(long, env = "SWITCHBOARD_RETENTION_DAYS", value_name = "DAYS")]
     pub retention_days: Option<u64>,
+    /// Empty the payloads of events this many hours after they arrived, once none of their
+    /// deliveries is pending; their metadata and attempts stay for --retention-days. A
+    /// purged event cannot be sent again. 0 keeps payloads as long as events [default: 72].
+    #[arg(
+        long,
+        env = "SWITCHBOARD_PAYLOAD_RETENTION_HOURS",
+        value_name = "HOURS"
+    )]
+    pub payload_retention_hours: Option<u64>,
     /// Async worker threads (HTTP in and out); 0 means one per core. The SQLite writer has
     /// its own thread besides. Fewer than cores suits a host shared with other busy
     /// processes [default: 0].
@@ -201,6 +210,7 @@ struct FileConfig {
     max_waiting_per_destination: Option<usize>,
     max_queue_memory_mib: Option<usize>,
     retention_days: Option<u64>,
+    payload_retention_hours: Option<u64>,
     worker_threads: Option<usize>,
     node_id: Option<String>,
     delivery_lease_s: Option<u64>,
@@ -334,6 +344,9 @@ pub struct Config {
     pub max_queue_memory: usize,
     /// How long finished events are kept; `None` keeps them forever.
     pub retention: Option<Duration>,
+    /// How long the payloads of finished events are kept (a shorter retention, as payloads
+    /// are most of the bytes); `None` keeps them as long as the events.
+    pub payload_retention: Option<Duration>,
     /// Async worker threads of the binary's runtime; `None` is one per core. (Only the
     /// binary reads it: `run` uses whatever runtime it is called on.)
     pub worker_threads: Option<usize>,
@@ -424,6 +437,7 @@ impl Config {
             max_waiting_per_destination: 2000,
             max_queue_memory: 64 * MIB,
             retention: Some(Duration::from_secs(30 * 86_400)),
+            payload_retention: Some(Duration::from_secs(72 * 3_600)),
             worker_threads: None,
             node_id: host_name(),
             delivery_lease: crate::delivery::DEFAULT_LEASE,
@@ -507,6 +521,14 @@ impl Config {
                 None => defaults.retention,
                 Some(0) => None,
                 Some(days) => Some(Duration::from_secs(days.saturating_mul(86_400))),
+            },
+            payload_retention: match args
+                .payload_retention_hours
+                .or(file.payload_retention_hours)
+            {
+                None => defaults.payload_retention,
+                Some(0) => None,
+                Some(hours) => Some(Duration::from_secs(hours.saturating_mul(3_600))),
             },
             worker_threads: args
                 .worker_threads
@@ -722,6 +744,10 @@ mod tests {
         assert_eq!(config.delivery_timeout, Duration::from_secs(5));
         assert_eq!(config.max_extra_destinations, 3);
         assert_eq!(config.retention, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(
+            config.payload_retention,
+            Some(Duration::from_secs(72 * 3_600))
+        );
         assert_eq!(config.delivery_lease, Duration::from_secs(30));
     }
 
@@ -731,7 +757,7 @@ mod tests {
         let path = dir.path().join("switchboard.toml");
         std::fs::write(
             &path,
-            "listen = \":9000\"\ndev = true\nretry_base_ms = 10\nmax_extra_destinations = 5\nretention_days = 0\nworker_threads = 1\nnode_id = \"node-a\"\ndelivery_lease_s = 60\n",
+            "listen = \":9000\"\ndev = true\nretry_base_ms = 10\nmax_extra_destinations = 5\nretention_days = 0\npayload_retention_hours = 0\nworker_threads = 1\nnode_id = \"node-a\"\ndelivery_lease_s = 60\n",
         )
         .unwrap();
         let config = Config::load(ServeArgs {
@@ -745,6 +771,7 @@ mod tests {
         assert_eq!(config.retry_base, Duration::from_millis(20));
         assert_eq!(config.max_extra_destinations, 5);
         assert_eq!(config.retention, None, "0 keeps everything");
+        assert_eq!(config.payload_retention, None, "0 keeps payloads");
         assert_eq!(config.worker_threads, Some(1));
         assert_eq!(config.node_id, "node-a");
         assert_eq!(config.delivery_lease, Duration::from_secs(60));

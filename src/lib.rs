@@ -93,7 +93,11 @@ pub async fn run(
         Arc::clone(&metrics),
         shutdown.clone(),
     )?;
-    if let Some(retention) = config.retention {
+    let retention = maintenance::Retention {
+        events: config.retention,
+        payloads: config.payload_retention,
+    };
+    if retention.events.is_some() || retention.payloads.is_some() {
         let store = Arc::clone(&store);
         tokio::spawn(maintenance::purge_periodically(
             store,

@@ -79,6 +79,8 @@ pub(crate) struct EndToEnd {
     pub(crate) disk: [u64; 3],
     /// Events in the database then (warm-up included).
     pub(crate) stored: usize,
+    /// Every payload of the run then purged, the server stopped.
+    pub(crate) purge: purge::PurgeCost,
 }
 
 /// One open-loop run of the curve.
@@ -303,7 +305,10 @@ impl<'a> Rig<'a> {
         let batch = self.closed(&target, self.settings.events)?;
         let cpu = before.until(&self.sample(Some(&server)));
         let disk = server.disk();
-        server.stop()?;
+        let database = server.database.clone();
+        let data = server.stop()?;
+        let purge = purge::measure(self.runtime, &database)?;
+        drop(data);
         let (e2e, last) = batch.pair();
         let seconds = last.saturating_sub(batch.load.start_ns) as f64 / 1e9;
         let run = EndToEnd {
@@ -311,6 +316,7 @@ impl<'a> Rig<'a> {
             e2e,
             cpu,
             disk,
+            purge,
             stored: self.settings.warm_up + batch.load.acked,
             load: batch.load,
             received: batch.received,

@@ -159,6 +159,29 @@ fn sustained_rows(t: &mut Table, s: &Settings, h: &Headline, run: &EndToEnd) {
             run.stored
         ),
     );
+    let purge = &run.purge;
+    let per_event = |bytes: u64| bytes as f64 / run.stored.max(1) as f64;
+    t.row(
+        SCENARIO,
+        "bytes in use per event, before → after the payload purge",
+        format!(
+            "{:.0} B → {:.0} B (the rest is free pages that new rows reuse)",
+            per_event(purge.in_use[0]),
+            per_event(purge.in_use[1])
+        ),
+    );
+    t.row(
+        SCENARIO,
+        "payload purge (batches of 1,000 events, one writer job each)",
+        format!(
+            "{} payloads in {:.2} s ({:.0}/s); a batch holds the writer {:.1} ms (p50), {:.1} ms (max)",
+            purge.purged,
+            purge.seconds,
+            purge.purged as f64 / purge.seconds.max(1e-9),
+            purge.batch_ms(0.5),
+            purge.batch_ms(1.0)
+        ),
+    );
 }
 
 fn busy(cpu: &ProcCpu) -> String {

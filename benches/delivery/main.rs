@@ -48,6 +48,7 @@ mod payloads;
 #[path = "../../tests/api/postgres.rs"]
 mod postgres;
 mod procs;
+mod purge;
 mod report;
 mod roles;
 mod svg;

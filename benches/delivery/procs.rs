@@ -40,7 +40,7 @@ pub(crate) struct ServerProcess {
     pub(crate) base: String,
     pub(crate) database: PathBuf,
     child: Child,
-    _data: tempfile::TempDir,
+    data: Option<tempfile::TempDir>,
 }
 
 impl ServerProcess {
@@ -86,7 +86,7 @@ impl ServerProcess {
             base,
             database,
             child,
-            _data: data,
+            data: Some(data),
         })
     }
 
@@ -100,14 +100,15 @@ impl ServerProcess {
         [size(""), size("-wal"), size("-shm")]
     }
 
-    /// SIGTERM (the graceful stop), then SIGKILL if it is still running after 20 s.
-    pub(crate) fn stop(mut self) -> BenchResult<()> {
+    /// SIGTERM (the graceful stop), then SIGKILL if it is still running after 20 s. Returns
+    /// its data directory, which holds the database until dropped.
+    pub(crate) fn stop(mut self) -> BenchResult<tempfile::TempDir> {
         let pid = self.pid.to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if self.child.try_wait()?.is_some() {
-                return Ok(());
+                return self.data.take().ok_or_else(|| "stopped twice".into());
             }
             std::thread::sleep(Duration::from_millis(20));
         }

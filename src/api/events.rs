@@ -69,8 +69,12 @@ pub struct EventView {
     /// Id, kind, channel or partner, arrival.
     #[serde(flatten)]
     event: EventListItem,
-    /// The payload delivered, as JSON.
+    /// The payload delivered, as JSON; `null` once purged.
     payload: Value,
+    /// When the payload retention (`--payload-retention-hours`) emptied the payload;
+    /// absent while it is kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_purged_at: Option<String>,
     deliveries: Vec<DeliveryView>,
 }
 
@@ -99,14 +103,24 @@ pub async fn get_event(
         .ok_or_else(not_found)?;
     Ok(Json(EventView {
         event: EventListItem::of(event.summary),
-        payload: serde_json::from_slice(&event.payload)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&event.payload).into())),
+        payload: payload_view(&event.payload, event.payload_purged_at),
+        payload_purged_at: event.payload_purged_at.map(rfc3339),
         deliveries: event
             .deliveries
             .into_iter()
             .map(|(delivery, attempts)| DeliveryView::of(delivery, Some(attempts)))
             .collect(),
     }))
+}
+
+/// The payload as the event view shows it: JSON, or a string when it is not JSON; `null`
+/// once purged.
+fn payload_view(payload: &[u8], purged_at: Option<i64>) -> Value {
+    if purged_at.is_some() {
+        return Value::Null;
+    }
+    serde_json::from_slice(payload)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(payload).into()))
 }
 
 /// An event in a list (without payload and deliveries: see `GET /admin/events/{id}`).

@@ -11,12 +11,19 @@ use crate::store::{DueDelivery, Store, StoreError};
 pub enum Resolution {
     /// Send to this destination.
     Send(DeliveryTarget),
-    /// Nothing is configured for it: record as dropped.
+    /// Nothing is configured for it, or nothing is left to send: record as dropped.
     Drop(String),
 }
 
+/// Why a delivery whose event's payload was purged is dropped. Requeues skip such events;
+/// on PostgreSQL one can still slip back in while a purge runs on another node.
+pub const PAYLOAD_PURGED: &str = "the event's payload was purged (--payload-retention-hours)";
+
 /// Resolves `job`'s destination from the current configuration.
 pub async fn resolve(store: &dyn Store, job: &DueDelivery) -> Result<Resolution, StoreError> {
+    if job.payload.is_empty() {
+        return Ok(Resolution::Drop(PAYLOAD_PURGED.into()));
+    }
     match &job.target {
         Target::Partner => resolve_partner(store, job).await,
         Target::Waba(waba) => resolve_waba(store, *waba).await,

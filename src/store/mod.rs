@@ -18,6 +18,7 @@ mod lease;
 mod postgres;
 mod replay;
 mod replay_sql;
+mod retention;
 mod sqlite;
 
 use std::sync::Arc;
@@ -54,6 +55,7 @@ pub use listing::{
 pub use ordering::HELD_UNTIL;
 pub use postgres::PostgresStore;
 pub use replay::{Replay, ReplayFrom, StoredAttempt, StoredEvent, REPLAY_LIMIT};
+pub use retention::PayloadPurge;
 pub use sqlite::SqliteStore;
 
 /// Why a store operation did not happen.
@@ -137,16 +139,23 @@ pub async fn within<T>(
 }
 
 impl StoreError {
-    /// Why a delivery was not retried: it does not exist (`state` is `None`), or it is in a
-    /// state a retry does not apply to (only failed or dropped ones are retried).
-    pub fn not_retried(id: DeliveryId, state: Option<String>) -> Self {
-        match state {
+    /// Why a delivery was not retried: it does not exist (`found` is `None`), it is in a
+    /// state a retry does not apply to (only failed or dropped ones are retried), or its
+    /// event's payload was purged (the second field: when), so there is nothing to send.
+    pub fn not_retried(id: DeliveryId, found: Option<(String, Option<i64>)>) -> Self {
+        match found {
             None => StoreError::NotFound {
                 what: "delivery",
                 id: id.to_string(),
             },
-            Some(state) => StoreError::Conflict(format!(
-                "Delivery {id} is {state}: only failed or dropped deliveries can be retried"
+            Some((state, _)) if state != "failed" && state != "dropped" => {
+                StoreError::Conflict(format!(
+                    "Delivery {id} is {state}: only failed or dropped deliveries can be retried"
+                ))
+            }
+            Some(_) => StoreError::Conflict(format!(
+                "Delivery {id} cannot be retried: its payload was purged \
+                 (--payload-retention-hours)"
             )),
         }
     }
@@ -407,6 +416,17 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes up to `limit` events received before `before` (ms since the epoch) that have
     /// no pending delivery, with their deliveries and attempts; returns how many it deleted.
     async fn purge_finished(&self, before: i64, limit: usize) -> Result<u64, StoreError>;
+
+    /// Empties the payloads of finished events received before `before` (ms since the
+    /// epoch), up to `limit` events past the purge's persisted cursor, and records `now` as
+    /// when; the events' metadata, deliveries and attempts stay. A purged event is never
+    /// sent again: requeues skip it.
+    async fn purge_payloads(
+        &self,
+        before: i64,
+        limit: usize,
+        now: i64,
+    ) -> Result<PayloadPurge, StoreError>;
 
     /// Counters of the write path since the store opened.
     fn write_stats(&self) -> WriteStats;

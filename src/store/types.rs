@@ -219,8 +219,10 @@ impl From<crate::domain::Channel> for ChannelRef {
 pub struct EventRecord {
     /// Id, kind, channel or partner, arrival.
     pub summary: EventSummary,
-    /// The exact bytes delivered.
+    /// The exact bytes delivered (empty once purged).
     pub payload: Bytes,
+    /// When the payload retention emptied the payload (ms since the epoch), if it did.
+    pub payload_purged_at: Option<i64>,
     /// Its deliveries, each with its attempts.
     pub deliveries: Vec<(DeliveryRecord, Vec<AttemptRecord>)>,
 }

@@ -201,6 +201,43 @@ async fn an_injected_event_appears_in_the_live_tail_decoded() {
 }
 
 #[tokio::test]
+async fn a_purged_events_story_says_its_payload_was_purged() {
+    let app = spawn_app_with(|config| {
+        fast_delivery(config);
+        config.payload_retention = Some(std::time::Duration::from_millis(1));
+    })
+    .await;
+    let number = app.provision().await;
+    let receiver = TestReceiver::start().await;
+    app.set_webhook(&number.api_key, &receiver.url, json!({}))
+        .await;
+    let event = app
+        .post_event(&number.channel_id, message("wamid.PURGED"))
+        .await;
+    app.wait_for_event(event, |e| is_in_state(e, "primary", "delivered"))
+        .await;
+    // The maintenance loop purges at start, then every minute: a restart makes it run now.
+    let app = app.restart_with(|_| {}).await;
+    app.wait_for_event(event, |e| e["payload_purged_at"].is_string())
+        .await;
+
+    let browser = Browser::launch();
+    let page = logged_in(&app, &browser).await;
+    open(
+        &page,
+        &format!("#/events/{event}"),
+        &format!("Event #{event}"),
+    )
+    .await;
+    let story = wait_for_text(&page, "#story", "delivered").await;
+    assert!(
+        story.contains("Payload purged") && story.contains("--payload-retention-hours"),
+        "{story}"
+    );
+    assert!(!story.contains("wamid.PURGED"), "{story}");
+}
+
+#[tokio::test]
 async fn an_events_story_shows_its_route_and_every_attempt() {
     let app = spawn_app_with(fast_delivery).await;
     let number = app.provision().await;

@@ -26,6 +26,7 @@ mod multi_webhook;
 mod ordering;
 mod outage;
 mod partner;
+mod payload_retention;
 mod phone_webhook;
 mod postgres;
 mod receiver;

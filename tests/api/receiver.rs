@@ -150,7 +150,16 @@ impl TestReceiver {
 
     /// Waits until `done` holds for the requests received (20 s deadline).
     pub async fn wait_until(&self, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        self.wait_until_within(Duration::from_secs(20), done).await
+    }
+
+    /// Waits until `done` holds for the requests received, for at most `within`.
+    pub async fn wait_until_within(
+        &self,
+        within: Duration,
+        done: impl Fn(&[Received]) -> bool,
+    ) -> Vec<Received> {
+        let deadline = Instant::now() + within;
         loop {
             let received = self.received();
             if done(&received) {

@@ -49,6 +49,8 @@ mod ordering_nodes;
 mod outage;
 #[path = "../api/partner.rs"]
 mod partner;
+#[path = "../api/payload_retention.rs"]
+mod payload_retention;
 #[path = "../api/phone_webhook.rs"]
 mod phone_webhook;
 #[path = "../api/postgres.rs"]

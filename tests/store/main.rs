@@ -12,7 +12,8 @@
 //! claim_due, release_leases, renew_leases (`claims`); settle (`settle`); wake_deliveries,
 //! pause_destination, resume_destination, wake_paused, paused_destinations, set_ordered
 //! (`parking`); retry_delivery, retry_deliveries, recover_deliveries (`requeue`); event,
-//! events, deliveries, pending_groups, purge_finished, replay (`inspection`); list_partners,
+//! events, deliveries, pending_groups, purge_finished, replay (`inspection`); purge_payloads
+//! (`retention`); list_partners,
 //! list_wabas, list_channels (`listing`); concurrent writes and consumers (`concurrency`).
 
 mod claims;
@@ -26,6 +27,7 @@ mod payloads;
 mod postgres;
 mod provisioning;
 mod requeue;
+mod retention;
 mod service;
 mod settle;
 mod support;

@@ -74,6 +74,14 @@ impl Db {
         })
     }
 
+    /// The SQLite file, for tests that look at its pages.
+    pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => Some(path.clone()),
+            DatabaseUrl::Postgres(_) => None,
+        }
+    }
+
     /// A handle that keeps the database's files until it is dropped: a test body that
     /// moves only `db.store` into its future lets the rest of `db` go at once.
     pub fn files(&self) -> Option<Arc<tempfile::TempDir>> {

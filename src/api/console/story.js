@@ -47,12 +47,13 @@ export function renderStory(event, routeView, reload) {
       h('dt', { text: 'Phone number id' }), h('dd', { text: event.phone_number_id || '–' }),
       event.partner_id ? [h('dt', { text: 'Partner' }), h('dd', {}, h('code', { text: event.partner_id }))] : null),
     h('section', { class: 'panel' }, h('h2', { text: 'What it says' }),
-      describeSummary(summary).length ? describeSummary(summary) : h('p', { class: 'muted', text: 'No message or status in this payload.' })),
+      event.payload_purged_at ? h('p', { class: 'muted', text: `Payload purged ${when(event.payload_purged_at)} by the payload retention (--payload-retention-hours); its deliveries and attempts are kept.` })
+        : describeSummary(summary).length ? describeSummary(summary) : h('p', { class: 'muted', text: 'No message or status in this payload.' })),
     h('section', { class: 'panel' }, h('h2', { text: 'Route and why' }), routeExplanation(routeView)),
     h('h2', { text: 'Deliveries' }),
     event.deliveries.length ? event.deliveries.map((d) => deliveryStory(d, reload)) : h('p', { class: 'empty', text: 'No delivery (unroutable events are stored, never delivered).' }),
     h('details', { class: 'panel', open: true }, h('summary', { text: 'Payload' }),
-      h('pre', { class: 'payload', text: JSON.stringify(event.payload, null, 2) })),
+      event.payload_purged_at ? h('p', { class: 'muted', text: 'Purged.' }) : h('pre', { class: 'payload', text: JSON.stringify(event.payload, null, 2) })),
   ];
 }
 

@@ -7,6 +7,7 @@
 use deadpool_postgres::Transaction;
 
 use crate::store::payload;
+use crate::store::retention::PAYLOAD_KEPT;
 use tokio_postgres::Row;
 
 use super::idempotency::EventKey;
@@ -447,7 +448,7 @@ pub async fn retry_deliveries(
                       WHERE state = $2 AND ($3::text IS NULL OR channel_id = $3)
                         AND ($4::text IS NULL OR partner_id = $4)
                       ORDER BY id FOR UPDATE)
-           AND state = $2"
+           AND state = $2 AND {PAYLOAD_KEPT}"
     );
     let params: [&Param<'_>; 4] = [
         &now,
@@ -468,15 +469,23 @@ pub async fn retry_delivery(
     id: DeliveryId,
     now: i64,
 ) -> Result<(), StoreError> {
-    let sql =
-        format!("UPDATE deliveries SET {REQUEUE} WHERE id = $2 AND state IN ('failed', 'dropped')");
+    let sql = format!(
+        "UPDATE deliveries SET {REQUEUE}
+         WHERE id = $2 AND state IN ('failed', 'dropped') AND {PAYLOAD_KEPT}"
+    );
     if tx.execute(&sql, &[&now, &id.0]).await? == 1 {
         hold_behind_heads(tx, None).await?;
         return Ok(());
     }
-    let state = tx
-        .query_opt("SELECT state FROM deliveries WHERE id = $1", &[&id.0])
+    let found = tx
+        .query_opt(
+            "SELECT d.state, e.payload_purged_at
+             FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = $1",
+            &[&id.0],
+        )
         .await?;
-    let state = state.map(|row| row.try_get::<_, String>(0)).transpose()?;
-    Err(StoreError::not_retried(id, state))
+    let found = found
+        .map(|row| Ok::<_, StoreError>((row.try_get(0)?, row.try_get(1)?)))
+        .transpose()?;
+    Err(StoreError::not_retried(id, found))
 }

@@ -1,9 +1,10 @@
 //! SQL of the read side on PostgreSQL (an event with its deliveries and attempts, paged
-//! lists, the queue depth) and of retention.
+//! lists, the queue depth) and of retention (events, and payloads sooner).
 
 use deadpool_postgres::Transaction;
 
 use crate::store::payload;
+use crate::store::retention::{batch_end, PayloadPurge, PAYLOAD_CURSOR};
 use tokio_postgres::Row;
 
 use super::Param;
@@ -19,12 +20,14 @@ use crate::store::{
 
 /// An event, its deliveries and their attempts.
 pub async fn event(tx: &Transaction<'_>, id: EventId) -> Result<Option<EventRecord>, StoreError> {
-    let sql = format!("SELECT {SUMMARY_COLUMNS}, payload FROM events WHERE id = $1");
+    let sql =
+        format!("SELECT {SUMMARY_COLUMNS}, payload, payload_purged_at FROM events WHERE id = $1");
     let Some(row) = tx.query_opt(&sql, &[&id.0]).await? else {
         return Ok(None);
     };
     let summary = event_summary(&row)?;
     let payload = payload::unpack(row.try_get(6)?, || format!("event {}", id.0))?;
+    let payload_purged_at = row.try_get(7)?;
     let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = $1 ORDER BY id");
     let mut deliveries = Vec::new();
     for row in tx.query(&sql, &[&id.0]).await? {
@@ -35,6 +38,7 @@ pub async fn event(tx: &Transaction<'_>, id: EventId) -> Result<Option<EventReco
     Ok(Some(EventRecord {
         summary,
         payload,
+        payload_purged_at,
         deliveries,
     }))
 }
@@ -147,6 +151,58 @@ pub async fn purge_finished(
     Ok(tx
         .execute("DELETE FROM events WHERE id = ANY($1)", &[&ids])
         .await?)
+}
+
+/// Empties the payloads of finished events received before `before`, up to `limit` events
+/// past the purge's cursor (store/retention.rs), and moves the cursor. The cursor's row is
+/// locked first, so nodes purging at the same time take turns instead of doing the same
+/// batch twice. A requeue that commits while the batch runs can still put a delivery of a
+/// purged event back in the queue; the engine drops it with the reason (delivery/route.rs).
+pub async fn purge_payloads(
+    tx: &Transaction<'_>,
+    before: i64,
+    limit: usize,
+    now: i64,
+) -> Result<PayloadPurge, StoreError> {
+    tx.execute(
+        "INSERT INTO maintenance (name, value) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING",
+        &[&PAYLOAD_CURSOR],
+    )
+    .await?;
+    let cursor: i64 = tx
+        .query_one(
+            "SELECT value FROM maintenance WHERE name = $1 FOR UPDATE",
+            &[&PAYLOAD_CURSOR],
+        )
+        .await?
+        .try_get(0)?;
+    let next = tx
+        .query(
+            "SELECT id, received_at FROM events WHERE id > $1 ORDER BY id LIMIT $2",
+            &[&cursor, &(limit as i64)],
+        )
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect::<Result<Vec<(i64, i64)>, StoreError>>()?;
+    let Some((through, examined)) = batch_end(&next, before) else {
+        return Ok(PayloadPurge::default());
+    };
+    let purged = tx
+        .execute(
+            "UPDATE events e SET payload = '', payload_size = 0, payload_purged_at = $3
+             WHERE e.id > $1 AND e.id <= $2 AND e.payload_purged_at IS NULL
+               AND NOT EXISTS (SELECT 1 FROM deliveries d
+                               WHERE d.event_id = e.id AND d.state = 'pending')",
+            &[&cursor, &through, &now],
+        )
+        .await?;
+    tx.execute(
+        "UPDATE maintenance SET value = $2 WHERE name = $1",
+        &[&PAYLOAD_CURSOR, &through],
+    )
+    .await?;
+    Ok(PayloadPurge { examined, purged })
 }
 
 /// The first column of `rows`, as ids.

@@ -37,7 +37,7 @@ use super::columns::{self, webhook_columns};
 use super::decode;
 use super::payload;
 use super::urls::UrlIds;
-use super::{types, ConfiguredRoute, DestinationPause, PendingGroup};
+use super::{types, ConfiguredRoute, DestinationPause, PayloadPurge, PendingGroup};
 use super::{
     ChannelFilter, ChannelListing, PartnerFilter, PartnerListing, WabaFilter, WabaListing,
 };
@@ -557,6 +557,17 @@ impl Store for PostgresStore {
     async fn purge_finished(&self, before: i64, limit: usize) -> Result<u64, StoreError> {
         transact!(self, write, |tx| inspect::purge_finished(
             &tx, before, limit
+        ))
+    }
+
+    async fn purge_payloads(
+        &self,
+        before: i64,
+        limit: usize,
+        now: i64,
+    ) -> Result<PayloadPurge, StoreError> {
+        transact!(self, write, |tx| inspect::purge_payloads(
+            &tx, before, limit, now
         ))
     }
 

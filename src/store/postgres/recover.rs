@@ -13,7 +13,7 @@ use crate::store::{RecoverFilter, StoreError};
 
 /// The condition on `deliveries d` joined with `events e` that a filter matches, with its
 /// five parameters (see [`bind`]) numbered from `$first`; never pending deliveries, which
-/// are queued already. A delivery matches a destination when one of its attempts went to a
+/// are queued already, nor those whose payload was purged, which cannot be sent again. A delivery matches a destination when one of its attempts went to a
 /// URL of it.
 fn matching(first: usize) -> String {
     let (since, until, states, channel, destination) =
@@ -21,6 +21,7 @@ fn matching(first: usize) -> String {
     format!(
         "e.received_at >= ${since} AND e.received_at < ${until}
          AND d.state = ANY(${states}::text[]) AND d.state <> 'pending'
+         AND e.payload_purged_at IS NULL
          AND (${channel}::text IS NULL OR d.channel_id = ${channel})
          AND (${destination}::text IS NULL
               OR EXISTS (SELECT 1 FROM attempts a JOIN attempt_urls u ON u.id = a.url_id

@@ -17,6 +17,7 @@ use crate::domain::{
 };
 use crate::store::decode;
 use crate::store::payload;
+use crate::store::retention::PAYLOAD_KEPT;
 use crate::store::urls::destination_of;
 use crate::store::{
     AttemptRecord, CreatedDelivery, DueDelivery, EventBody, HeldLease, LeaseToken, NewEvent,
@@ -562,7 +563,8 @@ pub fn retry_deliveries(
 ) -> Result<u64, StoreError> {
     let sql = format!(
         "UPDATE deliveries SET {REQUEUE}
-         WHERE state = ?2 AND (?3 IS NULL OR channel_id = ?3) AND (?4 IS NULL OR partner_id = ?4)"
+         WHERE state = ?2 AND (?3 IS NULL OR channel_id = ?3) AND (?4 IS NULL OR partner_id = ?4)
+           AND {PAYLOAD_KEPT}"
     );
     let changed = conn.execute(
         &sql,
@@ -581,19 +583,22 @@ pub fn retry_deliveries(
 
 /// Re-queues a failed or dropped delivery with a fresh age window.
 pub fn retry_delivery(conn: &Connection, id: DeliveryId, now: i64) -> Result<(), StoreError> {
-    let sql =
-        format!("UPDATE deliveries SET {REQUEUE} WHERE id = ?2 AND state IN ('failed', 'dropped')");
+    let sql = format!(
+        "UPDATE deliveries SET {REQUEUE}
+         WHERE id = ?2 AND state IN ('failed', 'dropped') AND {PAYLOAD_KEPT}"
+    );
     let changed = conn.execute(&sql, params![now, id.0])?;
     if changed == 1 {
         hold_behind_heads(conn, None)?;
         return Ok(());
     }
-    let state: Option<String> = conn
+    let found: Option<(String, Option<i64>)> = conn
         .query_row(
-            "SELECT state FROM deliveries WHERE id = ?1",
+            "SELECT d.state, e.payload_purged_at
+             FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = ?1",
             [id.0],
-            |row| row.get(0),
+            |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .optional()?;
-    Err(StoreError::not_retried(id, state))
+    Err(StoreError::not_retried(id, found))
 }

@@ -28,7 +28,7 @@ use super::columns::{self, require_changed, webhook_columns};
 use super::decode;
 use super::payload;
 use super::urls::UrlIds;
-use super::{types, ConfiguredRoute, DestinationPause, PendingGroup};
+use super::{types, ConfiguredRoute, DestinationPause, PayloadPurge, PendingGroup};
 use super::{
     ChannelFilter, ChannelListing, PartnerFilter, PartnerListing, WabaFilter, WabaListing,
 };
@@ -542,6 +542,17 @@ impl Store for SqliteStore {
     async fn purge_finished(&self, before: i64, limit: usize) -> Result<u64, StoreError> {
         self.writer
             .write(move |conn| events::purge_finished(conn, before, limit))
+            .await
+    }
+
+    async fn purge_payloads(
+        &self,
+        before: i64,
+        limit: usize,
+        now: i64,
+    ) -> Result<PayloadPurge, StoreError> {
+        self.writer
+            .write(move |conn| events::purge_payloads(conn, before, limit, now))
             .await
     }
 

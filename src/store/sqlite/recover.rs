@@ -10,12 +10,12 @@ use crate::store::urls::destination_of;
 use crate::store::{RecoverFilter, StoreError};
 
 /// The deliveries a filter matches (parameters `?2` to `?8`, see [`bind`]; `?1` is
-/// the requeue's time); never pending
-/// ones, which are queued already. A delivery matches a destination when one of its
+/// the requeue's time); never pending ones, which are queued already, nor those whose
+/// payload was purged, which cannot be sent again. A delivery matches a destination when one of its
 /// attempts went to a URL of it.
 const MATCHING: &str = "SELECT d.id FROM deliveries d JOIN events e ON e.id = d.event_id
      WHERE e.received_at >= ?2 AND e.received_at < ?3
-       AND d.state IN (?4, ?5, ?6) AND d.state <> 'pending'
+       AND d.state IN (?4, ?5, ?6) AND d.state <> 'pending' AND e.payload_purged_at IS NULL
        AND (?7 IS NULL OR d.channel_id = ?7)
        AND (?8 IS NULL OR EXISTS (SELECT 1 FROM attempts a JOIN attempt_urls u ON u.id = a.url_id
                                   WHERE a.delivery_id = d.id AND u.destination = ?8))";

@@ -226,7 +226,15 @@ async fn collect(mut body: Body, budget: &Arc<Semaphore>) -> Result<Bytes, ApiEr
 pub const MAX_NESTING: usize = 128;
 
 /// Refuses JSON nested deeper than [`MAX_NESTING`], in one pass over the bytes.
+///
+/// Nesting that deep takes more than [`MAX_NESTING`] opening brackets, and a notification
+/// has a few dozen: counting them (memchr's vectorised search) settles almost every body
+/// without the byte-by-byte walk, which cost about a tenth of the ingest path.
 fn check_nesting(bytes: &[u8]) -> Result<(), ApiError> {
+    let openings = memchr::memchr2_iter(b'[', b'{', bytes).take(MAX_NESTING + 1);
+    if openings.count() <= MAX_NESTING {
+        return Ok(());
+    }
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for &byte in bytes {
         if in_string {

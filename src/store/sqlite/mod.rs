@@ -104,7 +104,7 @@ impl SqliteStore {
         self.writer
             .write(move |conn| {
                 let sql = format!("UPDATE partners SET {column} = ?1 WHERE id = ?2");
-                let changed = conn.execute(&sql, (value, id.as_str()))?;
+                let changed = conn.execute(&sql, (&value, id.as_str()))?;
                 require_changed(changed as u64, "partner", id.as_str())?;
                 find_partner(conn, "id = ?1", id.as_str())?.ok_or_else(|| StoreError::NotFound {
                     what: "partner",
@@ -118,7 +118,7 @@ impl SqliteStore {
     async fn write_config<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: Fn(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let result = self.writer.write(work).await;
         self.cache.invalidate();
@@ -215,7 +215,7 @@ impl Store for SqliteStore {
         self.write_config(move |conn| {
             let changed = conn.execute(
                 "UPDATE channels SET webhook_url = ?1, webhook_headers = ?2 WHERE id = ?3",
-                (url, headers, id.as_str()),
+                (&url, &headers, id.as_str()),
             )?;
             require_changed(changed as u64, "channel", id.as_str())
         })
@@ -236,7 +236,7 @@ impl Store for SqliteStore {
         let columns = webhook_columns(webhook.as_ref().map(|w| &w.webhook))?;
         let override_all = webhook.is_some_and(|w| w.override_all);
         self.write_config(move |conn| {
-            provisioning::set_waba_webhook(conn, waba, columns, override_all)
+            provisioning::set_waba_webhook(conn, waba, columns.clone(), override_all)
         })
         .await
     }
@@ -249,7 +249,7 @@ impl Store for SqliteStore {
     ) -> Result<MultiWebhook, StoreError> {
         let id = id.clone();
         self.write_config(move |conn| {
-            provisioning::change_multi_webhook(conn, id.as_str(), change, max_destinations)
+            provisioning::change_multi_webhook(conn, id.as_str(), change.clone(), max_destinations)
         })
         .await
     }
@@ -272,7 +272,7 @@ impl Store for SqliteStore {
         self.write_config(move |conn| {
             let changed = conn.execute(
                 "UPDATE channels SET signing_secret = ?1 WHERE id = ?2",
-                (secret, id.as_str()),
+                (&secret, id.as_str()),
             )?;
             require_changed(changed as u64, "channel", id.as_str())
         })
@@ -419,7 +419,7 @@ impl Store for SqliteStore {
                     "DELETE FROM destination_pauses WHERE id = ?1
                      RETURNING id, url, reason, paused_at",
                 )?;
-                let mut rows = delete.query([id])?;
+                let mut rows = delete.query([&id])?;
                 let Some(row) = rows.next()? else {
                     return Ok(None);
                 };
@@ -611,7 +611,7 @@ impl Store for SqliteStore {
             .write(move |conn| {
                 let changed = conn.execute(
                     "UPDATE partners SET signing_secret = ?1 WHERE id = ?2",
-                    (secret, id.as_str()),
+                    (&secret, id.as_str()),
                 )?;
                 require_changed(changed as u64, "partner", id.as_str())
             })
@@ -643,7 +643,7 @@ impl Store for SqliteStore {
             .write(move |conn| {
                 let changed = conn.execute(
                     "UPDATE wabas SET signing_secret = ?1 WHERE id = ?2",
-                    (secret, waba.get()),
+                    (&secret, waba.get()),
                 )?;
                 require_changed(changed as u64, "WABA", &waba.to_string())
             })

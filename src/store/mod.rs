@@ -54,6 +54,7 @@ pub use listing::{
 pub use ordering::HELD_UNTIL;
 pub use postgres::PostgresStore;
 pub use replay::{Replay, ReplayFrom, StoredAttempt, StoredEvent, REPLAY_LIMIT};
+pub use sqlite::snapshot;
 pub use sqlite::SqliteStore;
 
 /// Why a store operation did not happen.

@@ -26,6 +26,12 @@ const MIGRATIONS: [(i64, &str); 12] = [
     (12, include_str!("migrations/0012_waba_signing_secret.sql")),
 ];
 
+/// The highest migration version this binary knows (a backup with a higher one was written
+/// by a newer release, and restoring it is refused).
+pub fn latest_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |(version, _)| *version)
+}
+
 /// Opens the writing connection, creating the file and bringing its schema up to date.
 pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {

@@ -47,6 +47,10 @@ pub enum Command {
     SendTest(crate::cli::args::SendTestArgs),
     /// Follow the live stream of events, attempts and state changes, decoded.
     Tail(crate::cli::args::TailArgs),
+    /// Copy a live SQLite database to a file, consistently, while the server runs.
+    Backup(crate::cli::args::BackupArgs),
+    /// Put a backup in place of a SQLite database no server is running on.
+    Restore(crate::cli::args::RestoreArgs),
 }
 
 /// Flags of `switchboard serve`; each has an environment variable and a config-file key.

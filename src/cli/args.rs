@@ -311,3 +311,46 @@ pub struct TailArgs {
     #[arg(long)]
     pub kind: Option<String>,
 }
+
+/// The database as `serve` takes it: the same flag, variable and default.
+#[derive(Debug, Clone, Args)]
+pub struct Database {
+    /// `sqlite://PATH`, as `serve --database` takes it; PostgreSQL has its own tools
+    /// (pg_dump, pg_restore: docs/OPERATIONS.md).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_DATABASE_URL",
+        value_name = "URL",
+        default_value = "sqlite://switchboard.db",
+        hide_env_values = true
+    )]
+    pub database: String,
+}
+
+/// `switchboard backup`: a consistent copy of a live SQLite database.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The database to copy (may be serving meanwhile).
+    #[command(flatten)]
+    pub database: Database,
+    /// The file to write; written under a temporary name beside it, renamed when checked.
+    #[arg(long, value_name = "FILE")]
+    pub to: std::path::PathBuf,
+    /// Replace FILE if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `switchboard restore`: a backup put in place of a stopped server's database.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup to restore (from `switchboard backup`).
+    #[arg(long, value_name = "FILE")]
+    pub from: std::path::PathBuf,
+    /// The database to replace; no server may be running on it.
+    #[command(flatten)]
+    pub database: Database,
+    /// Replace the database if it exists.
+    #[arg(long)]
+    pub force: bool,
+}

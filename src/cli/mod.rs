@@ -3,9 +3,11 @@
 //!
 //! This module holds what they share: the HTTP client (server URL and admin token), the
 //! errors and the exit codes they mean, and the output (aligned tables, or the server's
-//! JSON with `--json`). One file per subcommand group runs the calls.
+//! JSON with `--json`). One file per subcommand group runs the calls. `backup` and
+//! `restore` are the exception: they work on a SQLite file, not through a server.
 
 pub mod args;
+mod backup;
 mod deliveries;
 mod destinations;
 mod output;
@@ -29,6 +31,9 @@ pub const EXIT_CODES_HELP: &str = "Exit codes of the client subcommands:
   2  usage error (unknown subcommand, missing or bad flag)
   3  the server cannot be reached (connection refused, timeout, not Switchboard)
   4  not found (the server answered 404)
+backup and restore work on the database file itself: 1 the copy failed or was refused (in
+use, corrupt, not Switchboard's, a newer schema), 2 usage (also: the target exists and no
+--force, or a postgres:// URL), 4 the database or backup file does not exist.
 
 Client subcommands talk to --server (SWITCHBOARD_URL, default http://127.0.0.1:8080) with
 --token (SWITCHBOARD_ADMIN_TOKEN); --json prints the server's JSON instead of a table.";
@@ -61,13 +66,16 @@ pub enum CliError {
     /// Some of several calls failed (each was reported already).
     #[error("{0}")]
     Partial(String),
+    /// A local operation (backup, restore) failed or was refused; the text says why.
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl CliError {
     /// The exit code that tells a script what happened.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Server { .. } | Self::Partial(_) => 1,
+            Self::Server { .. } | Self::Partial(_) | Self::Failed(_) => 1,
             Self::Usage(_) => 2,
             Self::Unreachable { .. } => 3,
             Self::NotFound(_) => 4,
@@ -109,6 +117,9 @@ async fn dispatch(command: Command) -> Result<(), CliError> {
         Command::Destinations(args) => destinations::destinations(args).await,
         Command::SendTest(args) => send_test::send_test(args).await,
         Command::Tail(args) => tail::tail(args).await,
+        // On the database file, synchronously: nothing else runs on this runtime.
+        Command::Backup(args) => backup::backup(&args),
+        Command::Restore(args) => backup::restore(&args),
     }
 }
 

@@ -56,6 +56,7 @@ pub use ordering::HELD_UNTIL;
 pub use postgres::PostgresStore;
 pub use replay::{Replay, ReplayFrom, StoredAttempt, StoredEvent, REPLAY_LIMIT};
 pub use retention::PayloadPurge;
+pub use sqlite::snapshot;
 pub use sqlite::SqliteStore;
 
 /// Why a store operation did not happen.

@@ -23,6 +23,8 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Answers {
     /// The message ids answered 202 (stored).
     pub acknowledged: HashSet<String>,
+    /// The event ids those 202s named (`{"event_id"}`), for tests that read the database.
+    pub acknowledged_events: HashSet<i64>,
     /// Requests answered 503 with a JSON `error` and a `Retry-After`.
     pub unavailable: usize,
     /// Every other answer (status and body), or the client's error: none is expected.
@@ -73,6 +75,12 @@ impl Load {
     /// How many messages were acknowledged so far.
     pub fn acknowledged(&self) -> usize {
         self.lock().acknowledged.len()
+    }
+
+    /// The event ids acknowledged so far.
+    #[allow(dead_code)] // used by the SQLite binary's backup tests only
+    pub fn acknowledged_events(&self) -> HashSet<i64> {
+        self.lock().acknowledged_events.clone()
     }
 
     /// How many requests were answered 503 so far.
@@ -131,6 +139,10 @@ async fn post(client: &reqwest::Client, url: &str, id: &str, answers: &Mutex<Ans
     match status {
         StatusCode::ACCEPTED => {
             answers.acknowledged.insert(id.to_owned());
+            let event = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|body| body["event_id"].as_i64());
+            answers.acknowledged_events.extend(event);
             false
         }
         StatusCode::SERVICE_UNAVAILABLE if retry_after && is_json_error(&text) => {

@@ -5,6 +5,7 @@
 pub const BACKEND: helpers::Backend = helpers::Backend::Sqlite;
 
 mod admin;
+mod backup;
 mod bad_input;
 mod browser;
 mod cli;

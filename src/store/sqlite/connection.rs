@@ -27,6 +27,12 @@ const MIGRATIONS: [(i64, &str); 13] = [
     (13, include_str!("migrations/0013_payload_retention.sql")),
 ];
 
+/// The highest migration version this binary knows (a backup with a higher one was written
+/// by a newer release, and restoring it is refused).
+pub fn latest_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |(version, _)| *version)
+}
+
 /// Opens the writing connection, creating the file and bringing its schema up to date.
 pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {

@@ -12,6 +12,7 @@ mod provisioning;
 mod recover;
 mod replay;
 mod rows;
+pub mod snapshot;
 mod writer;
 
 use std::path::Path;

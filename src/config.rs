@@ -47,6 +47,8 @@ pub enum Command {
     SendTest(crate::cli::args::SendTestArgs),
     /// Follow the live stream of events, attempts and state changes, decoded.
     Tail(crate::cli::args::TailArgs),
+    /// Check that a server answers `/health` (or `/ready`) with 200: exit 0, else non-zero.
+    Health(crate::cli::args::HealthArgs),
 }
 
 /// Flags of `switchboard serve`; each has an environment variable and a config-file key.

@@ -8,6 +8,7 @@
 pub mod args;
 mod deliveries;
 mod destinations;
+mod health;
 mod output;
 mod provisioning;
 mod send_test;
@@ -109,6 +110,7 @@ async fn dispatch(command: Command) -> Result<(), CliError> {
         Command::Destinations(args) => destinations::destinations(args).await,
         Command::SendTest(args) => send_test::send_test(args).await,
         Command::Tail(args) => tail::tail(args).await,
+        Command::Health(args) => health::health(args).await,
     }
 }
 

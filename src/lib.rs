@@ -136,16 +136,8 @@ pub async fn run_notifying(
     );
     let limits = state.config.http.clone();
     notifier.ready();
-    let serving = async {
-        let grace_ends = api::serve(listener, api::router(state), limits, shutdown.clone()).await;
-        shutdown.cancel();
-        grace_ends
-    };
-    let stopping = async {
-        shutdown.cancelled().await;
-        notifier.stopping();
-    };
-    let (grace_ends, ()) = tokio::join!(serving, stopping);
+    let grace_ends =
+        serve_until_stopped(listener, api::router(state), limits, &shutdown, notifier).await;
     if tokio::time::timeout_at(grace_ends, engine.stopped())
         .await
         .is_err()
@@ -158,6 +150,28 @@ pub async fn run_notifying(
     engine.hand_back().await;
     tracing::info!("switchboard stopped");
     Ok(())
+}
+
+/// Serves until `shutdown`, telling `notifier` the moment the graceful stop begins;
+/// returns when the grace ends (as [`api::serve`]), with `shutdown` cancelled.
+async fn serve_until_stopped(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: config::HttpLimits,
+    shutdown: &CancellationToken,
+    notifier: &readiness::Notifier,
+) -> tokio::time::Instant {
+    let serving = async {
+        let grace_ends = api::serve(listener, router, limits, shutdown.clone()).await;
+        // Whatever ended the serving, the stop notice below must not wait for ever.
+        shutdown.cancel();
+        grace_ends
+    };
+    let stopping = async {
+        shutdown.cancelled().await;
+        notifier.stopping();
+    };
+    tokio::join!(serving, stopping).0
 }
 
 fn engine_settings(config: &Config) -> delivery::EngineSettings {

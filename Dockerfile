@@ -33,7 +33,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
 FROM debian:bookworm-slim AS run
 # A fixed uid (10001), so volume ownership and host-side permissions are predictable, and
 # USER is numeric so an orchestrator can tell it is not root (runAsNonRoot).
-RUN useradd --system --uid 10001 --user-group --no-create-home \
+RUN groupadd --system --gid 10001 switchboard \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home \
         --home-dir /var/lib/switchboard --shell /usr/sbin/nologin switchboard \
     && install -d -m 0700 -o switchboard -g switchboard /var/lib/switchboard
 # TLS roots for deliveries and PostgreSQL (rustls reads the system store; the build image

@@ -51,6 +51,8 @@ pub enum Command {
     Backup(crate::cli::args::BackupArgs),
     /// Put a backup in place of a SQLite database no server is running on.
     Restore(crate::cli::args::RestoreArgs),
+    /// Check that a server answers `/health` (or `/ready`) with 200: exit 0, else non-zero.
+    Health(crate::cli::args::HealthArgs),
 }
 
 /// Flags of `switchboard serve`; each has an environment variable and a config-file key.

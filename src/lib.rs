@@ -16,6 +16,7 @@
 //! - [`cli`]: the client subcommands (`switchboard channels list`, `tail`, …): HTTP to a
 //!   running server's admin API, aligned tables or `--json`; beside the server, not under it.
 //! - [`maintenance`]: retention (old finished events are deleted in the background).
+//! - [`readiness`]: `NOTIFY_SOCKET` notices to a service manager (ready, stopping).
 //! - [`metrics`], [`clock`]: Prometheus counters; wall-clock milliseconds.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -30,6 +31,7 @@ pub mod domain;
 pub mod ingest;
 pub mod maintenance;
 pub mod metrics;
+pub mod readiness;
 pub mod store;
 
 /// An error and its sources on one line (`error: cause: cause…`), for logs and the command
@@ -77,6 +79,17 @@ pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    run_notifying(config, listener, shutdown, &readiness::Notifier::disabled()).await
+}
+
+/// [`run`], telling `notifier` (a service manager's `NOTIFY_SOCKET`, read by the binary)
+/// when the service is ready (listener bound, store open) and when its graceful stop begins.
+pub async fn run_notifying(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    notifier: &readiness::Notifier,
 ) -> Result<(), RunError> {
     let store = store::open(&config.database, &config.node_id).await?;
     let released = store.release_leases().await?;
@@ -126,8 +139,9 @@ pub async fn run(
         "switchboard listening"
     );
     let limits = state.config.http.clone();
-    let grace_ends = api::serve(listener, api::router(state), limits, shutdown.clone()).await;
-    shutdown.cancel();
+    notifier.ready();
+    let grace_ends =
+        serve_until_stopped(listener, api::router(state), limits, &shutdown, notifier).await;
     if tokio::time::timeout_at(grace_ends, engine.stopped())
         .await
         .is_err()
@@ -140,6 +154,28 @@ pub async fn run(
     engine.hand_back().await;
     tracing::info!("switchboard stopped");
     Ok(())
+}
+
+/// Serves until `shutdown`, telling `notifier` the moment the graceful stop begins;
+/// returns when the grace ends (as [`api::serve`]), with `shutdown` cancelled.
+async fn serve_until_stopped(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: config::HttpLimits,
+    shutdown: &CancellationToken,
+    notifier: &readiness::Notifier,
+) -> tokio::time::Instant {
+    let serving = async {
+        let grace_ends = api::serve(listener, router, limits, shutdown.clone()).await;
+        // Whatever ended the serving, the stop notice below must not wait for ever.
+        shutdown.cancel();
+        grace_ends
+    };
+    let stopping = async {
+        shutdown.cancelled().await;
+        notifier.stopping();
+    };
+    tokio::join!(serving, stopping).0
 }
 
 fn engine_settings(config: &Config) -> delivery::EngineSettings {

@@ -78,7 +78,8 @@ async fn serve(config: Config) -> ExitCode {
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    match switchboard::run(config, listener, shutdown).await {
+    let notifier = switchboard::readiness::Notifier::from_env();
+    match switchboard::run_notifying(config, listener, shutdown, &notifier).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");

@@ -354,3 +354,18 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub force: bool,
 }
+
+/// `switchboard health`: the container's HEALTHCHECK and a probe for scripts; the run image
+/// has no curl, so the binary asks itself.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// Base URL of the Switchboard to check (in the image, the server it runs beside).
+    #[arg(long, env = "SWITCHBOARD_URL", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// Check `/ready` (the database accepts writes) instead of `/health` (the server serves).
+    #[arg(long)]
+    pub ready: bool,
+    /// Give up after this many seconds without an answer.
+    #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+    pub timeout_s: u64,
+}

@@ -10,6 +10,7 @@ pub mod args;
 mod backup;
 mod deliveries;
 mod destinations;
+mod health;
 mod output;
 mod provisioning;
 mod send_test;
@@ -120,6 +121,7 @@ async fn dispatch(command: Command) -> Result<(), CliError> {
         // On the database file, synchronously: nothing else runs on this runtime.
         Command::Backup(args) => backup::backup(&args),
         Command::Restore(args) => backup::restore(&args),
+        Command::Health(args) => health::health(args).await,
     }
 }
 

@@ -181,7 +181,10 @@ impl Metrics {
         );
         let attempts = two_labels(
             &mut registry,
-            ("attempts", "Delivery attempts, by destination kind and outcome"),
+            (
+                "attempts",
+                "Delivery attempts, by destination kind and outcome",
+            ),
             ("target", TARGETS),
             ("outcome", OUTCOMES),
         );
@@ -366,7 +369,8 @@ fn two_labels<const A: usize, const B: usize>(
 ) -> [[Counter; B]; A] {
     let family = Family::<[(&'static str, &'static str); 2], Counter>::default();
     registry.register(name, help, family.clone());
-    first_values.map(|a| second_values.map(|b| family.get_or_create_owned(&[(first, a), (second, b)])))
+    first_values
+        .map(|a| second_values.map(|b| family.get_or_create_owned(&[(first, a), (second, b)])))
 }
 
 #[cfg(test)]

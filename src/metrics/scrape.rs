@@ -184,7 +184,8 @@ impl Scrape {
         let help = "Share of the window's attempts that took longer than 1 s.";
         let slow = by_window(rows, |w| w.over_1s_ratio);
         gauges(e, ("destination_over_1s_ratio", help, None), slow)?;
-        let help = "Attempt latency quantiles of the destination in the window (histogram bucket bounds).";
+        let help =
+            "Attempt latency quantiles of the destination in the window (histogram bucket bounds).";
         let latency = by_window(rows, |w| w.latency_seconds).flat_map(|([d, w], seconds)| {
             QUANTILES
                 .into_iter()
@@ -213,10 +214,13 @@ fn by_window<V>(
     value: fn(&WindowRow) -> V,
 ) -> impl Iterator<Item = (WindowLabels<'_>, V)> {
     rows.iter().flat_map(move |row| {
-        WINDOWS.into_iter().zip(&row.windows).map(move |(window, w)| {
-            let labels = [("destination", row.id.as_str()), ("window", window)];
-            (labels, value(w))
-        })
+        WINDOWS
+            .into_iter()
+            .zip(&row.windows)
+            .map(move |(window, w)| {
+                let labels = [("destination", row.id.as_str()), ("window", window)];
+                (labels, value(w))
+            })
     })
 }
 
@@ -224,7 +228,11 @@ fn by_window<V>(
 type Descriptor<'a> = (&'a str, &'a str, Option<&'a Unit>);
 
 /// Encodes one family of one unlabelled metric.
-fn single(e: &mut DescriptorEncoder, (name, help, unit): Descriptor, metric: impl EncodeMetric) -> fmt::Result {
+fn single(
+    e: &mut DescriptorEncoder,
+    (name, help, unit): Descriptor,
+    metric: impl EncodeMetric,
+) -> fmt::Result {
     let encoder = e.encode_descriptor(name, help, unit, metric.metric_type())?;
     metric.encode(encoder)
 }

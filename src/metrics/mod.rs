@@ -197,17 +197,25 @@ impl Metrics {
             ("target", TARGETS),
             ("state", FINAL_STATES),
         );
+        let destination_changes = one_label(
+            &mut registry,
+            (
+                "destination_state_changes",
+                "Destination state changes this node made or saw: degraded (grade), paused, recovered",
+            ),
+            ("change", STATE_CHANGES),
+        );
         let metrics = Self {
             events,
             attempts,
             finals,
+            destination_changes,
             deferred: Counter::default(),
             held_deliveries: Gauge::default(),
             held_bytes: Gauge::default(),
             leases_lost: Counter::default(),
             store_up: Gauge::default(),
             store_outages: Counter::default(),
-            destination_changes: Default::default(),
             latency: LatencyHistogram::default(),
             registry,
         };
@@ -215,7 +223,7 @@ impl Metrics {
         metrics.register_singles()
     }
 
-    /// Registers the families without labels (and the state changes), in the order served.
+    /// Registers the families without labels, in the order served.
     fn register_singles(mut self) -> Self {
         let r = &mut self.registry;
         r.register(
@@ -249,14 +257,6 @@ impl Metrics {
             "Deliveries whose lease this node lost to another claim (dropped from memory, outcome not recorded)",
             self.leases_lost.clone(),
         );
-        let changes = Family::<[(&'static str, &'static str); 1], Counter>::default();
-        r.register(
-            "destination_state_changes",
-            "Destination state changes this node made or saw: degraded (grade), paused, recovered",
-            changes.clone(),
-        );
-        self.destination_changes =
-            STATE_CHANGES.map(|change| changes.get_or_create_owned(&[("change", change)]));
         r.register_with_unit(
             "attempt_duration",
             "Duration of delivery attempts",
@@ -357,6 +357,18 @@ impl Metrics {
         }
         Ok(out)
     }
+}
+
+/// Registers a counter family over one bounded label and creates every child, returned by
+/// index of the label.
+fn one_label<const A: usize>(
+    registry: &mut Registry,
+    (name, help): (&str, &str),
+    (label, values): (&'static str, [&'static str; A]),
+) -> [Counter; A] {
+    let family = Family::<[(&'static str, &'static str); 1], Counter>::default();
+    registry.register(name, help, family.clone());
+    values.map(|value| family.get_or_create_owned(&[(label, value)]))
 }
 
 /// Registers a counter family over two bounded labels and creates every child, returned by

@@ -21,7 +21,7 @@ use crate::clock::rfc3339;
 use crate::delivery::{destination_changed, DestinationHealth, Grade, WindowFigures};
 use crate::domain::{redact_query, DestinationId};
 use crate::domain::{ChannelId, PartnerId, Target, WabaId};
-use crate::metrics::StateChange;
+use crate::metrics::{DestinationRow, HealthRow, Scrape, StateChange, WindowRow};
 use crate::store::{ConfiguredRoute, DestinationPause, PauseReason, PendingGroup, RouteReason};
 
 /// Latency percentiles of a window, in ms (bucket upper bounds).
@@ -450,110 +450,47 @@ fn view(
     }
 }
 
-/// Reads one figure of a window, for a metrics family.
-type WindowValue = fn(&WindowFigures) -> f64;
-
-/// The per-destination series of `/metrics`: the backlog and pause state of every
-/// destination, and for those attempted lately, their figures per window and a 0/1 series
-/// per grade; labelled by destination id (bounded, and no URL in the label).
-pub(super) async fn render_metrics(
-    out: &mut String,
+/// The per-destination figures of `/metrics`: the backlog and pause state of every
+/// destination, and for those attempted lately, their figures per window and their grade;
+/// labelled by destination id (bounded, and no URL in the label). Read at scrape time, from
+/// the same snapshot of the health figures as the list (written first, so they are served
+/// even when the configured routes cannot be read).
+pub(super) async fn metrics_rows(
     state: &AppState,
     pending: &[PendingGroup],
+    scrape: &mut Scrape,
 ) -> Result<(), ApiError> {
-    use std::fmt::Write as _;
     let health = state.health.all(now_ms());
-    render_health(out, &health);
+    scrape.health = health.iter().map(health_row).collect();
     let views = destinations_with(state, health, pending).await?;
-    for (name, help, value) in [
-        (
-            "switchboard_destination_backlog",
-            "Deliveries waiting for the destination (pending, routed to it).",
-            (|v: &DestinationView| v.backlog) as fn(&DestinationView) -> u64,
-        ),
-        (
-            "switchboard_destination_paused",
-            "1 while the destination is paused.",
-            |v: &DestinationView| u64::from(v.state == "paused"),
-        ),
-        (
-            "switchboard_destination_oldest_waiting_seconds",
-            "How long the oldest delivery waiting for the destination has waited (0: none).",
-            |v: &DestinationView| v.oldest_waiting_s.unwrap_or(0).max(0) as u64,
-        ),
-    ] {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        for view in views.values() {
-            let _ = writeln!(out, "{name}{{destination=\"{}\"}} {}", view.id, value(view));
-        }
-    }
+    scrape.destinations = views
+        .into_values()
+        .map(|v| DestinationRow {
+            backlog: v.backlog,
+            paused: v.state == "paused",
+            oldest_waiting_seconds: v.oldest_waiting_s.unwrap_or(0).max(0) as u64,
+            id: v.id,
+        })
+        .collect();
     Ok(())
 }
 
-fn render_health(out: &mut String, all: &[DestinationHealth]) {
-    use std::fmt::Write as _;
-    if all.is_empty() {
-        return;
-    }
-    let families: [(&str, &str, WindowValue); 6] = [
-        (
-            "switchboard_destination_attempts",
-            "Attempts to the destination in the window.",
-            |w| w.attempts as f64,
-        ),
-        (
-            "switchboard_destination_success_ratio",
-            "Share of the window's attempts answered 200.",
-            |w| w.success_rate,
-        ),
-        (
-            "switchboard_destination_over_1s_ratio",
-            "Share of the window's attempts that took longer than 1 s.",
-            |w| w.over_1s_share,
-        ),
-        (
-            "switchboard_destination_latency_p50_seconds",
-            "Median attempt latency in the window (histogram bucket bound).",
-            |w| w.p50_ms.unwrap_or(0) as f64 / 1000.0,
-        ),
-        (
-            "switchboard_destination_latency_p90_seconds",
-            "90th percentile of attempt latency in the window (histogram bucket bound).",
-            |w| w.p90_ms.unwrap_or(0) as f64 / 1000.0,
-        ),
-        (
-            "switchboard_destination_latency_p99_seconds",
-            "99th percentile of attempt latency in the window (histogram bucket bound).",
-            |w| w.p99_ms.unwrap_or(0) as f64 / 1000.0,
-        ),
-    ];
-    for (name, help, value) in families {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        for h in all {
-            for (window, figures) in [("5m", &h.five_minutes), ("1h", &h.hour)] {
-                let _ = writeln!(
-                    out,
-                    "{name}{{destination=\"{}\",window=\"{window}\"}} {}",
-                    h.id,
-                    value(figures)
-                );
-            }
+fn health_row(h: &DestinationHealth) -> HealthRow {
+    let window = |w: &WindowFigures| {
+        let seconds = |ms: Option<u64>| ms.unwrap_or(0) as f64 / 1000.0;
+        WindowRow {
+            attempts: w.attempts,
+            success_ratio: w.success_rate,
+            over_1s_ratio: w.over_1s_share,
+            latency_seconds: [seconds(w.p50_ms), seconds(w.p90_ms), seconds(w.p99_ms)],
         }
-    }
-    let name = "switchboard_destination_grade";
-    let _ = writeln!(
-        out,
-        "# HELP {name} 1 for the destination's grade over the last 5 minutes.\n# TYPE {name} gauge"
-    );
-    for h in all {
-        for grade in Grade::ALL {
-            let _ = writeln!(
-                out,
-                "{name}{{destination=\"{}\",grade=\"{}\"}} {}",
-                h.id,
-                grade.as_str(),
-                u8::from(h.grade == grade)
-            );
-        }
+    };
+    HealthRow {
+        id: h.id.to_string(),
+        windows: [window(&h.five_minutes), window(&h.hour)],
+        grades: Grade::ALL
+            .iter()
+            .map(|&g| (g.as_str(), g == h.grade))
+            .collect(),
     }
 }

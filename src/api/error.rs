@@ -95,6 +95,9 @@ pub enum ApiError {
     /// 500: a bug or an unexpected failure; details go to the log only.
     #[error("Operation failed, please retry later or contact support")]
     Internal(#[source] StoreError),
+    /// 500: `/metrics` could not encode its exposition (a bug); logged like `Internal`.
+    #[error("Operation failed, please retry later or contact support")]
+    Encoding(#[source] std::fmt::Error),
 }
 
 impl ApiError {
@@ -111,7 +114,7 @@ impl ApiError {
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Overloaded | Self::TooManyStreams(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Internal(_) | Self::Encoding(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
@@ -123,6 +126,9 @@ impl ApiError {
         match self {
             Self::Internal(source) => {
                 tracing::error!(error = %crate::error_chain(source), %status, "request failed");
+            }
+            Self::Encoding(source) => {
+                tracing::error!(error = %source, %status, "metrics could not be encoded");
             }
             Self::Unavailable(source) => {
                 tracing::debug!(error = %crate::error_chain(source), %status, "request failed: the database is unavailable");

@@ -1,7 +1,7 @@
-//! Service endpoints: liveness, readiness and the OpenAPI document.
+//! Service endpoints: liveness, readiness, metrics and the OpenAPI document.
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde::Serialize;
@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
+use crate::metrics::{Format, Scrape};
 use crate::store::{within, ANSWER_WITHIN};
 
 /// Status of a health check.
@@ -42,35 +43,50 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Health>, ApiErr
 }
 
 /// Prometheus metrics: events, attempts by outcome, deliveries by final state, queue
-/// depth, attempt latency.
+/// depth, attempt latency, per destination; OpenMetrics text unless `Accept` prefers the
+/// Prometheus text format.
 #[utoipa::path(get, path = "/metrics", tag = "Service",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
+    responses((status = 200, description = "OpenMetrics text (or the Prometheus text format 0.0.4 when `Accept` prefers `text/plain`)", content_type = "application/openmetrics-text", body = String)))]
 ///
 /// While the database is unavailable (or its backlog read does not answer within
 /// [`ANSWER_WITHIN`]), the series read from it (queue depth, per destination) are left out
 /// and the rest, `switchboard_store_up 0` among them, is still served.
-pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    // One backlog read for the depth and the per-destination series.
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
+    let scrape = read_scrape(&state).await?;
+    let text = state
+        .metrics
+        .encode(format, scrape)
+        .map_err(ApiError::Encoding)?;
+    Ok(([(header::CONTENT_TYPE, format.content_type())], text))
+}
+
+/// What `/metrics` reads at scrape time: one backlog read for the depth and the
+/// per-destination series, the store's write counters and its listener.
+async fn read_scrape(state: &AppState) -> Result<Scrape, ApiError> {
+    let mut scrape = Scrape {
+        writes: state.store.write_stats(),
+        listener_up: state.store.config_listener_up(),
+        ..Scrape::default()
+    };
     let read = within(ANSWER_WITHIN, state.backlog.groups(state.store.as_ref())).await;
     let pending = match read {
-        Ok(pending) => Some(pending),
-        Err(error) if error.is_unavailable() => None,
+        Ok(pending) => pending,
+        Err(error) if error.is_unavailable() => return Ok(scrape),
         Err(error) => return Err(error.into()),
     };
-    let mut text = state.metrics.render(
-        pending.as_deref().map(|p| super::backlog::depth(p)),
-        state.store.write_stats(),
-        state.store.config_listener_up(),
-    );
-    if let Some(pending) = pending {
-        let series = super::destinations::render_metrics(&mut text, &state, &pending);
-        match tokio::time::timeout(ANSWER_WITHIN, series).await {
-            Ok(Err(error)) if !matches!(error, ApiError::Unavailable(_)) => return Err(error),
-            // Written; or the database went meanwhile: served without the rest.
-            _ => {}
-        }
+    scrape.queue_depth = Some(super::backlog::depth(&pending));
+    let rows = super::destinations::metrics_rows(state, &pending, &mut scrape);
+    let read = tokio::time::timeout(ANSWER_WITHIN, rows).await;
+    match read {
+        Ok(Err(error)) if !matches!(error, ApiError::Unavailable(_)) => Err(error),
+        // Read; or the database went meanwhile: served without the rest.
+        _ => Ok(scrape),
     }
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }
 
 /// Unknown paths answer in the same JSON shape as every other error.

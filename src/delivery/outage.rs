@@ -186,7 +186,9 @@ mod tests {
         assert!(!outage.until_up(&stop, &never).await);
         outage.recovered();
         assert!(outage.until_up(&never, &never).await);
-        let text = metrics.render(None, Default::default(), None);
+        let text = metrics
+            .encode(crate::metrics::Format::OpenMetrics, Default::default())
+            .expect("encodes");
         assert!(text.contains("switchboard_store_up 1"));
         assert!(text.contains("switchboard_store_outages_total 1"));
     }

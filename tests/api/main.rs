@@ -23,6 +23,7 @@ mod leases;
 mod listing;
 mod load;
 mod meta;
+mod metrics;
 mod multi_webhook;
 mod ordering;
 mod outage;

@@ -39,6 +39,8 @@ mod listing;
 mod load;
 #[path = "../api/meta.rs"]
 mod meta;
+#[path = "../api/metrics.rs"]
+mod metrics;
 #[path = "../api/multi_webhook.rs"]
 mod multi_webhook;
 mod node_loss;

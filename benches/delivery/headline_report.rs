@@ -249,8 +249,36 @@ pub(crate) fn headline_section(s: &Settings, h: &Headline) -> String {
         curve_table(&h.curve)
     );
     doc.push_str(&headline_how_to_read(s, h));
+    doc.push_str(BOUNDS);
     doc
 }
+
+/// Where the server's time goes: a profile, not a figure of this run (its date and commit
+/// say when it was taken; the recipe retakes it).
+const BOUNDS: &str = "### What bounds it\n\n\
+Instructions the server executed per event, counted by callgrind in the headline scenario \
+(taken 2026-12-02 at commit bb9a907, 4,200 events through the server; the count does not \
+depend on what else the machine runs, unlike the CPU times above). About 240,000 per event \
+in user space:\n\n\
+| where | instructions per event | share |\n|---|---|---|\n\
+| async workers, ingest: zstd packing of the payload (level 1, dictionary) | 43,000 | 18 % |\n\
+| async workers, ingest: JSON check and envelope, admin token, HTTP parse | 22,000 | 9 % |\n\
+| async workers, delivery: route, attempt (reqwest and hyper's client: 14,000), settle hand-off | 50,000 | 20 % |\n\
+| async workers: tokio's scheduler, hyper's server, timers and the rest | 45,000 | 19 % |\n\
+| SQLite writer thread: storing the event and its delivery | 29,000 | 12 % |\n\
+| SQLite writer thread: the settle (delivery update, attempt row, extras) | 33,000 | 14 % |\n\
+| SQLite writer thread: transactions, WAL frames and checksums | 13,000 | 5 % |\n\n\
+Beside these, the kernel: every event is two HTTP exchanges on loopback (the load \
+generator's request and the delivery), and the raw loopback run shows what one exchange \
+costs its two processes; the server pays that twice per event, plus the WAL writes and \
+fsyncs. No single part is large enough for the 50 µs target: it would take several of no \
+compression on the acknowledgement's path (packing later, in the background), one row per \
+event for a first-try success (today an event row, a delivery row and an attempt row, with \
+five indexes), and a leaner HTTP client than reqwest. Retake the profile with \
+`BENCH_CALLGRIND=/tmp/cg BENCH_INPROCESS=0 BENCH_WRITE=0 BENCH_REPEATS=1 BENCH_EVENTS=4000 \
+BENCH_WARM_UP=200 BENCH_CURVE_RATES=50 BENCH_CURVE_SECONDS=1 BENCH_DRAIN_SECONDS=120 cargo \
+bench --bench delivery`, then `callgrind_annotate --inclusive=yes` on the larger \
+`/tmp/cg/callgrind.<pid>` (the sustained run's server).\n\n";
 
 fn headline_how_to_read(s: &Settings, h: &Headline) -> String {
     let verdict = |met: bool| if met { "met" } else { "**not met**" };

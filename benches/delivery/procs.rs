@@ -34,6 +34,25 @@ pub(crate) fn server_binary() -> BenchResult<PathBuf> {
         })
 }
 
+/// The command that runs `binary`: itself, or with `BENCH_CALLGRIND=DIR` under valgrind's
+/// callgrind, which writes `DIR/callgrind.PID` (instructions by function, whatever else the
+/// machine runs: see "What bounds it" in BENCHMARKS.md).
+fn under_callgrind(binary: &Path) -> Command {
+    match std::env::var_os("BENCH_CALLGRIND") {
+        Some(dir) => {
+            let mut command = Command::new("valgrind");
+            let mut out = std::ffi::OsString::from("--callgrind-out-file=");
+            out.push(Path::new(&dir).join("callgrind.%p"));
+            command
+                .args(["--tool=callgrind", "--dump-instr=no"])
+                .arg(out)
+                .arg(binary);
+            command
+        }
+        None => Command::new(binary),
+    }
+}
+
 /// `switchboard serve` with its defaults on a fresh SQLite file; killed when dropped.
 pub(crate) struct ServerProcess {
     pub(crate) pid: u32,
@@ -51,7 +70,7 @@ impl ServerProcess {
     pub(crate) fn start(binary: &Path, app_secret: Option<&str>) -> BenchResult<Self> {
         let data = tempfile::tempdir()?;
         let database = data.path().join("switchboard.db");
-        let mut command = Command::new(binary);
+        let mut command = under_callgrind(binary);
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--dev"])
             .arg("--database")

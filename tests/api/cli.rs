@@ -46,7 +46,9 @@ pub fn wait_for_address_keeping_log(child: &mut Child) -> (String, Arc<Mutex<Str
             }
         }
     });
-    match address_rx.recv_timeout(Duration::from_secs(30)) {
+    // Generous: a restart after kill -9 first hands back thousands of leases, slow on a
+    // loaded machine.
+    match address_rx.recv_timeout(Duration::from_secs(60)) {
         Ok(Some(address)) => (address, log),
         _ => panic!("the server never logged its address"),
     }

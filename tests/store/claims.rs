@@ -29,6 +29,7 @@ conformance!(
             waba: Some(waba(1)),
             body: EventBody::Bytes(Bytes::from_static(b"{\"waba\":1}")),
             received_at: at,
+            trace: None,
         };
         let events = vec![
             whatsapp(&id, 1, at),

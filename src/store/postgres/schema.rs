@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("0008_ordered.sql")),
     (9, include_str!("0009_waba_signing_secret.sql")),
     (10, include_str!("0010_payload_size.sql")),
+    (12, include_str!("0012_trace_context.sql")),
 ];
 
 /// Applies the migrations this database has not seen, one node at a time (advisory lock).

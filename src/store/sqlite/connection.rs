@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use crate::store::{StoreError, Violation, ViolationKind};
 
 /// The migrations, in order; each runs once, in its own transaction.
-const MIGRATIONS: [(i64, &str); 12] = [
+const MIGRATIONS: [(i64, &str); 13] = [
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_delivery.sql")),
     (3, include_str!("migrations/0003_partner_webhook.sql")),
@@ -24,6 +24,7 @@ const MIGRATIONS: [(i64, &str); 12] = [
     (10, include_str!("migrations/0010_destination_pauses.sql")),
     (11, include_str!("migrations/0011_ordered.sql")),
     (12, include_str!("migrations/0012_waba_signing_secret.sql")),
+    (14, include_str!("migrations/0014_trace_context.sql")),
 ];
 
 /// Opens the writing connection, creating the file and bringing its schema up to date.

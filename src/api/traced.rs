@@ -21,7 +21,6 @@ pub fn request_span<B>(request: &Request<B>) -> Span {
         target: TARGET,
         parent: None,
         "request",
-        otel.name = Empty,
         otel.kind = "server",
         otel.status_code = Empty,
         http.request.method = %request.method(),
@@ -42,15 +41,16 @@ pub fn started(span: &Span) -> Option<Instant> {
 /// Records the answer's status and the time it took on an enabled span.
 pub fn record_answer(span: &Span, status: StatusCode, started: Option<Instant>) {
     let Some(started) = started else { return };
-    span.record("http.response.status_code", status.as_u16());
+    // Integers as i64: the OTLP layer records other integer types as text.
+    span.record("http.response.status_code", i64::from(status.as_u16()));
     span.record("duration_ms", millis(started.elapsed()));
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
     }
 }
 
-fn millis(took: Duration) -> u64 {
-    u64::try_from(took.as_millis()).unwrap_or(u64::MAX)
+fn millis(took: Duration) -> i64 {
+    i64::try_from(took.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// The route layer that names the request span after its route template
@@ -101,5 +101,5 @@ fn record_route(method: &Method, route: Option<&MatchedPath>) {
         return;
     };
     span.record("http.route", route.as_str());
-    span.record("otel.name", format!("{method} {}", route.as_str()));
+    telemetry::rename(&span, format!("{method} {}", route.as_str()));
 }

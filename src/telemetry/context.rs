@@ -97,6 +97,16 @@ pub fn propagate(attempt: &Span, stored: Option<&TraceContext>) -> Option<TraceH
     })
 }
 
+/// Renames an exported span once it is known what it is (the request span, after routing):
+/// the OTLP layer starts a span when it is first entered, and a recorded `otel.name` no
+/// longer renames it then.
+pub fn rename(span: &Span, name: String) {
+    if span.is_disabled() {
+        return;
+    }
+    span.context().span().update_name(name);
+}
+
 /// `span`'s OpenTelemetry context, when the OTLP layer records it.
 fn exported_context(span: &Span) -> Option<SpanContext> {
     if span.is_disabled() {

@@ -34,7 +34,8 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 pub use context::{
-    adopt_incoming, adopt_parent, incoming_trace, propagate, TraceHeaders, TRACEPARENT, TRACESTATE,
+    adopt_incoming, adopt_parent, incoming_trace, propagate, rename, TraceHeaders, TRACEPARENT,
+    TRACESTATE,
 };
 
 use crate::config::LogFormat;

@@ -27,7 +27,7 @@ pub fn attempt_span(job: &DueDelivery, destination: Option<&DestinationId>) -> S
         delivery.target = %job.target.to_stored(),
         channel.id = job.channel.as_ref().map(ChannelId::as_str),
         destination.id = destination.map(DestinationId::as_str),
-        attempt = job.attempts + 1,
+        attempt = i64::from(job.attempts) + 1,
         http.response.status_code = Empty,
         error.type = Empty,
         duration_ms = Empty,
@@ -46,7 +46,8 @@ pub fn record_attempt(span: &Span, result: &AttemptResult, took: Duration) {
     }
     match result {
         AttemptResult::Answered { status, .. } => {
-            span.record("http.response.status_code", *status);
+            // Integers as i64: the OTLP layer records other integer types as text.
+            span.record("http.response.status_code", i64::from(*status));
             if *status != 200 {
                 span.record("otel.status_code", "ERROR");
             }

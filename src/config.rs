@@ -192,9 +192,30 @@ pub struct ServeArgs {
     /// How often a paused destination gets one probe attempt, in seconds [default: 300].
     #[arg(long, env = "SWITCHBOARD_PROBE_INTERVAL_S", value_name = "SECONDS")]
     pub probe_interval_s: Option<u64>,
+    /// Log lines as `text` (for people) or `json` (one object per line, for log shippers)
+    /// [default: text].
+    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Export the request and delivery-attempt spans over OTLP/HTTP (protobuf) to this
+    /// collector, e.g. `http://localhost:4318` (`/v1/traces` is added unless the path
+    /// already ends with it) [default: off].
+    #[arg(long, env = "SWITCHBOARD_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
     /// TOML file with the same settings (keys are the flag names with `_`).
     #[arg(long, env = "SWITCHBOARD_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line (timestamp, level, fields with the message, target, spans),
+    /// for log shippers.
+    Json,
 }
 
 /// The settings of a `--config` file; every key is optional.
@@ -229,6 +250,8 @@ struct FileConfig {
     shutdown_grace_ms: Option<u64>,
     pause_after_s: Option<u64>,
     probe_interval_s: Option<u64>,
+    log_format: Option<LogFormat>,
+    otlp_endpoint: Option<String>,
 }
 
 /// A setting that cannot be used; the text tells the operator what to fix.
@@ -368,6 +391,10 @@ pub struct Config {
     pub pause_after: Option<Duration>,
     /// One probe attempt per paused destination this often.
     pub probe_interval: Duration,
+    /// How log lines are written.
+    pub log_format: LogFormat,
+    /// Where the spans are exported (the collector's `/v1/traces`); `None`: not exported.
+    pub otlp_endpoint: Option<url::Url>,
 }
 
 /// What one client may hold of the HTTP server: without these, half-sent requests and
@@ -450,6 +477,8 @@ impl Config {
             http: HttpLimits::default(),
             pause_after: Some(Duration::from_secs(432_000)),
             probe_interval: Duration::from_secs(300),
+            log_format: LogFormat::Text,
+            otlp_endpoint: None,
         }
     }
 
@@ -584,6 +613,12 @@ impl Config {
                 .probe_interval_s
                 .or(file.probe_interval_s)
                 .map_or(defaults.probe_interval, Duration::from_secs),
+            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            otlp_endpoint: args
+                .otlp_endpoint
+                .or(file.otlp_endpoint)
+                .map(|raw| otlp_traces_url(&raw))
+                .transpose()?,
             ..defaults
         };
         config.validate()?;
@@ -714,6 +749,26 @@ impl HttpLimits {
     }
 }
 
+/// The collector's traces URL from `--otlp-endpoint`: an absolute `http(s)://` URL, with
+/// `/v1/traces` added unless its path already ends with it (as `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// is read by the OpenTelemetry SDKs).
+fn otlp_traces_url(raw: &str) -> Result<url::Url, ConfigError> {
+    let invalid = |why: &str| {
+        ConfigError(format!(
+            "invalid --otlp-endpoint {raw:?}: {why} (e.g. http://localhost:4318)"
+        ))
+    };
+    let mut url = url::Url::parse(raw).map_err(|e| invalid(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(invalid("expected an http:// or https:// URL with a host"));
+    }
+    if !url.path().ends_with("/v1/traces") {
+        let path = format!("{}/v1/traces", url.path().trim_end_matches('/'));
+        url.set_path(&path);
+    }
+    Ok(url)
+}
+
 fn millis(value: Option<u64>, default: Duration) -> Duration {
     value.map_or(default, Duration::from_millis)
 }
@@ -812,6 +867,42 @@ mod tests {
             ..ServeArgs::default()
         })
         .contains("cannot read config file"));
+    }
+
+    #[test]
+    fn log_format_and_otlp_endpoint_come_from_flags_or_the_file() {
+        let defaults = Config::load(ServeArgs::default()).unwrap();
+        assert_eq!(defaults.log_format, LogFormat::Text);
+        assert_eq!(defaults.otlp_endpoint, None, "export is off by default");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("switchboard.toml");
+        let file = "log_format = \"json\"\notlp_endpoint = \"http://collector:4318\"\n";
+        std::fs::write(&path, file).unwrap();
+        let config = Config::load(ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(config.log_format, LogFormat::Json);
+        let url = config.otlp_endpoint.unwrap();
+        assert_eq!(url.as_str(), "http://collector:4318/v1/traces");
+        for (raw, expected) in [
+            (
+                "https://otel.example.com/",
+                "https://otel.example.com/v1/traces",
+            ),
+            (
+                "http://127.0.0.1:4318/v1/traces",
+                "http://127.0.0.1:4318/v1/traces",
+            ),
+            ("http://gw/otlp", "http://gw/otlp/v1/traces"),
+        ] {
+            assert_eq!(otlp_traces_url(raw).unwrap().as_str(), expected, "{raw}");
+        }
+        for bad in ["collector:4318", "ftp://collector", "not a url"] {
+            let error = otlp_traces_url(bad).unwrap_err().to_string();
+            assert!(error.contains("--otlp-endpoint"), "{error}");
+        }
     }
 
     #[test]

@@ -18,6 +18,8 @@
 //! - [`maintenance`]: retention (old finished events are deleted in the background).
 //! - [`readiness`]: `NOTIFY_SOCKET` notices to a service manager (ready, stopping).
 //! - [`metrics`], [`clock`]: Prometheus counters; wall-clock milliseconds.
+//! - [`telemetry`]: log lines (text or JSON), the request and attempt spans' W3C trace
+//!   context, and their optional OTLP export.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -33,6 +35,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod readiness;
 pub mod store;
+pub mod telemetry;
 
 /// An error and its sources on one line (`error: cause: cause…`), for logs and the command
 /// line: a top-level error often says little (reqwest's "error sending request"), its cause

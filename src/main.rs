@@ -4,14 +4,13 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use switchboard::config::{Cli, Command, Config};
+use switchboard::config::{Cli, Command, Config, LogFormat};
+use switchboard::telemetry::Telemetry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 /// mimalloc instead of glibc's malloc: the hot path allocates many small short-lived
 /// buffers, and profiles showed glibc spending ~10 % of the server threads in malloc/free.
@@ -30,7 +29,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing();
+    let telemetry = match Telemetry::init(
+        config.log_format,
+        config.otlp_endpoint.as_ref(),
+        &config.node_id,
+    ) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     let workers = config.worker_threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
@@ -44,7 +53,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(config))
+    let code = runtime.block_on(serve(config));
+    // The runtime's tasks (and the spans they hold) end first; then the spans still
+    // queued for export are flushed.
+    drop(runtime);
+    telemetry.shutdown();
+    code
 }
 
 /// Names the runtime's threads by role, so `top -H`, `perf` and /proc tell the async
@@ -63,18 +77,19 @@ fn thread_namer(workers: usize) -> impl Fn() -> String + Send + Sync + 'static {
 }
 
 async fn serve(config: Config) -> ExitCode {
+    let format = config.log_format;
     let listener = match TcpListener::bind(&config.listen).await {
         Ok(listener) => listener,
         Err(error) => {
-            eprintln!("error: cannot listen on {}: {error}", config.listen);
+            fail(
+                format,
+                &format!("cannot listen on {}: {error}", config.listen),
+            );
             return ExitCode::FAILURE;
         }
     };
     if config.admin_token.generated {
-        println!(
-            "No admin token configured; generated one for this run (shown once): {}",
-            config.admin_token.secret.expose()
-        );
+        print_generated_token(format, config.admin_token.secret.expose());
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
@@ -82,9 +97,35 @@ async fn serve(config: Config) -> ExitCode {
     match switchboard::run_notifying(config, listener, shutdown, &notifier).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
+            fail(format, &error.to_string());
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Reports why the service stops: `error: …` on stderr, or a log line in JSON mode, where
+/// a log shipper reads every line as JSON.
+fn fail(format: LogFormat, message: &str) {
+    match format {
+        LogFormat::Text => eprintln!("error: {message}"),
+        LogFormat::Json => tracing::error!("{message}"),
+    }
+}
+
+/// The generated admin token, shown once on stdout (never in the log): plain text, or in
+/// JSON mode one JSON object like the log lines, so every line of output parses.
+fn print_generated_token(format: LogFormat, token: &str) {
+    let message = "No admin token configured; generated one for this run (shown once)";
+    match format {
+        LogFormat::Text => println!("{message}: {token}"),
+        LogFormat::Json => println!(
+            "{}",
+            serde_json::json!({
+                "timestamp": switchboard::clock::rfc3339(switchboard::clock::now_ms()),
+                "level": "INFO",
+                "fields": { "message": message, "admin_token": token },
+            })
+        ),
     }
 }
 
@@ -112,15 +153,4 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
     }
     tracing::info!("shutdown requested");
     shutdown.cancel();
-}
-
-/// Logs to stderr; `RUST_LOG` overrides the default `info` level.
-fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
 }

@@ -12,10 +12,10 @@ use utoipa::ToSchema;
 
 use super::deliveries::{next_cursor, parse_page, DeliveryView};
 use super::error::{ApiError, ErrorBody};
-use super::extract::{AdminAuth, PathParam, RawBody};
+use super::extract::{AdminAuth, IncomingTrace, PathParam, RawBody};
 use super::AppState;
 use crate::clock::{now_ms, rfc3339};
-use crate::domain::{ChannelId, EventId, EventKind};
+use crate::domain::{ChannelId, EventId, EventKind, TraceContext};
 use crate::ingest::admin_payload;
 use crate::metrics::Source;
 use crate::store::{EventBody, EventFilter, EventSummary, NewEvent};
@@ -44,6 +44,7 @@ pub async fn create_event(
     State(state): State<AppState>,
     _: AdminAuth,
     PathParam(channel_id): PathParam,
+    IncomingTrace(trace): IncomingTrace,
     RawBody(body): RawBody,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let id = ChannelId::from_raw(channel_id);
@@ -58,6 +59,7 @@ pub async fn create_event(
         channel: Some(channel.id),
         partner: None,
         received_at: now_ms(),
+        trace,
     };
     let event_id = state.ingest.accept_one(event, Source::Admin).await?.0;
     Ok((StatusCode::ACCEPTED, Json(Accepted { event_id })))
@@ -75,6 +77,12 @@ pub struct EventView {
     /// absent while it is kept.
     #[serde(skip_serializing_if = "Option::is_none")]
     payload_purged_at: Option<String>,
+    /// The W3C `traceparent` the event came with (sent on with each delivery), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    traceparent: Option<String>,
+    /// The `tracestate` beside it, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tracestate: Option<String>,
     deliveries: Vec<DeliveryView>,
 }
 
@@ -105,6 +113,11 @@ pub async fn get_event(
         event: EventListItem::of(event.summary),
         payload: payload_view(&event.payload, event.payload_purged_at),
         payload_purged_at: event.payload_purged_at.map(rfc3339),
+        traceparent: event.trace.as_ref().map(TraceContext::traceparent),
+        tracestate: event
+            .trace
+            .as_ref()
+            .and_then(|t| t.state().map(str::to_owned)),
         deliveries: event
             .deliveries
             .into_iter()

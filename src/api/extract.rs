@@ -20,7 +20,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::error::ApiError;
 use super::AppState;
-use crate::domain::{Channel, KeyHash};
+use crate::domain::{Channel, KeyHash, TraceContext};
+use crate::telemetry::incoming_trace;
 
 /// The largest request body accepted, in bytes.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -303,6 +304,19 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParam {
             .await
             .map(|Path(value)| Self(value))
             .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
+    }
+}
+
+/// The W3C trace context a notification came with (`traceparent`, `tracestate`), or the
+/// request span's own when spans are exported; a malformed header is none, never a 4xx.
+pub struct IncomingTrace(pub Option<TraceContext>);
+
+impl FromRequestParts<AppState> for IncomingTrace {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let exporting = state.config.otlp_endpoint.is_some();
+        Ok(Self(incoming_trace(&parts.headers, exporting)))
     }
 }
 

@@ -95,7 +95,9 @@ pub async fn receive(
     if !signature_matches(secret.expose(), signature.as_bytes(), &body) {
         return Err(ApiError::Forbidden("Invalid X-Hub-Signature-256".into()));
     }
-    let events = state.ingest.meta_events(&body).await?;
+    let exporting = state.config.otlp_endpoint.is_some();
+    let trace = crate::telemetry::incoming_trace(&headers, exporting);
+    let events = state.ingest.meta_events(&body, trace).await?;
     let saved = state.ingest.accept(events, Source::Meta).await?;
     Ok(Json(Received {
         event_ids: saved.iter().map(|s| s.event.0).collect(),

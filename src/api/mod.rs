@@ -34,6 +34,7 @@ mod recover;
 mod server;
 mod stream;
 mod system;
+mod traced;
 
 use std::sync::Arc;
 
@@ -201,6 +202,7 @@ pub fn router(state: AppState) -> Router {
                 async move { Json(openapi.as_ref().clone()) }
             }),
         )
+        .route_layer(traced::RecordRoute)
         .fallback(system::not_found)
         .method_not_allowed_fallback(system::method_not_allowed)
         .with_state(state)

@@ -30,6 +30,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_service::Service;
+use tracing::Instrument;
 
 use crate::config::HttpLimits;
 
@@ -129,8 +130,15 @@ impl Connection {
             let mut router = router.clone();
             let phase = Arc::clone(&phase);
             phase.request_started();
+            let span = super::traced::request_span(&request);
+            let started = super::traced::started(&span);
+            // Routing runs inside the span, so the route layer finds it current.
+            let answer = async move { router.call(request.map(axum::body::Body::new)).await };
             async move {
-                let response = router.call(request.map(axum::body::Body::new)).await;
+                let response = answer.instrument(span.clone()).await;
+                if let Ok(response) = &response {
+                    super::traced::record_answer(&span, response.status(), started);
+                }
                 response.map(|response| response.map(|body| Answer { body, phase }))
             }
         });

@@ -10,7 +10,8 @@
 //!
 //! Headers: each name is sent once. The configured headers come first; Switchboard's
 //! defaults (`Content-Type`, and the client's `User-Agent` and `Accept`) fill only the names
-//! they leave out; the signature, when the destination signs, replaces any configured one.
+//! they leave out; the signature, when the destination signs, replaces any configured one,
+//! and so do `traceparent` and `tracestate` when the event came with a trace context.
 //!
 //! Answers: the status, the first bytes of the body and, on a 429 or 503, the `Retry-After`
 //! the receiver sent (seconds or an HTTP date), which `backoff` honours.
@@ -28,6 +29,7 @@ use sha2::Sha256;
 use super::dns::{DnsPool, GuardedResolver, LookupError, MAX_LOOKUP_TIME};
 use crate::domain::{AddressPolicy, AttemptErrorKind, DeliveryTarget};
 use crate::store::AttemptRecord;
+use crate::telemetry::{TraceHeaders, TRACEPARENT, TRACESTATE};
 
 /// How many bytes of an answer are kept for inspection.
 const EXCERPT_BYTES: usize = 512;
@@ -145,8 +147,14 @@ impl Attempter {
         Ok(parsed)
     }
 
-    /// POSTs `payload` to `target`, signed if the target has a secret.
-    pub async fn send(&self, target: &DeliveryTarget, payload: Bytes) -> AttemptResult {
+    /// POSTs `payload` to `target`, signed if the target has a secret, with the event's
+    /// trace headers if it has a trace context.
+    pub async fn send(
+        &self,
+        target: &DeliveryTarget,
+        payload: Bytes,
+        trace: Option<TraceHeaders>,
+    ) -> AttemptResult {
         let url = match self.parse(target.webhook.url.as_str()) {
             Ok(url) => url,
             Err(error) => {
@@ -163,7 +171,15 @@ impl Attempter {
             };
         }
         let mut request = reqwest::Request::new(reqwest::Method::POST, reqwest::Url::clone(&url));
-        *request.headers_mut() = delivery_headers(target, &payload);
+        let headers = request.headers_mut();
+        *headers = delivery_headers(target, &payload);
+        if let Some(trace) = trace {
+            headers.insert(TRACEPARENT, trace.traceparent);
+            match trace.tracestate {
+                Some(state) => headers.insert(TRACESTATE, state),
+                None => headers.remove(TRACESTATE),
+            };
+        }
         *request.body_mut() = Some(payload.into());
         let exchange = async {
             let mut response = self.client.execute(request).await?;

@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 mod memory;
+mod span;
 mod waiting;
 
 use memory::MemoryShare;
@@ -361,7 +362,10 @@ impl Engine {
 
     fn spawn(&self, job: DueDelivery, permit: MemoryShare) {
         let engine = self.clone();
+        // No parent: a delivery handed over by ingest must not keep the request's span
+        // open until it settles.
         let span = tracing::debug_span!(
+            parent: None,
             "delivery",
             delivery = %job.id,
             event = %job.event,
@@ -442,14 +446,18 @@ impl Engine {
         if !self.until_store_up(lost).await {
             return Ok(());
         }
+        let attempt_span = span::attempt_span(&job, destination.as_ref());
+        let trace = crate::telemetry::propagate(&attempt_span, job.trace.as_ref());
         let started_at = crate::clock::now_ms();
         let clock = Instant::now();
         let result = self
             .inner
             .attempter
-            .send(&target, job.payload.clone())
+            .send(&target, job.payload.clone(), trace)
+            .instrument(attempt_span.clone())
             .await;
         let took = clock.elapsed();
+        span::record_attempt(&attempt_span, &result, took);
         drop(slot);
         let delivered = matches!(result, AttemptResult::Answered { status: 200, .. });
         self.wake_parked(&gate);
@@ -465,6 +473,7 @@ impl Engine {
         }
         let attempt = result.record(job.attempts + 1, url, started_at, took);
         self.finish(job, attempt, result, took, lost, paused.is_some())
+            .instrument(attempt_span)
             .await
     }
 

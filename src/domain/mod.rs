@@ -16,6 +16,7 @@ mod multi_webhook;
 mod partner_event;
 mod settlement;
 mod summary;
+mod trace_context;
 mod webhook;
 mod webhook_url;
 
@@ -38,6 +39,7 @@ pub use summary::{
     summary, EnvelopeSummary, MessageSummary, StatusError, StatusSummary, Summary,
     TEXT_PREVIEW_CHARS,
 };
+pub use trace_context::{TraceContext, MAX_TRACESTATE_LEN};
 pub use webhook::{Channel, Partner, Route, WabaWebhook, Webhook};
 pub use webhook_url::{redact_query, UrlError, UrlPolicy, WebhookUrl};
 

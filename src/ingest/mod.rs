@@ -14,7 +14,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::delivery::Engine;
-use crate::domain::{EventId, EventKind, PartnerEventType, PartnerId, WabaId};
+use crate::domain::{EventId, EventKind, PartnerEventType, PartnerId, TraceContext, WabaId};
 use crate::metrics::{Metrics, Source};
 use crate::store::{
     memory_cost, within, DueDelivery, EventBody, NewEvent, SavedEvent, Store, StoreError,
@@ -61,17 +61,17 @@ impl Ingest {
             .iter()
             .map(|e| {
                 let facts = (e.channel.clone(), e.partner.clone(), e.received_at);
-                (e.kind, e.first_target(), facts)
+                (e.kind, e.first_target(), facts, e.trace.clone())
             })
             .collect();
         let deliverable = handed
             .iter()
-            .filter(|(_, target, _)| target.is_some())
+            .filter(|(_, target, _, _)| target.is_some())
             .count();
         let bytes = events
             .iter()
             .zip(&handed)
-            .filter(|(_, (_, target, _))| target.is_some())
+            .filter(|(_, (_, target, _, _))| target.is_some())
             .map(|(event, _)| memory_cost(event.body.estimated_len()))
             .sum();
         let mut reservation = self.engine.reserve(deliverable, bytes);
@@ -83,7 +83,9 @@ impl Ingest {
             .await?;
         tracing::debug!(?source, events = saved.len(), "events stored");
         feed.tell_stored(told, &saved);
-        for (event, (kind, target, (channel, partner, received_at))) in saved.iter().zip(handed) {
+        for (event, (kind, target, (channel, partner, received_at), trace)) in
+            saved.iter().zip(handed)
+        {
             self.metrics.event_stored(source, kind);
             let (Some(reservation), Some(delivery), Some(lease), Some(target)) =
                 (reservation.as_mut(), event.delivery, event.lease, target)
@@ -101,6 +103,7 @@ impl Ingest {
                 window_start: received_at,
                 window_attempts: 0,
                 lease,
+                trace,
             };
             self.engine.hand_over(job, reservation);
         }
@@ -130,8 +133,13 @@ impl Ingest {
 
     /// Splits a Meta notification: one event per number; per WABA, one event of its
     /// WABA-level changes (for the WABA webhook) and one partner event per change; parts
-    /// that name no known number or WABA are kept as unroutable.
-    pub async fn meta_events(&self, body: &[u8]) -> Result<Vec<NewEvent>, IngestEventsError> {
+    /// that name no known number or WABA are kept as unroutable. Every event keeps the
+    /// notification's trace context, if it came with one.
+    pub async fn meta_events(
+        &self,
+        body: &[u8],
+        trace: Option<TraceContext>,
+    ) -> Result<Vec<NewEvent>, IngestEventsError> {
         let received_at = crate::clock::now_ms();
         let mut events = Vec::new();
         for part in split_envelope(body)? {
@@ -157,6 +165,7 @@ impl Ingest {
                             waba: None,
                             body: EventBody::Bytes(bytes(envelope, *whole)),
                             received_at,
+                            trace: None,
                         },
                         None => unroutable(Some(phone_number_id.clone()), envelope, received_at),
                     },
@@ -176,6 +185,7 @@ impl Ingest {
                                 waba: Some(waba),
                                 body: EventBody::Bytes(bytes(envelope, *whole)),
                                 received_at,
+                                trace: None,
                             });
                             events.extend(part.changes().map(|change| {
                                 waba_partner_event(&partner, waba, change, received_at)
@@ -184,6 +194,11 @@ impl Ingest {
                         None => events.push(unroutable(None, envelope, received_at)),
                     }
                 }
+            }
+        }
+        if trace.is_some() {
+            for event in &mut events {
+                event.trace.clone_from(&trace);
             }
         }
         Ok(events)
@@ -237,6 +252,7 @@ fn unroutable(phone_number_id: Option<String>, envelope: &Value, received_at: i6
         waba: None,
         body: EventBody::Bytes(built_body(envelope)),
         received_at,
+        trace: None,
     }
 }
 

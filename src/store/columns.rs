@@ -151,3 +151,17 @@ pub fn require_changed(changed: u64, what: &'static str, id: &str) -> Result<(),
     }
     Ok(())
 }
+
+/// An event's trace context as its column holds it (`NULL` for none).
+pub fn trace_column(trace: Option<&crate::domain::TraceContext>) -> Option<String> {
+    trace.map(crate::domain::TraceContext::to_stored)
+}
+
+/// The trace context a column holds. One that cannot be read is no trace context: it is
+/// carried for the receivers' and the operators' convenience, never a reason to fail a
+/// delivery.
+pub fn trace_of_column(stored: Option<String>) -> Option<crate::domain::TraceContext> {
+    stored
+        .as_deref()
+        .and_then(crate::domain::TraceContext::from_stored)
+}

@@ -6,7 +6,7 @@ use super::LeaseToken;
 use crate::domain::{
     AttemptErrorKind, ChannelId, DeliveryId, DeliveryState, DestinationId, EventId, EventKind,
     MultiWebhook, Partner, PartnerEvent, PartnerEventType, PartnerId, PhoneNumber, PhoneNumberId,
-    Route, Settlement, Target, WabaId, Webhook, WebhookHeaders, WebhookUrl,
+    Route, Settlement, Target, TraceContext, WabaId, Webhook, WebhookHeaders, WebhookUrl,
 };
 
 /// A notification to store.
@@ -27,6 +27,9 @@ pub struct NewEvent {
     pub body: EventBody,
     /// Arrival time (ms since the epoch): the start of its deliveries' age window.
     pub received_at: i64,
+    /// The W3C trace context it came with (Meta's webhook, the admin sandbox), carried onto
+    /// its deliveries; `None` for most events, which then store nothing for it.
+    pub trace: Option<TraceContext>,
 }
 
 impl NewEvent {
@@ -51,6 +54,7 @@ impl NewEvent {
                 created_at: at,
             }),
             received_at: at,
+            trace: None,
         }
     }
 
@@ -124,6 +128,8 @@ pub struct DueDelivery {
     /// The lease this node holds it under: its settle and renewals apply only while that is
     /// still the delivery's lease.
     pub lease: LeaseToken,
+    /// Its event's trace context, sent on as `traceparent` (and `tracestate`).
+    pub trace: Option<TraceContext>,
 }
 
 /// What the engine charges a delivery it holds in memory besides its payload: the rest of
@@ -223,6 +229,8 @@ pub struct EventRecord {
     pub payload: Bytes,
     /// When the payload retention emptied the payload (ms since the epoch), if it did.
     pub payload_purged_at: Option<i64>,
+    /// The trace context it came with, if any.
+    pub trace: Option<TraceContext>,
     /// Its deliveries, each with its attempts.
     pub deliveries: Vec<(DeliveryRecord, Vec<AttemptRecord>)>,
 }

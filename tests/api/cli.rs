@@ -34,11 +34,7 @@ pub fn wait_for_address_keeping_log(child: &mut Child) -> (String, Arc<Mutex<Str
         move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if line.contains("switchboard listening") {
-                    let address = line
-                        .split_whitespace()
-                        .find_map(|field| field.strip_prefix("address="))
-                        .map(str::to_owned);
-                    let _ = address_tx.send(address);
+                    let _ = address_tx.send(logged_address(&line));
                 }
                 let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
                 log.push_str(&line);
@@ -52,6 +48,16 @@ pub fn wait_for_address_keeping_log(child: &mut Child) -> (String, Arc<Mutex<Str
         Ok(Some(address)) => (address, log),
         _ => panic!("the server never logged its address"),
     }
+}
+
+/// The address of the "listening" line, as text (`address=…`) or JSON (`--log-format json`).
+fn logged_address(line: &str) -> Option<String> {
+    if let Ok(json) = serde_json::from_str::<serde_json::Value>(line) {
+        return json["fields"]["address"].as_str().map(str::to_owned);
+    }
+    line.split_whitespace()
+        .find_map(|field| field.strip_prefix("address="))
+        .map(str::to_owned)
 }
 
 /// The binary serving `database` on a free loopback port in `--dev` mode with the test
@@ -146,7 +152,7 @@ async fn serve_logs_its_address_prints_a_generated_token_and_stops_on_sigterm() 
     assert!(data.path().join("nested/dir/sb.db").exists());
 }
 
-fn wait_with_deadline(child: &mut Child) -> std::process::ExitStatus {
+pub fn wait_with_deadline(child: &mut Child) -> std::process::ExitStatus {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(status) = child.try_wait().unwrap() {

@@ -38,5 +38,6 @@ mod recover;
 mod secrets;
 mod service;
 mod stream;
+mod traces;
 mod waba_level;
 mod waba_webhook;

@@ -14,6 +14,7 @@ fn unroutable(n: usize) -> NewEvent {
         waba: None,
         body: EventBody::Bytes(Bytes::from(format!("{{\"n\":{n}}}"))),
         received_at: 0,
+        trace: None,
     }
 }
 

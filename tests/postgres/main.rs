@@ -69,6 +69,8 @@ mod service;
 #[path = "../api/stream.rs"]
 mod stream;
 mod tls;
+#[path = "../api/traces.rs"]
+mod traces;
 #[path = "../api/waba_level.rs"]
 mod waba_level;
 #[path = "../api/waba_webhook.rs"]

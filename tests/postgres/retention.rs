@@ -21,6 +21,7 @@ fn old_event() -> NewEvent {
         waba: None,
         body: EventBody::Bytes(Bytes::from_static(b"{}")),
         received_at: 0,
+        trace: None,
     }
 }
 

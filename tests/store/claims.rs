@@ -29,6 +29,7 @@ conformance!(
             waba: Some(waba(1)),
             body: EventBody::Bytes(Bytes::from_static(b"{\"waba\":1}")),
             received_at: at,
+            trace: None,
         };
         let events = vec![
             whatsapp(&id, 1, at),
@@ -295,5 +296,37 @@ conformance!(
             vec![retaken[0].id, retaken[1].id],
             "the settled one is not renewed"
         );
+    }
+);
+
+conformance!(
+    an_events_trace_context_is_stored_and_claimed_with_its_deliveries,
+    |db: Db| async move {
+        let store = &*db.store;
+        let id = provisioned(store).await;
+        let at = now() - 1_000;
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let trace = switchboard::domain::TraceContext::parse(
+            traceparent.as_bytes(),
+            Some(b"congo=t61rcWkgMzE".as_slice()),
+        );
+        assert!(trace.is_some());
+        let traced = NewEvent {
+            trace: trace.clone(),
+            ..whatsapp(&id, 1, at)
+        };
+        let saved = save(store, vec![traced, whatsapp(&id, 2, at)]).await;
+        let claimed = claim_all(store).await;
+        assert_eq!(claimed.len(), 2);
+        for due in &claimed {
+            let expected = (due.event == saved[0].event)
+                .then(|| trace.clone())
+                .flatten();
+            assert_eq!(due.trace, expected, "event {:?}", due.event);
+        }
+        let record = store.event(saved[0].event).await.unwrap().unwrap();
+        assert_eq!(record.trace, trace);
+        let plain = store.event(saved[1].event).await.unwrap().unwrap();
+        assert_eq!(plain.trace, None, "nothing stored without a trace context");
     }
 );

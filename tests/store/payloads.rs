@@ -40,6 +40,7 @@ fn notification(channel: &switchboard::domain::ChannelId, body: Bytes, at: i64) 
         waba: None,
         body: EventBody::Bytes(body),
         received_at: at,
+        trace: None,
     }
 }
 

@@ -227,6 +227,7 @@ pub fn whatsapp(channel: &ChannelId, n: usize, at: i64) -> NewEvent {
         waba: None,
         body: EventBody::Bytes(Bytes::from(format!("{{\"n\":{n}}}"))),
         received_at: at,
+        trace: None,
     }
 }
 
@@ -240,6 +241,7 @@ pub fn unroutable(n: usize, at: i64) -> NewEvent {
         waba: None,
         body: EventBody::Bytes(Bytes::from(format!("{{\"u\":{n}}}"))),
         received_at: at,
+        trace: None,
     }
 }
 

@@ -6,6 +6,7 @@
 
 use deadpool_postgres::Transaction;
 
+use crate::store::columns::{trace_column, trace_of_column};
 use crate::store::payload;
 use crate::store::retention::PAYLOAD_KEPT;
 use tokio_postgres::Row;
@@ -45,8 +46,8 @@ pub async fn save_events(
     let insert = tx
         .prepare_cached(
             "INSERT INTO events (kind, channel_id, partner_id, phone_number_id, payload, received_at,
-                                 idempotency_key, payload_size)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                                 idempotency_key, payload_size, trace_context)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
         )
         .await?;
@@ -70,6 +71,7 @@ pub async fn save_events(
                     &event.received_at,
                     &key.as_bytes(),
                     &size,
+                    &trace_column(event.trace.as_ref()),
                 ],
             )
             .await?;
@@ -158,8 +160,8 @@ async fn save_with_delivery(
     let sql = format!(
         "WITH e AS (
              INSERT INTO events (kind, channel_id, partner_id, phone_number_id, payload,
-                                 received_at, idempotency_key, payload_size)
-             VALUES ($1, $2, $3, $4, $5, $6, $12, $15)
+                                 received_at, idempotency_key, payload_size, trace_context)
+             VALUES ($1, $2, $3, $4, $5, $6, $12, $15, $16)
              ON CONFLICT (idempotency_key) DO NOTHING RETURNING id),
          {}
          FROM e LEFT JOIN c ON TRUE
@@ -187,6 +189,7 @@ async fn save_with_delivery(
                 &lease.map_or(0, |token| token.0),
                 &HELD_UNTIL,
                 &(payload.len() as i64),
+                &trace_column(event.trace.as_ref()),
             ],
         )
         .await?;
@@ -299,7 +302,8 @@ pub async fn claim_due(
              FROM fitting, events e
              WHERE d.id = fitting.id AND e.id = d.event_id
              RETURNING d.id, d.event_id, d.channel_id, d.target, d.attempts, d.window_start,
-                       d.window_attempts, e.payload, d.partner_id, d.lease_token"
+                       d.window_attempts, e.payload, d.partner_id, d.lease_token,
+                       e.trace_context"
     );
     let claim = tx.prepare_cached(&sql).await?;
     let max_bytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
@@ -370,6 +374,7 @@ fn due_from_row(row: &Row) -> Result<Option<DueDelivery>, StoreError> {
         window_attempts: count(row.try_get(6)?),
         payload,
         lease: LeaseToken(row.try_get(9)?),
+        trace: trace_of_column(row.try_get(10)?),
     }))
 }
 

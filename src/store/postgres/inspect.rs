@@ -3,6 +3,7 @@
 
 use deadpool_postgres::Transaction;
 
+use crate::store::columns::trace_of_column;
 use crate::store::payload;
 use crate::store::retention::{batch_end, PayloadPurge, PAYLOAD_CURSOR};
 use tokio_postgres::Row;
@@ -20,14 +21,16 @@ use crate::store::{
 
 /// An event, its deliveries and their attempts.
 pub async fn event(tx: &Transaction<'_>, id: EventId) -> Result<Option<EventRecord>, StoreError> {
-    let sql =
-        format!("SELECT {SUMMARY_COLUMNS}, payload, payload_purged_at FROM events WHERE id = $1");
+    let sql = format!(
+        "SELECT {SUMMARY_COLUMNS}, payload, payload_purged_at, trace_context FROM events WHERE id = $1"
+    );
     let Some(row) = tx.query_opt(&sql, &[&id.0]).await? else {
         return Ok(None);
     };
     let summary = event_summary(&row)?;
     let payload = payload::unpack(row.try_get(6)?, || format!("event {}", id.0))?;
     let payload_purged_at = row.try_get(7)?;
+    let trace = trace_of_column(row.try_get(8)?);
     let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = $1 ORDER BY id");
     let mut deliveries = Vec::new();
     for row in tx.query(&sql, &[&id.0]).await? {
@@ -39,6 +42,7 @@ pub async fn event(tx: &Transaction<'_>, id: EventId) -> Result<Option<EventReco
         summary,
         payload,
         payload_purged_at,
+        trace,
         deliveries,
     }))
 }

@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("0009_waba_signing_secret.sql")),
     (10, include_str!("0010_payload_size.sql")),
     (11, include_str!("0011_payload_retention.sql")),
+    (12, include_str!("0012_trace_context.sql")),
 ];
 
 /// Applies the migrations this database has not seen, one node at a time (advisory lock).

@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use crate::store::{StoreError, Violation, ViolationKind};
 
 /// The migrations, in order; each runs once, in its own transaction.
-const MIGRATIONS: [(i64, &str); 13] = [
+const MIGRATIONS: [(i64, &str); 14] = [
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_delivery.sql")),
     (3, include_str!("migrations/0003_partner_webhook.sql")),
@@ -25,6 +25,7 @@ const MIGRATIONS: [(i64, &str); 13] = [
     (11, include_str!("migrations/0011_ordered.sql")),
     (12, include_str!("migrations/0012_waba_signing_secret.sql")),
     (13, include_str!("migrations/0013_payload_retention.sql")),
+    (14, include_str!("migrations/0014_trace_context.sql")),
 ];
 
 /// The highest migration version this binary knows (a backup with a higher one was written

@@ -15,6 +15,7 @@ use crate::domain::RowChange;
 use crate::domain::{
     AttemptErrorKind, AttemptId, ChannelId, DeliveryId, DeliveryState, EventId, PartnerId, Target,
 };
+use crate::store::columns::{trace_column, trace_of_column};
 use crate::store::decode;
 use crate::store::payload;
 use crate::store::retention::PAYLOAD_KEPT;
@@ -37,8 +38,9 @@ pub fn save_events(
     ordering: bool,
 ) -> Result<Vec<SavedEvent>, StoreError> {
     let mut insert_event = conn.prepare_cached(
-        "INSERT INTO events (kind, channel_id, partner_id, phone_number_id, payload, received_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO events (kind, channel_id, partner_id, phone_number_id, payload, received_at,
+                             trace_context)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
     let mut saved = Vec::with_capacity(events.len());
     for (i, event) in events.iter().enumerate() {
@@ -49,6 +51,7 @@ pub fn save_events(
             event.phone_number_id,
             payload::stored_form(event, packed.get(i)).as_ref(),
             event.received_at,
+            trace_column(event.trace.as_ref()),
         ])?;
         let id = EventId(conn.last_insert_rowid());
         let payload = match &event.body {
@@ -192,7 +195,7 @@ pub fn claim_due(
     let due = {
         let mut select = conn.prepare_cached(&format!(
             "SELECT d.id, d.event_id, d.channel_id, d.target, d.attempts, d.window_start,
-                    d.window_attempts, e.payload, d.partner_id
+                    d.window_attempts, e.payload, d.partner_id, e.trace_context
              FROM deliveries d JOIN events e ON e.id = d.event_id
              WHERE d.state = 'pending' AND d.next_attempt_at <= ?1 AND {CLAIMABLE}
              ORDER BY d.next_attempt_at LIMIT ?2"
@@ -270,6 +273,7 @@ fn due_from_row(row: &Row<'_>) -> Result<Due, StoreError> {
         window_attempts: row.get(6)?,
         payload,
         lease: LeaseToken(0),
+        trace: trace_of_column(row.get(9)?),
     }))
 }
 

@@ -4,6 +4,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::domain::{ChannelId, DeliveryId, DeliveryState, EventId, EventKind};
+use crate::store::columns::trace_of_column;
 use crate::store::decode::{
     attempt_record, delivery_record, event_summary, ATTEMPT_COLUMNS, DELIVERY_COLUMNS,
     SUMMARY_COLUMNS,
@@ -53,14 +54,16 @@ pub fn collect<T, P: rusqlite::Params>(
 
 /// An event, its deliveries and their attempts.
 pub fn event(conn: &Connection, id: EventId) -> Result<Option<EventRecord>, StoreError> {
-    let sql =
-        format!("SELECT {SUMMARY_COLUMNS}, payload, payload_purged_at FROM events WHERE id = ?1");
+    let sql = format!(
+        "SELECT {SUMMARY_COLUMNS}, payload, payload_purged_at, trace_context FROM events WHERE id = ?1"
+    );
     let mut statement = conn.prepare_cached(&sql)?;
     let found = collect(&mut statement, [id.0], |row| {
         let payload = payload::unpack(row.get(6)?, || format!("event {}", id.0))?;
-        Ok((event_summary(row)?, payload, row.get(7)?))
+        let trace = trace_of_column(row.get(8)?);
+        Ok((event_summary(row)?, payload, row.get(7)?, trace))
     })?;
-    let Some((summary, payload, payload_purged_at)) = found.into_iter().next() else {
+    let Some((summary, payload, payload_purged_at, trace)) = found.into_iter().next() else {
         return Ok(None);
     };
     let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = ?1 ORDER BY id");
@@ -75,6 +78,7 @@ pub fn event(conn: &Connection, id: EventId) -> Result<Option<EventRecord>, Stor
         summary,
         payload,
         payload_purged_at,
+        trace,
         deliveries: with_attempts,
     }))
 }

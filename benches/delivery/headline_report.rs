@@ -259,7 +259,8 @@ const BOUNDS: &str = "### What bounds it\n\n\
 Instructions the server executed per event, counted by callgrind in the headline scenario \
 (taken 2026-12-02 at commit bb9a907, 4,200 events through the server; the count does not \
 depend on what else the machine runs, unlike the CPU times above). About 240,000 per event \
-in user space:\n\n\
+in user space (at commit 33403f3, with the spans and metrics of issue 15 merged and export \
+off, 251,000: 3 % more):\n\n\
 | where | instructions per event | share |\n|---|---|---|\n\
 | async workers, ingest: zstd packing of the payload (level 1, dictionary) | 43,000 | 18 % |\n\
 | async workers, ingest: JSON check and envelope, admin token, HTTP parse | 22,000 | 9 % |\n\

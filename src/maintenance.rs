@@ -67,17 +67,11 @@ pub async fn purge_once(
     shutdown: &CancellationToken,
 ) -> u64 {
     let before = bound(retention);
-    let mut deleted = 0;
-    while !shutdown.is_cancelled() {
-        match store.purge_finished(before, BATCH).await {
-            Ok(0) => break,
-            Ok(count) => deleted += count,
-            Err(error) => {
-                tracing::warn!(%error, "retention: cannot delete old events");
-                break;
-            }
-        }
-    }
+    let deleted = in_batches(shutdown, "retention: cannot delete old events", || async {
+        let count = store.purge_finished(before, BATCH).await?;
+        Ok((count > 0).then_some(count))
+    })
+    .await;
     if deleted > 0 {
         tracing::info!(deleted, "retention: old finished events deleted");
     }
@@ -92,18 +86,16 @@ pub async fn purge_payloads_once(
     shutdown: &CancellationToken,
 ) -> u64 {
     let before = bound(retention);
-    let mut purged = 0;
-    while !shutdown.is_cancelled() {
-        let now = crate::clock::now_ms();
-        match store.purge_payloads(before, PAYLOAD_BATCH, now).await {
-            Ok(batch) if batch.examined == 0 => break,
-            Ok(batch) => purged += batch.purged,
-            Err(error) => {
-                tracing::warn!(%error, "payload retention: cannot purge old payloads");
-                break;
-            }
-        }
-    }
+    let purged = in_batches(
+        shutdown,
+        "payload retention: cannot purge old payloads",
+        || async {
+            let now = crate::clock::now_ms();
+            let batch = store.purge_payloads(before, PAYLOAD_BATCH, now).await?;
+            Ok((batch.examined > 0).then_some(batch.purged))
+        },
+    )
+    .await;
     if purged > 0 {
         tracing::info!(
             purged,
@@ -111,4 +103,25 @@ pub async fn purge_payloads_once(
         );
     }
     purged
+}
+
+/// Runs `batch` until it says there is nothing left (`None`), fails (logged with `failure`)
+/// or the service stops; returns the sum of what the batches counted.
+async fn in_batches<F, Fut>(shutdown: &CancellationToken, failure: &str, mut batch: F) -> u64
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<u64>, crate::store::StoreError>>,
+{
+    let mut total = 0;
+    while !shutdown.is_cancelled() {
+        match batch().await {
+            Ok(Some(count)) => total += count,
+            Ok(None) => break,
+            Err(error) => {
+                tracing::warn!(%error, "{failure}");
+                break;
+            }
+        }
+    }
+    total
 }

@@ -53,12 +53,29 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    wait_for_workers(&runtime);
     let code = runtime.block_on(serve(config));
     // The runtime's tasks (and the spans they hold) end first; then the spans still
     // queued for export are flushed.
     drop(runtime);
     telemetry.shutdown();
     code
+}
+
+/// Waits (a second at most) until every async worker has started and parked once, so the
+/// threads named `sb-worker` are the ones that run them. tokio queues each worker's start as
+/// a task of its blocking pool, which any of the pool's threads may take first: a blocking
+/// call `serve` makes before the last worker's thread is up could otherwise take that
+/// thread, and the worker would run on one named for the pool (seen in the benchmark's CPU
+/// split by thread, half of the workers' time under the blocking pool).
+fn wait_for_workers(runtime: &tokio::runtime::Runtime) {
+    let metrics = runtime.metrics();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while (0..metrics.num_workers()).any(|worker| metrics.worker_park_count(worker) == 0)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 /// Names the runtime's threads by role, so `top -H`, `perf` and /proc tell the async

@@ -50,7 +50,7 @@ pub async fn purge_periodically(
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(PAYLOAD_INTERVAL.min(INTERVAL)) => {}
+            () = tokio::time::sleep(PAYLOAD_INTERVAL) => {}
         }
     }
 }

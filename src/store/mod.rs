@@ -140,16 +140,17 @@ pub async fn within<T>(
 }
 
 impl StoreError {
-    /// Why a delivery was not retried: it does not exist (`found` is `None`), it is in a
-    /// state a retry does not apply to (only failed or dropped ones are retried), or its
-    /// event's payload was purged (the second field: when), so there is nothing to send.
-    pub fn not_retried(id: DeliveryId, found: Option<(String, Option<i64>)>) -> Self {
-        match found {
+    /// Why a delivery was not retried, given its `state` after a retry changed nothing: it
+    /// does not exist (`None`), it is in a state a retry does not apply to (only failed or
+    /// dropped ones are retried), or, failed or dropped, its event's payload was purged (the
+    /// retry's one other condition), so there is nothing to send.
+    pub fn not_retried(id: DeliveryId, state: Option<String>) -> Self {
+        match state {
             None => StoreError::NotFound {
                 what: "delivery",
                 id: id.to_string(),
             },
-            Some((state, _)) if state != "failed" && state != "dropped" => {
+            Some(state) if state != "failed" && state != "dropped" => {
                 StoreError::Conflict(format!(
                     "Delivery {id} is {state}: only failed or dropped deliveries can be retried"
                 ))

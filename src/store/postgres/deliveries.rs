@@ -482,15 +482,9 @@ pub async fn retry_delivery(
         hold_behind_heads(tx, None).await?;
         return Ok(());
     }
-    let found = tx
-        .query_opt(
-            "SELECT d.state, e.payload_purged_at
-             FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = $1",
-            &[&id.0],
-        )
+    let state = tx
+        .query_opt("SELECT state FROM deliveries WHERE id = $1", &[&id.0])
         .await?;
-    let found = found
-        .map(|row| Ok::<_, StoreError>((row.try_get(0)?, row.try_get(1)?)))
-        .transpose()?;
-    Err(StoreError::not_retried(id, found))
+    let state = state.map(|row| row.try_get::<_, String>(0)).transpose()?;
+    Err(StoreError::not_retried(id, state))
 }

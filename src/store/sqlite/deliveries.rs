@@ -596,13 +596,12 @@ pub fn retry_delivery(conn: &Connection, id: DeliveryId, now: i64) -> Result<(),
         hold_behind_heads(conn, None)?;
         return Ok(());
     }
-    let found: Option<(String, Option<i64>)> = conn
+    let state: Option<String> = conn
         .query_row(
-            "SELECT d.state, e.payload_purged_at
-             FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = ?1",
+            "SELECT state FROM deliveries WHERE id = ?1",
             [id.0],
-            |row| Ok((row.get(0)?, row.get(1)?)),
+            |row| row.get(0),
         )
         .optional()?;
-    Err(StoreError::not_retried(id, found))
+    Err(StoreError::not_retried(id, state))
 }

@@ -46,7 +46,10 @@ pub fn wait_for_address_keeping_log(child: &mut Child) -> (String, Arc<Mutex<Str
     // loaded machine.
     match address_rx.recv_timeout(Duration::from_secs(60)) {
         Ok(Some(address)) => (address, log),
-        _ => panic!("the server never logged its address"),
+        _ => {
+            let logged = log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            panic!("the server never logged its address; its log:\n{logged}")
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 //! of the guard's reach.
 //!
 //! Headers: each name is sent once. The configured headers come first; Switchboard's
-//! defaults (`Content-Type`, and the client's `User-Agent` and `Accept`) fill only the names
+//! defaults (`Content-Type`, `User-Agent` and `Accept`) fill only the names
 //! they leave out; the signature, when the destination signs, replaces any configured one,
 //! and so do `traceparent` and `tracestate` when the event came with a trace context.
 //!
@@ -23,7 +23,14 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, RETRY_AFTER, USER_AGENT,
+};
+use http::uri::InvalidUri;
+use http::{Method, Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use sha2::Sha256;
 
 use super::dns::{DnsPool, GuardedResolver, LookupError, MAX_LOOKUP_TIME};
@@ -43,9 +50,9 @@ const SIGNATURE: HeaderName = HeaderName::from_static("x-hub-signature-256");
 /// Why the delivery client could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The HTTP client (TLS roots).
+    /// The TLS settings of the HTTP client.
     #[error("cannot build the delivery HTTP client: {0}")]
-    Http(#[from] reqwest::Error),
+    Tls(#[from] rustls::Error),
     /// The DNS threads could not be started.
     #[error("cannot start the DNS threads of deliveries: {0}")]
     DnsThreads(#[from] std::io::Error),
@@ -99,13 +106,27 @@ impl AttemptResult {
     }
 }
 
+/// The pooled HTTP/1.1 client attempts go through: plain TCP or TLS, names resolved by the
+/// guarded resolver.
+type Client = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<HttpConnector<GuardedResolver>>,
+    Full<Bytes>,
+>;
+
 /// Sends attempts over one pooled keep-alive client.
 #[derive(Clone)]
 pub struct Attempter {
-    client: reqwest::Client,
+    client: Client,
     timeout: Duration,
     policy: AddressPolicy,
-    parsed: Arc<RwLock<HashMap<String, Arc<reqwest::Url>>>>,
+    parsed: Arc<RwLock<HashMap<String, Destination>>>,
+}
+
+/// A destination URL as a request needs it, parsed once.
+#[derive(Clone)]
+struct Destination {
+    uri: Uri,
+    literal_ip: Option<IpAddr>,
 }
 
 impl Attempter {
@@ -113,15 +134,20 @@ impl Attempter {
     /// resolving names on its own DNS threads.
     pub fn new(timeout: Duration, policy: AddressPolicy) -> Result<Self, ClientError> {
         let dns = DnsPool::system(timeout.min(MAX_LOOKUP_TIME))?;
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .dns_resolver(Arc::new(GuardedResolver::new(Arc::new(dns), policy)))
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(timeout)
+        let mut http =
+            HttpConnector::new_with_resolver(GuardedResolver::new(Arc::new(dns), policy));
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(timeout));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config()?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(1024)
-            .tcp_nodelay(true)
-            .user_agent(concat!("Switchboard/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .pool_timer(TokioTimer::new())
+            .build(https);
         Ok(Self {
             client,
             timeout,
@@ -132,19 +158,26 @@ impl Attempter {
 
     /// `url` parsed, from a memo: parsing (with IDNA host mapping) is a measurable share of
     /// an attempt's CPU, and a destination's URL is the same for every event it gets.
-    fn parse(&self, url: &str) -> Result<Arc<reqwest::Url>, url::ParseError> {
+    fn parse(&self, url: &str) -> Result<Destination, String> {
         let memo = self.parsed.read().unwrap_or_else(|p| p.into_inner());
         if let Some(parsed) = memo.get(url) {
-            return Ok(Arc::clone(parsed));
+            return Ok(parsed.clone());
         }
         drop(memo);
-        let parsed = Arc::new(reqwest::Url::parse(url)?);
+        let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
+        let destination = Destination {
+            uri: parsed
+                .as_str()
+                .parse()
+                .map_err(|e: InvalidUri| e.to_string())?,
+            literal_ip: literal_ip(&parsed),
+        };
         let mut memo = self.parsed.write().unwrap_or_else(|p| p.into_inner());
         if memo.len() >= MAX_PARSED_URLS {
             memo.clear();
         }
-        memo.insert(url.to_owned(), Arc::clone(&parsed));
-        Ok(parsed)
+        memo.insert(url.to_owned(), destination.clone());
+        Ok(destination)
     }
 
     /// POSTs `payload` to `target`, signed if the target has a secret, with the event's
@@ -155,8 +188,8 @@ impl Attempter {
         payload: Bytes,
         trace: Option<TraceHeaders>,
     ) -> AttemptResult {
-        let url = match self.parse(target.webhook.url.as_str()) {
-            Ok(url) => url,
+        let destination = match self.parse(target.webhook.url.as_str()) {
+            Ok(destination) => destination,
             Err(error) => {
                 return AttemptResult::Failed {
                     kind: AttemptErrorKind::Connect,
@@ -164,15 +197,13 @@ impl Attempter {
                 }
             }
         };
-        if let Some(ip) = literal_ip(&url).filter(|ip| !self.policy.allows(*ip)) {
+        if let Some(ip) = destination.literal_ip.filter(|ip| !self.policy.allows(*ip)) {
             return AttemptResult::Failed {
                 kind: AttemptErrorKind::Blocked,
                 detail: format!("{ip} is an internal address, which deliveries may not reach"),
             };
         }
-        let mut request = reqwest::Request::new(reqwest::Method::POST, reqwest::Url::clone(&url));
-        let headers = request.headers_mut();
-        *headers = delivery_headers(target, &payload);
+        let mut headers = delivery_headers(target, &payload);
         if let Some(trace) = trace {
             headers.insert(TRACEPARENT, trace.traceparent);
             match trace.tracestate {
@@ -180,20 +211,32 @@ impl Attempter {
                 None => headers.remove(TRACESTATE),
             };
         }
-        *request.body_mut() = Some(payload.into());
+        let mut request = Request::new(Full::new(payload));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = destination.uri;
+        *request.headers_mut() = headers;
         let exchange = async {
-            let mut response = self.client.execute(request).await?;
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(Failure::Request)?;
             let status = response.status().as_u16();
             let retry_after = asked_delay(status, response.headers());
+            let mut body = response.into_body();
             let mut excerpt = Vec::new();
             while excerpt.len() < EXCERPT_BYTES {
-                match response.chunk().await? {
-                    Some(chunk) => excerpt.extend_from_slice(&chunk),
+                match body.frame().await {
+                    Some(frame) => {
+                        if let Ok(chunk) = frame.map_err(Failure::Body)?.into_data() {
+                            excerpt.extend_from_slice(&chunk);
+                        }
+                    }
                     None => break,
                 }
             }
             excerpt.truncate(EXCERPT_BYTES);
-            Ok::<_, reqwest::Error>(AttemptResult::Answered {
+            Ok::<_, Failure>(AttemptResult::Answered {
                 status,
                 excerpt: String::from_utf8_lossy(&excerpt).into_owned(),
                 retry_after,
@@ -201,7 +244,7 @@ impl Attempter {
         };
         match tokio::time::timeout(self.timeout, exchange).await {
             Ok(Ok(answered)) => answered,
-            Ok(Err(error)) => classify(&error.without_url()),
+            Ok(Err(failure)) => classify(&failure),
             Err(_) => AttemptResult::Failed {
                 kind: AttemptErrorKind::Timeout,
                 detail: format!("no complete answer within {} ms", self.timeout.as_millis()),
@@ -210,14 +253,46 @@ impl Attempter {
     }
 }
 
+/// Why an exchange got no complete answer: the request (connecting, TLS, sending, the
+/// answer's head) or the answer's body.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error("error sending request: {0}")]
+    Request(#[source] hyper_util::client::legacy::Error),
+    #[error("error reading the answer's body: {0}")]
+    Body(#[source] hyper::Error),
+}
+
+/// TLS for https destinations: the system's roots and Mozilla's (as reqwest's
+/// `rustls-tls-native-roots` and `rustls-tls-webpki-roots` gave), TLS 1.2 and 1.3, ring.
+fn tls_config() -> Result<rustls::ClientConfig, ClientError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// The headers of one delivery, each name once: the configured ones, `Content-Type` unless
-/// configured, and the signature in place of any configured one when the target signs.
-/// (The client adds its `User-Agent` and `Accept` only where the request has none.)
+/// configured, `User-Agent` and `Accept` unless configured, and the signature in place of
+/// any configured one when the target signs.
 fn delivery_headers(target: &DeliveryTarget, payload: &[u8]) -> HeaderMap {
     let mut headers = target.webhook.headers.ready_to_send().clone();
     headers
         .entry(CONTENT_TYPE)
         .or_insert(HeaderValue::from_static("application/json"));
+    headers
+        .entry(USER_AGENT)
+        .or_insert(HeaderValue::from_static(concat!(
+            "Switchboard/",
+            env!("CARGO_PKG_VERSION")
+        )));
+    headers
+        .entry(ACCEPT)
+        .or_insert(HeaderValue::from_static("*/*"));
     if let Some(secret) = &target.signing_secret {
         let value = HeaderValue::try_from(signature(secret, payload))
             .unwrap_or_else(|_| unreachable!("a signature is visible ASCII"));
@@ -258,28 +333,34 @@ fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(date.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-fn classify(error: &reqwest::Error) -> AttemptResult {
-    let mut chain = error.to_string();
-    let mut source = std::error::Error::source(error);
-    let mut blocked = false;
+fn classify(failure: &Failure) -> AttemptResult {
+    let mut chain = failure.to_string();
+    let mut source = std::error::Error::source(failure);
+    let (mut blocked, mut tls, mut timed_out) = (false, false, false);
     while let Some(cause) = source {
         blocked |= matches!(
             cause.downcast_ref::<LookupError>(),
             Some(LookupError::Blocked(_))
         );
-        chain.push_str(": ");
-        chain.push_str(&cause.to_string());
+        tls |= is_rustls(cause);
+        timed_out |= cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut);
+        let text = cause.to_string();
+        if !chain.ends_with(&text) {
+            chain.push_str(": ");
+            chain.push_str(&text);
+        }
         source = cause.source();
     }
-    let lower = chain.to_lowercase();
+    let connect = matches!(failure, Failure::Request(error) if error.is_connect());
     let kind = if blocked {
         AttemptErrorKind::Blocked
-    } else if error.is_timeout() {
+    } else if timed_out {
         AttemptErrorKind::Timeout
-    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
-    {
+    } else if tls {
         AttemptErrorKind::Tls
-    } else if error.is_connect() {
+    } else if connect {
         AttemptErrorKind::Connect
     } else {
         AttemptErrorKind::Io
@@ -290,7 +371,16 @@ fn classify(error: &reqwest::Error) -> AttemptResult {
     }
 }
 
-fn literal_ip(url: &reqwest::Url) -> Option<IpAddr> {
+/// Whether `error` is rustls' or wraps it in I/O errors: an I/O error's `source` skips its
+/// inner error, and the TLS connector wraps rustls' error in two of them.
+fn is_rustls(error: &(dyn std::error::Error + 'static)) -> bool {
+    match error.downcast_ref::<std::io::Error>() {
+        Some(io) => io.get_ref().is_some_and(|inner| is_rustls(inner)),
+        None => error.is::<rustls::Error>(),
+    }
+}
+
+fn literal_ip(url: &url::Url) -> Option<IpAddr> {
     match url.host()? {
         url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
         url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
@@ -323,6 +413,115 @@ mod tests {
         all.map(|value| value.to_str().unwrap()).collect()
     }
 
+    /// A one-connection loopback server that reads what comes, answers `answer` and hands
+    /// back what it read.
+    async fn serve_once(answer: &'static [u8]) -> (String, tokio::task::JoinHandle<Vec<u8>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let served = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut read = vec![0; 4096];
+            let n = stream.read(&mut read).await.unwrap();
+            read.truncate(n);
+            stream.write_all(answer).await.unwrap();
+            read
+        });
+        (format!("127.0.0.1:{port}"), served)
+    }
+
+    fn at(url: String) -> DeliveryTarget {
+        let mut target = target(&[("X-Tenant", "t1")], None);
+        target.webhook.url = WebhookUrl::from_stored(url);
+        target
+    }
+
+    fn loopback_attempter() -> Attempter {
+        let policy = AddressPolicy {
+            allow_loopback: true,
+        };
+        Attempter::new(Duration::from_secs(5), policy).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_read_with_its_status_excerpt_and_retry_after() {
+        let (address, served) =
+            serve_once(b"HTTP/1.1 503 Busy\r\nRetry-After: 7\r\nContent-Length: 4\r\n\r\nbusy")
+                .await;
+        let target = at(format!("http://{address}/hook?x=1"));
+        let result = loopback_attempter()
+            .send(&target, Bytes::from_static(b"{}"), None)
+            .await;
+        let expected = AttemptResult::Answered {
+            status: 503,
+            excerpt: "busy".into(),
+            retry_after: Some(Duration::from_secs(7)),
+        };
+        assert_eq!(result, expected);
+        let request = String::from_utf8(served.await.unwrap())
+            .unwrap()
+            .to_lowercase();
+        assert!(
+            request.starts_with("post /hook?x=1 http/1.1\r\n"),
+            "{request}"
+        );
+        for header in [
+            format!("host: {address}"),
+            "x-tenant: t1".into(),
+            "content-type: application/json".into(),
+            "content-length: 2".into(),
+            "accept: */*".into(),
+            "user-agent: switchboard/".into(),
+        ] {
+            assert!(request.contains(&header), "{header} in {request}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_receiver_that_does_not_speak_tls_to_an_https_url_is_a_tls_error() {
+        let (address, _served) = serve_once(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await;
+        let target = at(format!("https://{address}/hook"));
+        let result = loopback_attempter()
+            .send(&target, Bytes::from_static(b"{}"), None)
+            .await;
+        let AttemptResult::Failed { kind, detail } = result else {
+            panic!("{result:?}");
+        };
+        assert_eq!(kind, AttemptErrorKind::Tls, "{detail}");
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_a_connect_error_and_an_internal_literal_is_blocked() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let attempter = loopback_attempter();
+        let closed = at(format!("http://127.0.0.1:{port}/hook"));
+        let result = attempter.send(&closed, Bytes::new(), None).await;
+        assert!(
+            matches!(
+                &result,
+                AttemptResult::Failed {
+                    kind: AttemptErrorKind::Connect,
+                    ..
+                }
+            ),
+            "{result:?}"
+        );
+        let internal = at("http://10.0.0.1/hook".into());
+        let result = attempter.send(&internal, Bytes::new(), None).await;
+        assert!(
+            matches!(
+                &result,
+                AttemptResult::Failed {
+                    kind: AttemptErrorKind::Blocked,
+                    ..
+                }
+            ),
+            "{result:?}"
+        );
+    }
+
     #[test]
     fn a_configured_header_replaces_the_default_of_its_name() {
         let configured = target(&[("Content-Type", "text/plain"), ("X-A", "1")], None);
@@ -331,7 +530,10 @@ mod tests {
         assert_eq!(values(&headers, "x-a"), ["1"]);
         let plain = delivery_headers(&target(&[], None), b"{}");
         assert_eq!(values(&plain, "content-type"), ["application/json"]);
-        assert_eq!(plain.len(), 1);
+        assert_eq!(values(&plain, "accept"), ["*/*"]);
+        assert_eq!(plain.len(), 3);
+        let agent = delivery_headers(&target(&[("User-Agent", "mine")], None), b"{}");
+        assert_eq!(values(&agent, "user-agent"), ["mine"]);
     }
 
     #[test]

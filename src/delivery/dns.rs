@@ -16,8 +16,13 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use hyper_util::client::legacy::connect::dns::Name;
 use tokio::sync::oneshot;
+use tower_service::Service;
 
 use crate::domain::AddressPolicy;
 
@@ -171,6 +176,7 @@ fn system_lookup(host: &str) -> std::io::Result<Vec<IpAddr>> {
 
 /// The resolver of the delivery client: the pool's answers, minus the addresses the policy
 /// refuses, so the guard applies to the address actually connected to.
+#[derive(Clone)]
 pub struct GuardedResolver {
     pool: Arc<DnsPool>,
     policy: AddressPolicy,
@@ -181,26 +187,38 @@ impl GuardedResolver {
     pub fn new(pool: Arc<DnsPool>, policy: AddressPolicy) -> Self {
         Self { pool, policy }
     }
+
+    /// The addresses of `host` the policy allows (port 0: the connector sets the URL's), or
+    /// why there are none.
+    pub async fn addresses(&self, host: &str) -> Result<Vec<SocketAddr>, LookupError> {
+        let allowed: Vec<SocketAddr> = self
+            .pool
+            .lookup(host)
+            .await?
+            .iter()
+            .filter(|ip| self.policy.allows(**ip))
+            .map(|ip| SocketAddr::new(*ip, 0))
+            .collect();
+        if allowed.is_empty() {
+            return Err(LookupError::Blocked(host.to_owned()));
+        }
+        Ok(allowed)
+    }
 }
 
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let (pool, policy) = (Arc::clone(&self.pool), self.policy);
-        Box::pin(async move {
-            let host = name.as_str();
-            let allowed: Vec<SocketAddr> = pool
-                .lookup(host)
-                .await?
-                .iter()
-                .filter(|ip| policy.allows(**ip))
-                .map(|ip| SocketAddr::new(*ip, 0))
-                .collect();
-            if allowed.is_empty() {
-                return Err(Box::new(LookupError::Blocked(host.to_owned()))
-                    as Box<dyn std::error::Error + Send + Sync>);
-            }
-            Ok(Box::new(allowed.into_iter()) as Addrs)
-        })
+/// The resolver as hyper's connector calls it: always ready, one lookup per name.
+impl Service<Name> for GuardedResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = LookupError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, LookupError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), LookupError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let resolver = self.clone();
+        Box::pin(async move { Ok(resolver.addresses(name.as_str()).await?.into_iter()) })
     }
 }
 

@@ -171,8 +171,8 @@ fn stuck_lookups_leave_tokios_blocking_pool_free() {
 }
 
 async fn resolve(resolver: &GuardedResolver, host: &str) -> Result<Vec<IpAddr>, String> {
-    match resolver.resolve(host.parse().unwrap()).await {
-        Ok(addresses) => Ok(addresses.map(|address| address.ip()).collect()),
+    match resolver.addresses(host).await {
+        Ok(addresses) => Ok(addresses.iter().map(|address| address.ip()).collect()),
         Err(error) => Err(error.to_string()),
     }
 }

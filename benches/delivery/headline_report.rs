@@ -257,25 +257,29 @@ pub(crate) fn headline_section(s: &Settings, h: &Headline) -> String {
 /// say when it was taken; the recipe retakes it).
 const BOUNDS: &str = "### What bounds it\n\n\
 Instructions the server executed per event, counted by callgrind in the headline scenario \
-(taken 2026-12-02 at commit bb9a907, 4,200 events through the server; the count does not \
-depend on what else the machine runs, unlike the CPU times above). About 240,000 per event \
-in user space (at commit 33403f3, with the spans and metrics of issue 15 merged and export \
-off, 251,000: 3 % more):\n\n\
+(taken 2026-12-02 at commit c512d8e, 4,200 events through the server; the count does not \
+depend on what else the machine runs, unlike the CPU times above). About 226,000 per event \
+in user space, against 249,000 at dd9656e before the delivery client was hyper-util's \
+instead of reqwest (reqwest's redirect layer parsed each request's URL twice):\n\n\
 | where | instructions per event | share |\n|---|---|---|\n\
-| async workers, ingest: zstd packing of the payload (level 1, dictionary) | 43,000 | 18 % |\n\
-| async workers, ingest: JSON check and envelope, admin token, HTTP parse | 22,000 | 9 % |\n\
-| async workers, delivery: route, attempt (reqwest and hyper's client: 14,000), settle hand-off | 50,000 | 20 % |\n\
-| async workers: tokio's scheduler, hyper's server, timers and the rest | 45,000 | 19 % |\n\
-| SQLite writer thread: storing the event and its delivery | 29,000 | 12 % |\n\
-| SQLite writer thread: the settle (delivery update, attempt row, extras) | 33,000 | 14 % |\n\
-| SQLite writer thread: transactions, WAL frames and checksums | 13,000 | 5 % |\n\n\
-Beside these, the kernel: every event is two HTTP exchanges on loopback (the load \
+| async workers, ingest: zstd packing of the payload (level 1, dictionary) | 44,000 | 19 % |\n\
+| async workers, ingest: JSON check and envelope, admin token, HTTP parse | 22,000 | 10 % |\n\
+| async workers, delivery: route, attempt (hyper-util's client: 10,500), settle hand-off | 26,500 | 12 % |\n\
+| async workers: tokio's scheduler, hyper's server and client connections, timers and the rest | 52,000 | 23 % |\n\
+| SQLite writer thread: storing the event and its delivery | 29,000 | 13 % |\n\
+| SQLite writer thread: the settle (delivery update, attempt row, extras) | 33,000 | 15 % |\n\
+| SQLite writer thread: transactions, WAL frames and checksums | 13,000 | 6 % |\n\n\
+Two rows weigh more in instructions than in time: valgrind hides the CPU's SHA extensions, \
+so the admin token's SHA-256 runs its software path there (3,500 instructions), and zstd \
+packs a payload in about 1.7 µs natively (`cargo test --release --lib payload_levels -- \
+--ignored --nocapture`; levels -1 to -5 are no faster on these payloads and pack to 26 to \
+30 % instead of 19 %). Beside these, the kernel: every event is two HTTP exchanges on loopback (the load \
 generator's request and the delivery), and the raw loopback run shows what one exchange \
 costs its two processes; the server pays that twice per event, plus the WAL writes and \
-fsyncs. No single part is large enough for the 50 µs target: it would take several of no \
-compression on the acknowledgement's path (packing later, in the background), one row per \
-event for a first-try success (today an event row, a delivery row and an attempt row, with \
-five indexes), and a leaner HTTP client than reqwest. Retake the profile with \
+fsyncs. No single part is large enough for the 50 µs target: it would take several of one \
+row per event for a first-try success (today an event row, a delivery row and an attempt \
+row, with five indexes), fewer cross-thread wake-ups per event (the scheduler's share) and \
+less work per exchange in hyper's server. Retake the profile with \
 `BENCH_CALLGRIND=/tmp/cg BENCH_INPROCESS=0 BENCH_WRITE=0 BENCH_REPEATS=1 BENCH_EVENTS=4000 \
 BENCH_WARM_UP=200 BENCH_CURVE_RATES=50 BENCH_CURVE_SECONDS=1 BENCH_DRAIN_SECONDS=120 cargo \
 bench --bench delivery`, then `callgrind_annotate --inclusive=yes` on the larger \

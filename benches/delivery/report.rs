@@ -356,7 +356,7 @@ pub(crate) fn how_to_read(s: &Settings, r: &Report) -> String {
          (`benches/delivery/wire.rs`: pre-built requests and answers, `httparse` for the heads, \
          like `wrk`), so that they take as little as possible of the cores the server needs; \
          the receiver answers 200 at once and counts distinct `wamid` ids. The server itself is \
-         unchanged: axum/hyper in, reqwest out, mimalloc as in the shipped binary. Threads: the \
+         unchanged: axum/hyper in, hyper-util's client out, mimalloc as in the shipped binary. Threads: the \
          server runs on {st} async worker thread(s) plus its SQLite writer thread, the load \
          generator and receiver on {lt}; on a small shared machine fewer threads than cores \
          measured faster (fewer cross-thread wake-ups), and the sustained scenario is also run \

@@ -257,8 +257,9 @@ pub async fn drain_after_outage(load: Load, base: &str, receiver: &TestReceiver)
     answers
 }
 
-/// The log lines of an outage's start and of its end.
-pub const OUTAGE_BEGAN: &str = "the database is unavailable";
+/// The log lines of an outage's start and of its end (the start's whole wording: other
+/// warnings carry "the database is unavailable" as their error's text).
+pub const OUTAGE_BEGAN: &str = "the database is unavailable: ingest answers 503";
 pub const OUTAGE_ENDED: &str = "the database is available again";
 
 /// Checks that each outage was logged once as begun and once as ended (not per request:

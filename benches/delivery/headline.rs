@@ -57,6 +57,14 @@ pub(crate) struct Headline {
     /// Closed loop through the server, each repeat, ascending by end-to-end rate.
     pub(crate) sustained: Vec<EndToEnd>,
     pub(crate) curve: Vec<CurvePoint>,
+    /// The same repeats with the server on PostgreSQL ([`run_postgres`]), or why not.
+    pub(crate) postgres: Result<Repeats, &'static str>,
+}
+
+/// Repeats of the closed loop with their raw loopback runs, each ascending by rate.
+pub(crate) struct Repeats {
+    pub(crate) raw: Vec<RawRun>,
+    pub(crate) sustained: Vec<EndToEnd>,
 }
 
 /// One raw loopback run.
@@ -75,10 +83,16 @@ pub(crate) struct EndToEnd {
     /// Send → receiver.
     pub(crate) e2e: Percentiles,
     pub(crate) cpu: ProcCpu,
+    /// Events in the database after the run (warm-up included).
+    pub(crate) stored: usize,
+    /// What the SQLite file held and what its purge cost (`None` on PostgreSQL).
+    pub(crate) storage: Option<Storage>,
+}
+
+/// A SQLite run's bytes on disk and payload purge.
+pub(crate) struct Storage {
     /// Database, WAL and shared-memory bytes after the deliveries, server still running.
     pub(crate) disk: [u64; 3],
-    /// Events in the database then (warm-up included).
-    pub(crate) stored: usize,
     /// Every payload of the run then purged, the server stopped.
     pub(crate) purge: purge::PurgeCost,
 }
@@ -111,21 +125,7 @@ pub(crate) fn run(settings: &Settings, runtime: &Handle) -> BenchResult<Headline
         settings.ingest
     );
     let mut rig = Rig::start(settings, runtime, binary)?;
-    let mut raw = Vec::new();
-    let mut sustained = Vec::new();
-    let mut bodies = (0, 0, 0);
-    for repeat in 1..=settings.repeats {
-        println!(
-            "headline sustained ({repeat}/{}): {} events, {} connections, raw loopback first",
-            settings.repeats, settings.events, settings.concurrency
-        );
-        let (run, raw_run, sizes) = rig.end_to_end()?;
-        bodies = sizes;
-        raw.push(raw_run);
-        sustained.push(run);
-    }
-    raw.sort_by(|a, b| a.load.rate().total_cmp(&b.load.rate()));
-    sustained.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+    let (Repeats { raw, sustained }, bodies) = rig.repeats(None)?;
     let mut curve = Vec::new();
     for &rate in &settings.curve_rates {
         println!(
@@ -146,9 +146,35 @@ pub(crate) fn run(settings: &Settings, runtime: &Handle) -> BenchResult<Headline
         raw,
         sustained,
         curve,
+        postgres: Err("not run yet"),
     })
 }
 
+/// The headline's repeats again with the server on a fresh database of a throwaway
+/// PostgreSQL cluster (default settings, on this machine: its processes count as *other
+/// processes*). Run after everything on SQLite, whose fsyncs PostgreSQL's writes would
+/// stall; `Err` says why it was skipped.
+pub(crate) fn run_postgres(
+    settings: &Settings,
+    runtime: &Handle,
+) -> BenchResult<Result<Repeats, &'static str>> {
+    if !settings.postgres {
+        return Ok(Err("skipped (BENCH_POSTGRES=0)"));
+    }
+    if !postgres::postgres_installed() {
+        return Ok(Err(
+            "skipped: PostgreSQL is not installed (initdb not found)",
+        ));
+    }
+    let mut rig = Rig::start(settings, runtime, server_binary()?)?;
+    Ok(Ok(rig.repeats(Some(Database::Postgres))?.0))
+}
+
+/// What a headline server runs on besides its default SQLite file.
+#[derive(Debug, Clone, Copy)]
+enum Database {
+    Postgres,
+}
 /// The generator and receiver processes, and what the runs share.
 struct Rig<'a> {
     settings: &'a Settings,
@@ -189,10 +215,32 @@ impl<'a> Rig<'a> {
         self.times.path().join(name)
     }
 
-    /// A fresh server with a channel whose webhook is the receiver, warmed up; its target.
-    fn server(&mut self) -> BenchResult<(ServerProcess, Target)> {
+    /// The closed loop `repeats` times, each on a fresh server (on `db`, else SQLite)
+    /// after its raw loopback run; and the bodies' sizes.
+    fn repeats(&mut self, db: Option<Database>) -> BenchResult<(Repeats, (usize, usize, usize))> {
+        let (mut raw, mut sustained, mut bodies) = (Vec::new(), Vec::new(), (0, 0, 0));
+        let on = db.map_or("SQLite", |_| "PostgreSQL");
+        for repeat in 1..=self.settings.repeats {
+            println!(
+                "headline sustained on {on} ({repeat}/{}): {} events, {} connections, raw loopback first",
+                self.settings.repeats, self.settings.events, self.settings.concurrency
+            );
+            let (run, raw_run, sizes) = self.end_to_end(db)?;
+            bodies = sizes;
+            raw.push(raw_run);
+            sustained.push(run);
+        }
+        raw.sort_by(|a, b| a.load.rate().total_cmp(&b.load.rate()));
+        sustained.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+        Ok((Repeats { raw, sustained }, bodies))
+    }
+
+    /// A fresh server (on `db`, else a SQLite file) with a channel whose webhook is the
+    /// receiver; its target.
+    fn server(&mut self, db: Option<Database>) -> BenchResult<(ServerProcess, Target)> {
         let secret = (self.settings.ingest == Ingest::Meta).then_some(APP_SECRET);
-        let server = ServerProcess::start(&self.binary, secret)?;
+        let postgres = db.map(|Database::Postgres| postgres::postgres_database());
+        let server = ServerProcess::start(&self.binary, secret, postgres.as_deref())?;
         let channel = self.runtime.block_on(async {
             wait_healthy(&self.client, &server.base).await?;
             provision(&self.client, &server.base, &self.hook).await
@@ -289,8 +337,11 @@ impl<'a> Rig<'a> {
     }
 
     /// One repeat: the raw loopback run, then the closed loop through a fresh server.
-    fn end_to_end(&mut self) -> BenchResult<(EndToEnd, RawRun, (usize, usize, usize))> {
-        let (server, target) = self.server()?;
+    fn end_to_end(
+        &mut self,
+        db: Option<Database>,
+    ) -> BenchResult<(EndToEnd, RawRun, (usize, usize, usize))> {
+        let (server, target) = self.server(db)?;
         let sizes = payloads::check_sizes(&target.channel)?;
         let direct = self.direct(&target);
         let before = self.sample(None);
@@ -307,7 +358,13 @@ impl<'a> Rig<'a> {
         let disk = server.disk();
         let database = server.database.clone();
         let data = server.stop()?;
-        let purge = purge::measure(self.runtime, &database)?;
+        let storage = match (disk, database) {
+            (Some(disk), Some(file)) => Some(Storage {
+                disk,
+                purge: purge::measure(self.runtime, &file)?,
+            }),
+            _ => None,
+        };
         drop(data);
         let (e2e, last) = batch.pair();
         let seconds = last.saturating_sub(batch.load.start_ns) as f64 / 1e9;
@@ -315,8 +372,7 @@ impl<'a> Rig<'a> {
             rate: batch.received.distinct as f64 / seconds.max(1e-9),
             e2e,
             cpu,
-            disk,
-            purge,
+            storage,
             stored: self.settings.warm_up + batch.load.acked,
             load: batch.load,
             received: batch.received,
@@ -326,7 +382,7 @@ impl<'a> Rig<'a> {
 
     /// One open-loop run at `rate` on a fresh server.
     fn curve_point(&mut self, rate: u64) -> BenchResult<CurvePoint> {
-        let (server, target) = self.server()?;
+        let (server, target) = self.server(None)?;
         self.warm_up(&target)?;
         let events = (rate * self.settings.curve_seconds) as usize;
         let base = self.ids(events);
@@ -404,9 +460,9 @@ impl Batch {
     }
 }
 
-/// The disk figure of a run: bytes per stored event.
-pub(crate) fn bytes_per_event(run: &EndToEnd) -> f64 {
-    run.disk.iter().sum::<u64>() as f64 / run.stored.max(1) as f64
+/// The disk figure of a SQLite run: bytes per stored event.
+pub(crate) fn bytes_per_event(run: &EndToEnd, storage: &Storage) -> f64 {
+    storage.disk.iter().sum::<u64>() as f64 / run.stored.max(1) as f64
 }
 
 /// Where the curve's SVG goes.

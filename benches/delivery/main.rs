@@ -100,8 +100,9 @@ pub(crate) struct Settings {
     /// many worker threads (default: one per core, the binary's default), so the report
     /// shows what the thread setting is worth; 0 skips it.
     pub(crate) compare_threads: usize,
-    /// `BENCH_POSTGRES=0` skips scenario 4 (the sustained scenario on PostgreSQL); it is also
-    /// skipped, and the report says so, when PostgreSQL is not installed.
+    /// `BENCH_POSTGRES=0` skips what runs on PostgreSQL (the headline's repeats on it and
+    /// scenario 4); they are also skipped, and the report says so, when PostgreSQL is not
+    /// installed.
     pub(crate) postgres: bool,
     /// `BENCH_WRITE=0` leaves docs/BENCHMARKS.md alone.
     pub(crate) write_doc: bool,
@@ -192,7 +193,7 @@ fn main() -> BenchResult<()> {
         .enable_all()
         .build()?;
     let machine = Machine::probe();
-    let headline = match settings.headline {
+    let mut headline = match settings.headline {
         true => Some(headline::run(&settings, bench_runtime.handle())?),
         false => None,
     };
@@ -200,6 +201,10 @@ fn main() -> BenchResult<()> {
         true => Some(in_process(&settings, &bench_runtime)?),
         false => None,
     };
+    // After everything on SQLite: PostgreSQL's writes would stall a SQLite run's fsyncs.
+    if let Some(headline) = &mut headline {
+        headline.postgres = headline::run_postgres(&settings, bench_runtime.handle())?;
+    }
     let (headline, report) = (headline.as_ref(), report.as_ref());
     println!("{}", summary(&settings, headline, report));
     if settings.write_doc {

@@ -53,11 +53,13 @@ fn under_callgrind(binary: &Path) -> Command {
     }
 }
 
-/// `switchboard serve` with its defaults on a fresh SQLite file; killed when dropped.
+/// `switchboard serve` with its defaults on a fresh SQLite file (or a PostgreSQL database
+/// it is given); killed when dropped.
 pub(crate) struct ServerProcess {
     pub(crate) pid: u32,
     pub(crate) base: String,
-    pub(crate) database: PathBuf,
+    /// The SQLite file; `None` on PostgreSQL.
+    pub(crate) database: Option<PathBuf>,
     child: Child,
     data: Option<tempfile::TempDir>,
 }
@@ -66,15 +68,24 @@ impl ServerProcess {
     /// Starts the binary with only `--listen 127.0.0.1:0`, `--database`, `--admin-token`,
     /// `--dev` (loopback receiver) and, for Meta's endpoint, `--meta-app-secret`; no
     /// `SWITCHBOARD_*` variable or `RUST_LOG` of ours reaches it, and it runs in the empty
-    /// data directory, so no configuration file is found either.
-    pub(crate) fn start(binary: &Path, app_secret: Option<&str>) -> BenchResult<Self> {
+    /// data directory, so no configuration file is found either. `postgres` is the URL of
+    /// an empty PostgreSQL database to run on instead of the SQLite file.
+    pub(crate) fn start(
+        binary: &Path,
+        app_secret: Option<&str>,
+        postgres: Option<&str>,
+    ) -> BenchResult<Self> {
         let data = tempfile::tempdir()?;
-        let database = data.path().join("switchboard.db");
+        let file = data.path().join("switchboard.db");
+        let url = match postgres {
+            Some(url) => url.to_owned(),
+            None => format!("sqlite://{}", file.display()),
+        };
         let mut command = under_callgrind(binary);
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--dev"])
             .arg("--database")
-            .arg(format!("sqlite://{}", database.display()))
+            .arg(url)
             .args(["--admin-token", ADMIN_TOKEN])
             .current_dir(data.path())
             .env_remove("RUST_LOG")
@@ -103,20 +114,22 @@ impl ServerProcess {
         Ok(Self {
             pid,
             base,
-            database,
+            database: postgres.is_none().then_some(file),
             child,
             data: Some(data),
         })
     }
 
-    /// Bytes of the database file, its WAL and shared-memory index, now.
-    pub(crate) fn disk(&self) -> [u64; 3] {
+    /// Bytes of the SQLite file, its WAL and shared-memory index, now (`None` on
+    /// PostgreSQL).
+    pub(crate) fn disk(&self) -> Option<[u64; 3]> {
+        let database = self.database.as_ref()?;
         let size = |suffix: &str| {
-            let mut path = self.database.clone().into_os_string();
+            let mut path = database.clone().into_os_string();
             path.push(suffix);
             std::fs::metadata(path).map_or(0, |m| m.len())
         };
-        [size(""), size("-wal"), size("-shm")]
+        Some([size(""), size("-wal"), size("-shm")])
     }
 
     /// SIGTERM (the graceful stop), then SIGKILL if it is still running after 20 s. Returns

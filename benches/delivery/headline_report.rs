@@ -329,7 +329,26 @@ less work per exchange in hyper's server. Retake the profile with \
 `BENCH_CALLGRIND=/tmp/cg BENCH_INPROCESS=0 BENCH_WRITE=0 BENCH_REPEATS=1 BENCH_EVENTS=4000 \
 BENCH_WARM_UP=200 BENCH_CURVE_RATES=50 BENCH_CURVE_SECONDS=1 BENCH_DRAIN_SECONDS=120 cargo \
 bench --bench delivery`, then `callgrind_annotate --inclusive=yes` on the larger \
-`/tmp/cg/callgrind.<pid>` (the sustained run's server).\n\n";
+`/tmp/cg/callgrind.<pid>` (the sustained run's server). The run is not latency-bound: 128 \
+connections instead of 64 deliver no more (12,346 and 12,360/s against 11,938 and 12,702/s \
+in alternating runs at cd8c80b), and the machine's 2 cores are as busy as they get (about 1.7 \
+of 2 in every run): the server's CPU per event is the limit.\n\n\
+**On PostgreSQL** (the rows *headline on PostgreSQL*), the server and PostgreSQL share the \
+2 cores: about 150 µs of server CPU per event (tokio-postgres's encoding and decoding, the \
+pool and the connection tasks, on top of what SQLite costs) and about 250 µs in \
+PostgreSQL's processes. Where PostgreSQL's time goes, sampled with `perf record -F 999 -a -g` \
+over the headline's PostgreSQL run at cd8c80b (`perf report --comm postgres --children`): a \
+third is the kernel (loopback sockets, WAL writes and flushes); of its own code, executing \
+statements is two thirds, and of that about a quarter is executor start-up (`ExecutorStart`, \
+`ExecInitNode`: built again for every statement), a sixth the foreign-key checks \
+(`AfterTriggerEndQuery` → SPI queries, one per row inserted), a fifth index inserts, and \
+`COMMIT`'s WAL flush under a tenth. So most of the cost is per statement, not per row: two \
+statements per event today (the event with its delivery, the settle with its attempt), \
+pipelined on the connection since cd8c80b (3,085 → 3,685/s in process). The next lever is \
+one multi-row statement per batch (`unnest` of the batch's columns) for each kind of write, \
+which shares that start-up among a batch's writes; the ordered-channel rule (an ordered \
+delivery is held behind its channel's pending one, which a multi-row insert does not see of \
+its own rows) and the idempotent re-run must be kept in it. Not done yet.\n\n";
 
 /// The PostgreSQL target's verdict.
 fn postgres_line(h: &Headline) -> String {

@@ -21,7 +21,7 @@ use deadpool_postgres::{Pool, Transaction};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::idempotency::EventKey;
-use super::{deliveries, settle};
+use super::{bulk, deliveries, settle};
 use crate::store::{NewEvent, Outcome, SavedEvent, Settled, StoreError, WriteCounters};
 
 /// Writes one transaction takes at most, to bound the latency of the first.
@@ -171,14 +171,14 @@ async fn run_alone(
 
 /// Runs `writes` in one transaction; all or nothing.
 ///
-/// The writes are issued together, not one after the other: tokio-postgres pipelines the
-/// statements of concurrent requests on one connection (each is sent without waiting for
-/// the answers to those before it), and the server runs them in the order they arrive. So
-/// a batch costs about one round trip per step of its longest write instead of one per
-/// statement, and the server reads many statements per wake-up. Each write's own
-/// statements still run in order; writes of one batch are independent (any order of them
-/// is one their callers could have seen), and the first failure aborts the transaction,
-/// which fails the batch as before.
+/// The common writes take one multi-row statement per kind (`bulk`), and the statements
+/// of all of them are issued together, not one after the other: tokio-postgres pipelines
+/// the statements of concurrent requests on one connection (each is sent without waiting
+/// for the answers to those before it), and the server runs them in the order they arrive.
+/// So a batch costs about one round trip per step of its longest write instead of one per
+/// statement. Each write's own statements still run in order; writes of one batch are
+/// independent (any order of them is one their callers could have seen), and the first
+/// failure aborts the transaction, which fails the batch as before.
 async fn in_one_transaction(
     pool: &Pool,
     node: &str,
@@ -186,14 +186,17 @@ async fn in_one_transaction(
 ) -> Result<Vec<Written>, StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let runs = writes.iter().map(|write| run_write(&tx, node, write));
-    let results = futures_util::future::try_join_all(runs).await?;
+    let results = bulk::run_all(&tx, node, writes).await?;
     tx.commit().await?;
     Ok(results)
 }
 
 /// One hot write's statements, in `tx`.
-async fn run_write(tx: &Transaction<'_>, node: &str, write: &Write) -> Result<Written, StoreError> {
+pub(super) async fn run_write(
+    tx: &Transaction<'_>,
+    node: &str,
+    write: &Write,
+) -> Result<Written, StoreError> {
     Ok(match write {
         Write::Save(events, packed, keys, claim_until) => {
             let claim = claim_until.map(|until| (until, node));

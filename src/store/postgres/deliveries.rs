@@ -112,7 +112,10 @@ pub async fn save_events(
 
 /// The event stored under `key` by an earlier run of the same write, with its first
 /// delivery and that delivery's lease if it is leased (to start it from memory).
-async fn stored_before(tx: &Transaction<'_>, key: &EventKey) -> Result<SavedEvent, StoreError> {
+pub(super) async fn stored_before(
+    tx: &Transaction<'_>,
+    key: &EventKey,
+) -> Result<SavedEvent, StoreError> {
     let row = tx
         .query_one(
             "SELECT e.id, e.payload, d.id, d.lease_token, d.leased_until IS NOT NULL

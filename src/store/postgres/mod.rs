@@ -8,6 +8,7 @@
 //! bypassed.
 
 mod batch;
+mod bulk;
 mod connect;
 mod deliveries;
 mod idempotency;

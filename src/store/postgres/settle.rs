@@ -205,7 +205,7 @@ async fn update_held(
 /// without a new claim changing the token. That run's work stands: nothing is written
 /// again, and the extras it created that are still leased to this node are returned, so
 /// they start from memory instead of waiting out their lease. Otherwise the lease is lost.
-async fn settled_before(
+pub(super) async fn settled_before(
     tx: &Transaction<'_>,
     outcome: &Outcome,
     node: &str,

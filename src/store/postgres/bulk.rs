@@ -1,0 +1,481 @@
+//! The common hot writes of a batch in one statement per kind, on PostgreSQL.
+//!
+//! Why: profiled, PostgreSQL spends most of a hot write on the statement, not on its row:
+//! executor start-up, the plan's nodes, the protocol's messages (BENCHMARKS.md, *What
+//! bounds it*). So the events of a batch that take the common path (bytes to deliver, a
+//! first delivery, not on an ordered channel) are stored by one `INSERT … SELECT FROM
+//! unnest(…)`, and its settles that take the common path (an attempt made, no extra
+//! destinations to create, not a deferral) by one `UPDATE … FROM unnest(…)` that inserts
+//! their attempts; everything else runs as before, statement by statement, pipelined with
+//! them (`batch.rs`). The rules are the single-row statements': a settle applies only under
+//! its lease, an event already stored under its idempotency key is read back, not stored
+//! twice, and an ordered channel's deliveries keep their order (their writes take the
+//! single-row path, which holds them behind their channel's pending one).
+
+use std::collections::{HashMap, HashSet};
+
+use deadpool_postgres::Transaction;
+use futures_util::future::{try_join3, try_join_all};
+
+use super::batch::{run_write, Write, Written};
+use super::deliveries::stored_before;
+use super::ordering::wake_head;
+use super::settle::settled_before;
+use crate::clock::now_ms;
+use crate::domain::{AttemptId, ChannelId, DeliveryId, EventId, PartnerId, RowChange, Target};
+use crate::store::columns::trace_column;
+use crate::store::payload;
+use crate::store::{EventBody, LeaseToken, Outcome, SavedEvent, Settled, StoreError};
+
+/// Runs `writes` in `tx`, the common ones together; their results in the order of `writes`.
+pub async fn run_all(
+    tx: &Transaction<'_>,
+    node: &str,
+    writes: &[Write],
+) -> Result<Vec<Written>, StoreError> {
+    let now = now_ms();
+    let (mut settles, mut saves, mut others) = (Vec::new(), Vec::new(), Vec::new());
+    let mut settling = HashSet::new();
+    for (i, write) in writes.iter().enumerate() {
+        match write {
+            // A delivery settled twice in one batch keeps the second to the single path,
+            // so the multi-row update never matches one row twice.
+            Write::Settle(outcome, _) if common_settle(outcome, now) => {
+                match settling.insert(outcome.delivery) {
+                    true => settles.push(i),
+                    false => others.push(i),
+                }
+            }
+            Write::Save(events, ..) if events.iter().all(common_event) => saves.push(i),
+            _ => others.push(i),
+        }
+    }
+    let alone =
+        try_join_all(others.iter().map(|&i| async move {
+            Ok::<_, StoreError>((i, run_write(tx, node, &writes[i]).await?))
+        }));
+    let (settled, saved, alone) = try_join3(
+        settle_together(tx, node, writes, &settles, now),
+        save_together(tx, node, writes, &saves, now),
+        alone,
+    )
+    .await?;
+    let mut results: Vec<Option<Written>> =
+        std::iter::repeat_with(|| None).take(writes.len()).collect();
+    for (i, written) in settled.into_iter().chain(saved).chain(alone) {
+        results[i] = Some(written);
+    }
+    results
+        .into_iter()
+        .map(|written| {
+            written.ok_or_else(|| StoreError::Database("a write of the batch was not run".into()))
+        })
+        .collect()
+}
+
+/// Whether a settle takes the multi-row path: an attempt to record, a settled row (not a
+/// deferral) and no extra deliveries to create.
+fn common_settle(outcome: &Outcome, now: i64) -> bool {
+    let effect = outcome.settlement.effect(outcome.attempt.is_some(), now);
+    outcome.attempt.is_some()
+        && effect.creates.is_empty()
+        && matches!(effect.row, RowChange::Settled { .. })
+}
+
+/// Whether an event can be stored by the multi-row insert (if its channel is not ordered):
+/// bytes known and a first delivery.
+fn common_event(event: &crate::store::NewEvent) -> bool {
+    matches!(event.body, EventBody::Bytes(_)) && event.first_target().is_some()
+}
+
+/// The settles at `indices` of `writes` in one statement; follow-ups (a lease found
+/// settled or lost, an ordered channel's next delivery to wake) one by one.
+async fn settle_together(
+    tx: &Transaction<'_>,
+    node: &str,
+    writes: &[Write],
+    indices: &[usize],
+    now: i64,
+) -> Result<Vec<(usize, Written)>, StoreError> {
+    if indices.is_empty() {
+        return Ok(Vec::new());
+    }
+    let outcomes: Vec<(&Outcome, Option<i64>)> = indices
+        .iter()
+        .filter_map(|&i| match &writes[i] {
+            Write::Settle(outcome, url_id) => Some((outcome, *url_id)),
+            Write::Save(..) => None,
+        })
+        .collect();
+    let columns = SettleColumns::of(&outcomes, now);
+    let statement = tx.prepare_cached(SETTLE_TOGETHER).await?;
+    let rows = tx
+        .query(
+            &statement,
+            &[
+                &columns.ids,
+                &columns.tokens,
+                &columns.states,
+                &columns.added,
+                &columns.next_at,
+                &columns.last_error,
+                &columns.number,
+                &columns.started_at,
+                &columns.duration_ms,
+                &columns.url_id,
+                &columns.url,
+                &columns.status,
+                &columns.error,
+                &columns.excerpt,
+                &columns.retry_after_ms,
+                &now,
+                &node,
+            ],
+        )
+        .await?;
+    let mut updated = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let id: i64 = row.try_get(0)?;
+        let channel: Option<String> = row.try_get(1)?;
+        let ordered: bool = row.try_get(2)?;
+        let attempt: i64 = row.try_get(3)?;
+        updated.insert(id, (channel, ordered, attempt));
+    }
+    let mut results = Vec::with_capacity(indices.len());
+    for (&i, (outcome, _)) in indices.iter().zip(&outcomes) {
+        let settled = match updated.get(&outcome.delivery.0) {
+            Some((channel, ordered, attempt)) => {
+                let effect = outcome.settlement.effect(true, now);
+                if let (true, Some(channel)) = (effect.ends_head && *ordered, channel) {
+                    wake_head(tx, channel, now).await?;
+                }
+                Settled::Recorded {
+                    extras: Vec::new(),
+                    attempt: Some(AttemptId(*attempt)),
+                }
+            }
+            None => settled_before(tx, outcome, node).await?,
+        };
+        results.push((i, Written::Settled(settled)));
+    }
+    Ok(results)
+}
+
+/// Each delivery's lease and new columns, and its attempt, as arrays (one element per
+/// settle) for [`SETTLE_TOGETHER`].
+#[derive(Default)]
+struct SettleColumns<'a> {
+    ids: Vec<i64>,
+    tokens: Vec<i64>,
+    states: Vec<&'static str>,
+    added: Vec<i64>,
+    next_at: Vec<i64>,
+    last_error: Vec<Option<&'a str>>,
+    number: Vec<i64>,
+    started_at: Vec<i64>,
+    duration_ms: Vec<i64>,
+    url_id: Vec<Option<i64>>,
+    url: Vec<Option<&'a str>>,
+    status: Vec<Option<i64>>,
+    error: Vec<Option<&'static str>>,
+    excerpt: Vec<Option<&'a str>>,
+    retry_after_ms: Vec<Option<i64>>,
+}
+
+impl<'a> SettleColumns<'a> {
+    /// The columns of `outcomes` (each a common settle: see [`common_settle`]).
+    fn of(outcomes: &[(&'a Outcome, Option<i64>)], now: i64) -> Self {
+        let mut c = Self::default();
+        for (outcome, url_id) in outcomes {
+            let (
+                Some(attempt),
+                RowChange::Settled {
+                    state,
+                    attempts_added,
+                    next_attempt_at,
+                    last_error,
+                },
+            ) = (&outcome.attempt, outcome.settlement.effect(true, now).row)
+            else {
+                continue;
+            };
+            c.ids.push(outcome.delivery.0);
+            c.tokens.push(outcome.lease.0);
+            c.states.push(state.as_str());
+            c.added.push(attempts_added);
+            c.next_at.push(next_attempt_at);
+            c.last_error.push(last_error);
+            c.number.push(i64::from(attempt.number));
+            c.started_at.push(attempt.started_at);
+            c.duration_ms.push(attempt.duration_ms);
+            c.url_id.push(*url_id);
+            // The URL's text only where no reference to it is known.
+            c.url.push(url_id.is_none().then_some(attempt.url.as_str()));
+            c.status.push(attempt.status.map(i64::from));
+            c.error.push(attempt.error.map(|kind| kind.as_str()));
+            c.excerpt.push(attempt.response_excerpt.as_deref());
+            c.retry_after_ms.push(attempt.retry_after_ms);
+        }
+        c
+    }
+}
+
+/// Settles many deliveries, each only under its lease (`id`, `leased_by` = `$17`,
+/// `lease_token`, a lease still set), and inserts each updated one's attempt; returns the
+/// updated ones (id, channel, ordered, attempt id). A delivery not returned was not held.
+const SETTLE_TOGETHER: &str = "WITH v AS (
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[],
+                              $5::bigint[], $6::text[], $7::bigint[], $8::bigint[],
+                              $9::bigint[], $10::bigint[], $11::text[], $12::bigint[],
+                              $13::text[], $14::text[], $15::bigint[])
+             AS v(id, token, state, added, next_at, last_error, number, started_at,
+                  duration_ms, url_id, url, status, error, excerpt, retry_after_ms)),
+     u AS (
+         UPDATE deliveries d SET state = v.state, attempts = d.attempts + v.added,
+                next_attempt_at = v.next_at, leased_until = NULL, last_error = v.last_error,
+                updated_at = $16
+         FROM v
+         WHERE d.id = v.id AND d.leased_by = $17 AND d.lease_token = v.token
+           AND d.leased_until IS NOT NULL
+         RETURNING d.id, d.channel_id, d.ordered, v.number, v.started_at, v.duration_ms,
+                   v.url_id, v.url, v.status, v.error, v.excerpt, v.retry_after_ms),
+     a AS (
+         INSERT INTO attempts (delivery_id, number, started_at, duration_ms, url_id, url,
+                               status, error, response_excerpt, retry_after_ms)
+         SELECT id, number, started_at, duration_ms, url_id, url, status, error, excerpt,
+                retry_after_ms
+         FROM u ORDER BY id
+         RETURNING id, delivery_id)
+     SELECT u.id, u.channel_id, u.ordered IS NOT NULL, a.id
+     FROM u JOIN a ON a.delivery_id = u.id";
+
+/// The saves at `indices` of `writes`: the events of those with no event on an ordered
+/// channel in one statement, the others' by the single-row path (which holds an ordered
+/// delivery behind its channel's pending one).
+async fn save_together(
+    tx: &Transaction<'_>,
+    node: &str,
+    writes: &[Write],
+    indices: &[usize],
+    now: i64,
+) -> Result<Vec<(usize, Written)>, StoreError> {
+    if indices.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ordered = ordered_channels(tx, writes, indices).await?;
+    let on_ordered = |i: &usize| match &writes[*i] {
+        Write::Save(events, ..) => events.iter().any(|event| {
+            event.first_target() == Some(Target::Primary)
+                && event
+                    .channel
+                    .as_ref()
+                    .is_some_and(|channel| ordered.contains(channel.as_str()))
+        }),
+        Write::Settle(..) => false,
+    };
+    let (alone, together): (Vec<usize>, Vec<usize>) = indices.iter().copied().partition(on_ordered);
+    let alone =
+        try_join_all(alone.iter().map(|&i| async move {
+            Ok::<_, StoreError>((i, run_write(tx, node, &writes[i]).await?))
+        }));
+    let (mut saved, together) =
+        futures_util::future::try_join(alone, insert_together(tx, node, writes, &together, now))
+            .await?;
+    saved.extend(together);
+    Ok(saved)
+}
+
+/// The ordered channels among those the primary deliveries of the saves at `indices` are
+/// for, share-locked as the single-row insert locks them (so a switch of ordering waits).
+async fn ordered_channels(
+    tx: &Transaction<'_>,
+    writes: &[Write],
+    indices: &[usize],
+) -> Result<HashSet<String>, StoreError> {
+    let mut channels: Vec<&str> = indices
+        .iter()
+        .filter_map(|&i| match &writes[i] {
+            Write::Save(events, ..) => Some(events),
+            Write::Settle(..) => None,
+        })
+        .flatten()
+        .filter(|event| event.first_target() == Some(Target::Primary))
+        .filter_map(|event| event.channel.as_ref().map(ChannelId::as_str))
+        .collect();
+    channels.sort_unstable();
+    channels.dedup();
+    if channels.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let statement = tx
+        .prepare_cached("SELECT id FROM channels WHERE id = ANY($1::text[]) AND ordered FOR SHARE")
+        .await?;
+    let rows = tx.query(&statement, &[&channels]).await?;
+    rows.iter()
+        .map(|row| row.try_get::<_, String>(0).map_err(StoreError::from))
+        .collect()
+}
+
+/// Stores the events of the saves at `indices` and their first deliveries in one
+/// statement; an event whose key is stored already is read back (`stored_before`).
+async fn insert_together(
+    tx: &Transaction<'_>,
+    node: &str,
+    writes: &[Write],
+    indices: &[usize],
+    now: i64,
+) -> Result<Vec<(usize, Written)>, StoreError> {
+    if indices.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut c = EventColumns::default();
+    for &i in indices {
+        if let Write::Save(events, packed, keys, claim_until) = &writes[i] {
+            c.push_all(events, packed, keys, *claim_until, node, now)?;
+        }
+    }
+    let statement = tx.prepare_cached(INSERT_TOGETHER).await?;
+    let stored: Vec<&[u8]> = c.stored.iter().map(|s| s.as_ref()).collect();
+    let rows = tx
+        .query(
+            &statement,
+            &[
+                &c.kinds,
+                &c.channels,
+                &c.partners,
+                &c.phone_number_ids,
+                &stored,
+                &c.received_at,
+                &c.keys,
+                &c.sizes,
+                &c.traces,
+                &c.targets,
+                &c.first_due,
+                &c.leased_until,
+                &c.leased_by,
+                &c.tokens,
+                &now,
+            ],
+        )
+        .await?;
+    let mut inserted = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let key: Vec<u8> = row.try_get(0)?;
+        inserted.insert(key, (row.try_get::<_, i64>(1)?, row.try_get::<_, i64>(2)?));
+    }
+    let mut results = Vec::with_capacity(indices.len());
+    for &i in indices {
+        let Write::Save(events, _, keys, claim_until) = &writes[i] else {
+            continue;
+        };
+        let mut saved = Vec::with_capacity(events.len());
+        for (event, key) in events.iter().zip(keys) {
+            let EventBody::Bytes(payload) = &event.body else {
+                continue;
+            };
+            saved.push(match inserted.get(key.as_bytes()) {
+                Some(&(event_id, delivery)) => SavedEvent {
+                    event: EventId(event_id),
+                    delivery: Some(DeliveryId(delivery)),
+                    lease: claim_until.map(|_| LeaseToken::FIRST),
+                    payload: payload.clone(),
+                },
+                None => stored_before(tx, key).await?,
+            });
+        }
+        results.push((i, Written::Saved(saved)));
+    }
+    Ok(results)
+}
+
+/// The events of common saves and their first deliveries, as arrays for
+/// [`INSERT_TOGETHER`].
+#[derive(Default)]
+struct EventColumns<'a> {
+    kinds: Vec<&'static str>,
+    channels: Vec<Option<&'a str>>,
+    partners: Vec<Option<&'a str>>,
+    phone_number_ids: Vec<Option<&'a str>>,
+    stored: Vec<std::borrow::Cow<'a, [u8]>>,
+    received_at: Vec<i64>,
+    keys: Vec<&'a [u8]>,
+    sizes: Vec<i64>,
+    traces: Vec<Option<String>>,
+    targets: Vec<String>,
+    first_due: Vec<i64>,
+    leased_until: Vec<Option<i64>>,
+    leased_by: Vec<Option<&'a str>>,
+    tokens: Vec<i64>,
+}
+
+impl<'a> EventColumns<'a> {
+    /// Adds the events of one save, leased until `claim_until` to `node` if given.
+    fn push_all(
+        &mut self,
+        events: &'a [crate::store::NewEvent],
+        packed: &'a [Option<Vec<u8>>],
+        keys: &'a [super::idempotency::EventKey],
+        claim_until: Option<i64>,
+        node: &'a str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        if keys.len() != events.len() {
+            return Err(StoreError::Database(
+                "one idempotency key per event expected".into(),
+            ));
+        }
+        for (i, (event, key)) in events.iter().zip(keys).enumerate() {
+            let (EventBody::Bytes(payload), Some(target)) = (&event.body, event.first_target())
+            else {
+                continue;
+            };
+            self.kinds.push(event.kind.as_str());
+            self.channels
+                .push(event.channel.as_ref().map(ChannelId::as_str));
+            self.partners
+                .push(event.partner.as_ref().map(PartnerId::as_str));
+            self.phone_number_ids.push(event.phone_number_id.as_deref());
+            self.stored.push(payload::stored_form(event, packed.get(i)));
+            self.received_at.push(event.received_at);
+            self.keys.push(key.as_bytes());
+            self.sizes.push(payload.len() as i64);
+            self.traces.push(trace_column(event.trace.as_ref()));
+            self.targets.push(target.to_stored());
+            self.first_due.push(claim_until.unwrap_or(now));
+            self.leased_until.push(claim_until);
+            self.leased_by.push(claim_until.map(|_| node));
+            self.tokens
+                .push(claim_until.map_or(0, |_| LeaseToken::FIRST.0));
+        }
+        Ok(())
+    }
+}
+
+/// Stores events (those whose key is new: `ON CONFLICT DO NOTHING`) and one pending
+/// delivery each, in the order given; returns each stored event's key, id and delivery.
+const INSERT_TOGETHER: &str = "WITH v AS (
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[],
+                              $6::bigint[], $7::bytea[], $8::bigint[], $9::text[], $10::text[],
+                              $11::bigint[], $12::bigint[], $13::text[], $14::bigint[])
+             WITH ORDINALITY
+             AS v(kind, channel_id, partner_id, phone_number_id, payload, received_at,
+                  idempotency_key, payload_size, trace_context, target, next_attempt_at,
+                  leased_until, leased_by, lease_token, ord)),
+     e AS (
+         INSERT INTO events (kind, channel_id, partner_id, phone_number_id, payload,
+                             received_at, idempotency_key, payload_size, trace_context)
+         SELECT kind, channel_id, partner_id, phone_number_id, payload, received_at,
+                idempotency_key, payload_size, trace_context
+         FROM v ORDER BY ord
+         ON CONFLICT (idempotency_key) DO NOTHING
+         RETURNING id, idempotency_key),
+     d AS (
+         INSERT INTO deliveries (event_id, channel_id, partner_id, target, state,
+                                 next_attempt_at, leased_until, window_start, updated_at,
+                                 leased_by, lease_token)
+         SELECT e.id, v.channel_id, v.partner_id, v.target, 'pending', v.next_attempt_at,
+                v.leased_until, v.received_at, $15, v.leased_by, v.lease_token
+         FROM e JOIN v ON v.idempotency_key = e.idempotency_key
+         ORDER BY e.id
+         RETURNING id, event_id)
+     SELECT e.idempotency_key, e.id, d.id FROM e JOIN d ON d.event_id = e.id";

@@ -208,3 +208,104 @@ conformance!(
         assert!(claim_all(&*store).await.is_empty());
     }
 );
+
+conformance!(
+    settles_and_saves_at_once_each_apply_alone,
+    |db: Db| async move {
+        // Many settles and saves queued together share a transaction (and on PostgreSQL a
+        // multi-row statement per kind): each must still apply under its own lease, the
+        // stale ones writing nothing, and each save get its own event and delivery.
+        let store = Arc::clone(&db.store);
+        let channel = provisioned(&*store).await;
+        save(
+            &*store,
+            (0..30).map(|n| whatsapp(&channel, n, now())).collect(),
+        )
+        .await;
+        let claimed = claim_all(&*store).await;
+        assert_eq!(claimed.len(), 30);
+        let mut writes = JoinSet::new();
+        for (n, due) in claimed.iter().enumerate() {
+            let (one, mut due) = (Arc::clone(&store), due.clone());
+            let stale = n % 3 == 0;
+            if stale {
+                due.lease = switchboard::store::LeaseToken(due.lease.0 + 1);
+            }
+            let retry_at = now() + 600_000;
+            let settlement = match n % 2 {
+                0 => Settlement::Delivered {
+                    extras: Vec::new(),
+                    claim_until: None,
+                },
+                _ => Settlement::Retry {
+                    at: retry_at,
+                    error: "HTTP 503".into(),
+                },
+            };
+            let status = if n % 2 == 0 { 200 } else { 503 };
+            let sent = attempt("https://phone.example.com/h", 1, status);
+            writes.spawn(async move {
+                let settled = one.settle(outcome(&due, Some(sent), settlement)).await;
+                (due.id, stale, settled.expect("settle"))
+            });
+        }
+        let mut saves = JoinSet::new();
+        for n in 100..110 {
+            let (one, channel) = (Arc::clone(&store), channel.clone());
+            saves.spawn(async move {
+                one.save_events(vec![whatsapp(&channel, n, now())], None)
+                    .await
+                    .expect("save")
+            });
+        }
+        let mut outcomes = Vec::new();
+        while let Some(written) = writes.join_next().await {
+            outcomes.push(written.expect("settle task"));
+        }
+        let mut saved = BTreeSet::new();
+        while let Some(written) = saves.join_next().await {
+            let events = written.expect("save task");
+            assert_eq!(events.len(), 1);
+            assert!(events[0].delivery.is_some(), "a first delivery");
+            saved.insert(events[0].event);
+        }
+        assert_eq!(saved.len(), 10, "ten distinct events");
+
+        let mut attempt_ids = BTreeSet::new();
+        for (id, stale, settled) in outcomes {
+            let due = claimed.iter().find(|d| d.id == id).expect("claimed");
+            let event = store.event(due.event).await.unwrap().expect("event");
+            let (record, attempts) = event
+                .deliveries
+                .iter()
+                .find(|(d, _)| d.id == id)
+                .expect("delivery");
+            match settled {
+                Settled::LeaseLost => {
+                    assert!(stale, "delivery {id:?} lost a lease it held");
+                    assert_eq!(record.attempts, 0, "nothing written under a stale lease");
+                    assert!(attempts.is_empty());
+                    assert_eq!(record.state, switchboard::domain::DeliveryState::Pending);
+                }
+                Settled::Recorded { extras, attempt } => {
+                    assert!(!stale, "delivery {id:?} settled under a stale lease");
+                    assert!(extras.is_empty());
+                    let attempt = attempt.expect("the attempt's id");
+                    assert!(attempt_ids.insert(attempt), "one attempt id per settle");
+                    assert_eq!(record.attempts, 1);
+                    assert_eq!(attempts.len(), 1);
+                    let n = claimed.iter().position(|d| d.id == id).unwrap_or(0);
+                    let (state, status) = match n % 2 {
+                        0 => (switchboard::domain::DeliveryState::Delivered, 200),
+                        _ => (switchboard::domain::DeliveryState::Pending, 503),
+                    };
+                    assert_eq!(record.state, state);
+                    assert_eq!(attempts[0].status, Some(status));
+                    let error = (n % 2 == 1).then_some("HTTP 503");
+                    assert_eq!(record.last_error.as_deref(), error);
+                }
+            }
+        }
+        assert_eq!(attempt_ids.len(), 20, "20 held leases settled");
+    }
+);

@@ -50,14 +50,10 @@ pub async fn run_all(
             _ => others.push(i),
         }
     }
-    let alone =
-        try_join_all(others.iter().map(|&i| async move {
-            Ok::<_, StoreError>((i, run_write(tx, node, &writes[i]).await?))
-        }));
     let (settled, saved, alone) = try_join3(
         settle_together(tx, node, writes, &settles, now),
         save_together(tx, node, writes, &saves, now),
-        alone,
+        one_by_one(tx, node, writes, &others),
     )
     .await?;
     let mut results: Vec<Option<Written>> =
@@ -71,6 +67,22 @@ pub async fn run_all(
             written.ok_or_else(|| StoreError::Database("a write of the batch was not run".into()))
         })
         .collect()
+}
+
+/// The writes at `indices` of `writes`, each by its own statements (issued together, so
+/// pipelined).
+async fn one_by_one(
+    tx: &Transaction<'_>,
+    node: &str,
+    writes: &[Write],
+    indices: &[usize],
+) -> Result<Vec<(usize, Written)>, StoreError> {
+    try_join_all(
+        indices.iter().map(|&i| async move {
+            Ok::<_, StoreError>((i, run_write(tx, node, &writes[i]).await?))
+        }),
+    )
+    .await
 }
 
 /// Whether a settle takes the multi-row path: an attempt to record, a settled row (not a
@@ -274,13 +286,11 @@ async fn save_together(
         Write::Settle(..) => false,
     };
     let (alone, together): (Vec<usize>, Vec<usize>) = indices.iter().copied().partition(on_ordered);
-    let alone =
-        try_join_all(alone.iter().map(|&i| async move {
-            Ok::<_, StoreError>((i, run_write(tx, node, &writes[i]).await?))
-        }));
-    let (mut saved, together) =
-        futures_util::future::try_join(alone, insert_together(tx, node, writes, &together, now))
-            .await?;
+    let (mut saved, together) = futures_util::future::try_join(
+        one_by_one(tx, node, writes, &alone),
+        insert_together(tx, node, writes, &together, now),
+    )
+    .await?;
     saved.extend(together);
     Ok(saved)
 }

@@ -333,6 +333,18 @@ bench --bench delivery`, then `callgrind_annotate --inclusive=yes` on the larger
 connections instead of 64 deliver no more (12,346 and 12,360/s against 11,938 and 12,702/s \
 in alternating runs at cd8c80b), and the machine's 2 cores are as busy as they get (about 1.7 \
 of 2 in every run): the server's CPU per event is the limit.\n\n\
+**The kernel's share**, sampled with `perf record -F 1999 -a -g` over a headline run at \
+a814f32: about 43 % of the async workers' CPU and about half the SQLite writer's is the \
+kernel's. The workers' is loopback TCP: sending costs the sender the receiver's softirq \
+too, and `perf stat -e 'syscalls:sys_enter_*' -p <server>` counts 2 `writev` and 2 \
+`recvfrom` per event (the ingest's answer and the delivery's request, each head and body in \
+one call, and their counterparts), the fewest two exchanges can take, with almost no \
+`epoll_wait` or `futex` under load. The writer's is the WAL: about 10 events commit \
+together, and each commit writes about 12 whole 4 KB pages (the tail page of every B-tree \
+it touched: events, deliveries and three of their indexes, attempts and its index, the \
+header page), 2 `pwrite`s each, then `fdatasync`s them: about 4.7 KB written per event \
+for about 1.3 KB of rows. Pages of 2 KB or 1 KB (`PRAGMA page_size`) measured no better \
+in alternating runs (and 1 KB grew the file by a third).\n\n\
 **On PostgreSQL** (the rows *headline on PostgreSQL*), the server and PostgreSQL share the \
 2 cores. Sampled with `perf record -F 999 -a -g` over the headline's PostgreSQL run at cd8c80b \
 (`perf report --comm postgres --children`), about 250 µs of PostgreSQL's CPU per event: a \

@@ -344,7 +344,11 @@ together, and each commit writes about 12 whole 4 KB pages (the tail page of eve
 it touched: events, deliveries and three of their indexes, attempts and its index, the \
 header page), 2 `pwrite`s each, then `fdatasync`s them: about 4.7 KB written per event \
 for about 1.3 KB of rows. Pages of 2 KB or 1 KB (`PRAGMA page_size`) measured no better \
-in alternating runs (and 1 KB grew the file by a third).\n\n\
+in alternating runs (and 1 KB grew the file by a third). Nor did a commit that lingers: a batch following one of 8 jobs or more waiting \
+200 µs for more before it runs (PostgreSQL's `commit_delay`, by batch size) lowered the \
+writer's CPU per event by about a fifth, but over 16 alternating runs the end-to-end rate \
+moved by +1 % at the median (from −27 % to +37 %, the machine's own spread), so it was not \
+kept.\n\n\
 **On PostgreSQL** (the rows *headline on PostgreSQL*), the server and PostgreSQL share the \
 2 cores. Sampled with `perf record -F 999 -a -g` over the headline's PostgreSQL run at cd8c80b \
 (`perf report --comm postgres --children`), about 250 µs of PostgreSQL's CPU per event: a \

@@ -125,7 +125,7 @@ pub(crate) fn run(settings: &Settings, runtime: &Handle) -> BenchResult<Headline
         settings.ingest
     );
     let mut rig = Rig::start(settings, runtime, binary)?;
-    let (Repeats { raw, sustained }, bodies) = rig.repeats(None)?;
+    let (Repeats { raw, sustained }, bodies) = rig.repeats(Db::Sqlite)?;
     let mut curve = Vec::new();
     for &rate in &settings.curve_rates {
         println!(
@@ -167,13 +167,7 @@ pub(crate) fn run_postgres(
         ));
     }
     let mut rig = Rig::start(settings, runtime, server_binary()?)?;
-    Ok(Ok(rig.repeats(Some(Database::Postgres))?.0))
-}
-
-/// What a headline server runs on besides its default SQLite file.
-#[derive(Debug, Clone, Copy)]
-enum Database {
-    Postgres,
+    Ok(Ok(rig.repeats(Db::Postgres)?.0))
 }
 /// The generator and receiver processes, and what the runs share.
 struct Rig<'a> {
@@ -215,11 +209,14 @@ impl<'a> Rig<'a> {
         self.times.path().join(name)
     }
 
-    /// The closed loop `repeats` times, each on a fresh server (on `db`, else SQLite)
-    /// after its raw loopback run; and the bodies' sizes.
-    fn repeats(&mut self, db: Option<Database>) -> BenchResult<(Repeats, (usize, usize, usize))> {
+    /// The closed loop `repeats` times, each on a fresh server on `db` after its raw
+    /// loopback run; and the bodies' sizes.
+    fn repeats(&mut self, db: Db) -> BenchResult<(Repeats, (usize, usize, usize))> {
         let (mut raw, mut sustained, mut bodies) = (Vec::new(), Vec::new(), (0, 0, 0));
-        let on = db.map_or("SQLite", |_| "PostgreSQL");
+        let on = match db {
+            Db::Sqlite => "SQLite",
+            Db::Postgres => "PostgreSQL",
+        };
         for repeat in 1..=self.settings.repeats {
             println!(
                 "headline sustained on {on} ({repeat}/{}): {} events, {} connections, raw loopback first",
@@ -235,11 +232,14 @@ impl<'a> Rig<'a> {
         Ok((Repeats { raw, sustained }, bodies))
     }
 
-    /// A fresh server (on `db`, else a SQLite file) with a channel whose webhook is the
-    /// receiver; its target.
-    fn server(&mut self, db: Option<Database>) -> BenchResult<(ServerProcess, Target)> {
+    /// A fresh server on `db` (a SQLite file, or a fresh PostgreSQL database) with a
+    /// channel whose webhook is the receiver; its target.
+    fn server(&mut self, db: Db) -> BenchResult<(ServerProcess, Target)> {
         let secret = (self.settings.ingest == Ingest::Meta).then_some(APP_SECRET);
-        let postgres = db.map(|Database::Postgres| postgres::postgres_database());
+        let postgres = match db {
+            Db::Sqlite => None,
+            Db::Postgres => Some(postgres::postgres_database()),
+        };
         let server = ServerProcess::start(&self.binary, secret, postgres.as_deref())?;
         let channel = self.runtime.block_on(async {
             wait_healthy(&self.client, &server.base).await?;
@@ -337,10 +337,7 @@ impl<'a> Rig<'a> {
     }
 
     /// One repeat: the raw loopback run, then the closed loop through a fresh server.
-    fn end_to_end(
-        &mut self,
-        db: Option<Database>,
-    ) -> BenchResult<(EndToEnd, RawRun, (usize, usize, usize))> {
+    fn end_to_end(&mut self, db: Db) -> BenchResult<(EndToEnd, RawRun, (usize, usize, usize))> {
         let (server, target) = self.server(db)?;
         let sizes = payloads::check_sizes(&target.channel)?;
         let direct = self.direct(&target);
@@ -382,7 +379,7 @@ impl<'a> Rig<'a> {
 
     /// One open-loop run at `rate` on a fresh server.
     fn curve_point(&mut self, rate: u64) -> BenchResult<CurvePoint> {
-        let (server, target) = self.server(None)?;
+        let (server, target) = self.server(Db::Sqlite)?;
         self.warm_up(&target)?;
         let events = (rate * self.settings.curve_seconds) as usize;
         let base = self.ids(events);

@@ -19,13 +19,18 @@ use futures_util::future::{try_join3, try_join_all};
 
 use super::batch::{run_write, Write, Written};
 use super::deliveries::stored_before;
+use super::idempotency::EventKey;
 use super::ordering::wake_head;
 use super::settle::settled_before;
 use crate::clock::now_ms;
-use crate::domain::{AttemptId, ChannelId, DeliveryId, EventId, PartnerId, RowChange, Target};
+use crate::domain::{
+    AttemptId, ChannelId, DeliveryId, DeliveryState, EventId, PartnerId, RowChange, Target,
+};
 use crate::store::columns::trace_column;
 use crate::store::payload;
-use crate::store::{EventBody, LeaseToken, Outcome, SavedEvent, Settled, StoreError};
+use crate::store::{
+    AttemptRecord, EventBody, LeaseToken, NewEvent, Outcome, SavedEvent, Settled, StoreError,
+};
 
 /// Runs `writes` in `tx`, the common ones together; their results in the order of `writes`.
 pub async fn run_all(
@@ -36,23 +41,31 @@ pub async fn run_all(
     let now = now_ms();
     let (mut settles, mut saves, mut others) = (Vec::new(), Vec::new(), Vec::new());
     let mut settling = HashSet::new();
-    for (i, write) in writes.iter().enumerate() {
+    for (index, write) in writes.iter().enumerate() {
         match write {
             // A delivery settled twice in one batch keeps the second to the single path,
             // so the multi-row update never matches one row twice.
-            Write::Settle(outcome, _) if common_settle(outcome, now) => {
-                match settling.insert(outcome.delivery) {
-                    true => settles.push(i),
-                    false => others.push(i),
+            Write::Settle(outcome, url_id) => match CommonSettle::of(outcome, *url_id, now) {
+                Some(settle) if settling.insert(outcome.delivery) => settles.push((index, settle)),
+                _ => others.push(index),
+            },
+            Write::Save(events, packed, keys, claim_until) => {
+                match events.iter().all(common_event) {
+                    true => saves.push(CommonSave {
+                        index,
+                        events,
+                        packed,
+                        keys,
+                        claim_until: *claim_until,
+                    }),
+                    false => others.push(index),
                 }
             }
-            Write::Save(events, ..) if events.iter().all(common_event) => saves.push(i),
-            _ => others.push(i),
         }
     }
     let (settled, saved, alone) = try_join3(
-        settle_together(tx, node, writes, &settles, now),
-        save_together(tx, node, writes, &saves, now),
+        settle_together(tx, node, &settles, now),
+        save_together(tx, node, writes, saves, now),
         one_by_one(tx, node, writes, &others),
     )
     .await?;
@@ -85,41 +98,65 @@ async fn one_by_one(
     .await
 }
 
-/// Whether a settle takes the multi-row path: an attempt to record, a settled row (not a
-/// deferral) and no extra deliveries to create.
-fn common_settle(outcome: &Outcome, now: i64) -> bool {
-    let effect = outcome.settlement.effect(outcome.attempt.is_some(), now);
-    outcome.attempt.is_some()
-        && effect.creates.is_empty()
-        && matches!(effect.row, RowChange::Settled { .. })
+/// A settle of the multi-row path, its effect worked out once.
+struct CommonSettle<'a> {
+    outcome: &'a Outcome,
+    attempt: &'a AttemptRecord,
+    url_id: Option<i64>,
+    state: DeliveryState,
+    attempts_added: i64,
+    next_attempt_at: i64,
+    last_error: Option<&'a str>,
+    /// Whether the delivery leaves `pending` (an ordered one's successor is then woken).
+    ends_head: bool,
+}
+
+impl<'a> CommonSettle<'a> {
+    /// `outcome` when it takes the multi-row path: an attempt to record, a settled row (not
+    /// a deferral) and no extra deliveries to create.
+    fn of(outcome: &'a Outcome, url_id: Option<i64>, now: i64) -> Option<Self> {
+        let attempt = outcome.attempt.as_ref()?;
+        let effect = outcome.settlement.effect(true, now);
+        let RowChange::Settled {
+            state,
+            attempts_added,
+            next_attempt_at,
+            last_error,
+        } = effect.row
+        else {
+            return None;
+        };
+        effect.creates.is_empty().then_some(Self {
+            outcome,
+            attempt,
+            url_id,
+            state,
+            attempts_added,
+            next_attempt_at,
+            last_error,
+            ends_head: effect.ends_head,
+        })
+    }
 }
 
 /// Whether an event can be stored by the multi-row insert (if its channel is not ordered):
 /// bytes known and a first delivery.
-fn common_event(event: &crate::store::NewEvent) -> bool {
+fn common_event(event: &NewEvent) -> bool {
     matches!(event.body, EventBody::Bytes(_)) && event.first_target().is_some()
 }
 
-/// The settles at `indices` of `writes` in one statement; follow-ups (a lease found
+/// The settles (with their index in the batch) in one statement; follow-ups (a lease found
 /// settled or lost, an ordered channel's next delivery to wake) one by one.
 async fn settle_together(
     tx: &Transaction<'_>,
     node: &str,
-    writes: &[Write],
-    indices: &[usize],
+    settles: &[(usize, CommonSettle<'_>)],
     now: i64,
 ) -> Result<Vec<(usize, Written)>, StoreError> {
-    if indices.is_empty() {
+    if settles.is_empty() {
         return Ok(Vec::new());
     }
-    let outcomes: Vec<(&Outcome, Option<i64>)> = indices
-        .iter()
-        .filter_map(|&i| match &writes[i] {
-            Write::Settle(outcome, url_id) => Some((outcome, *url_id)),
-            Write::Save(..) => None,
-        })
-        .collect();
-    let columns = SettleColumns::of(&outcomes, now);
+    let columns = SettleColumns::of(settles);
     let statement = tx.prepare_cached(SETTLE_TOGETHER).await?;
     let rows = tx
         .query(
@@ -153,12 +190,11 @@ async fn settle_together(
         let attempt: i64 = row.try_get(3)?;
         updated.insert(id, (channel, ordered, attempt));
     }
-    let mut results = Vec::with_capacity(indices.len());
-    for (&i, (outcome, _)) in indices.iter().zip(&outcomes) {
-        let settled = match updated.get(&outcome.delivery.0) {
+    let mut results = Vec::with_capacity(settles.len());
+    for (i, settle) in settles {
+        let settled = match updated.get(&settle.outcome.delivery.0) {
             Some((channel, ordered, attempt)) => {
-                let effect = outcome.settlement.effect(true, now);
-                if let (true, Some(channel)) = (effect.ends_head && *ordered, channel) {
+                if let (true, Some(channel)) = (settle.ends_head && *ordered, channel) {
                     wake_head(tx, channel, now).await?;
                 }
                 Settled::Recorded {
@@ -166,9 +202,9 @@ async fn settle_together(
                     attempt: Some(AttemptId(*attempt)),
                 }
             }
-            None => settled_before(tx, outcome, node).await?,
+            None => settled_before(tx, settle.outcome, node).await?,
         };
-        results.push((i, Written::Settled(settled)));
+        results.push((*i, Written::Settled(settled)));
     }
     Ok(results)
 }
@@ -195,34 +231,24 @@ struct SettleColumns<'a> {
 }
 
 impl<'a> SettleColumns<'a> {
-    /// The columns of `outcomes` (each a common settle: see [`common_settle`]).
-    fn of(outcomes: &[(&'a Outcome, Option<i64>)], now: i64) -> Self {
+    /// The columns of `settles`.
+    fn of(settles: &[(usize, CommonSettle<'a>)]) -> Self {
         let mut c = Self::default();
-        for (outcome, url_id) in outcomes {
-            let (
-                Some(attempt),
-                RowChange::Settled {
-                    state,
-                    attempts_added,
-                    next_attempt_at,
-                    last_error,
-                },
-            ) = (&outcome.attempt, outcome.settlement.effect(true, now).row)
-            else {
-                continue;
-            };
-            c.ids.push(outcome.delivery.0);
-            c.tokens.push(outcome.lease.0);
-            c.states.push(state.as_str());
-            c.added.push(attempts_added);
-            c.next_at.push(next_attempt_at);
-            c.last_error.push(last_error);
+        for (_, settle) in settles {
+            let attempt = settle.attempt;
+            c.ids.push(settle.outcome.delivery.0);
+            c.tokens.push(settle.outcome.lease.0);
+            c.states.push(settle.state.as_str());
+            c.added.push(settle.attempts_added);
+            c.next_at.push(settle.next_attempt_at);
+            c.last_error.push(settle.last_error);
             c.number.push(i64::from(attempt.number));
             c.started_at.push(attempt.started_at);
             c.duration_ms.push(attempt.duration_ms);
-            c.url_id.push(*url_id);
+            c.url_id.push(settle.url_id);
             // The URL's text only where no reference to it is known.
-            c.url.push(url_id.is_none().then_some(attempt.url.as_str()));
+            c.url
+                .push(settle.url_id.is_none().then_some(attempt.url.as_str()));
             c.status.push(attempt.status.map(i64::from));
             c.error.push(attempt.error.map(|kind| kind.as_str()));
             c.excerpt.push(attempt.response_excerpt.as_deref());
@@ -261,56 +287,62 @@ const SETTLE_TOGETHER: &str = "WITH v AS (
      SELECT u.id, u.channel_id, u.ordered IS NOT NULL, a.id
      FROM u JOIN a ON a.delivery_id = u.id";
 
-/// The saves at `indices` of `writes`: the events of those with no event on an ordered
-/// channel in one statement, the others' by the single-row path (which holds an ordered
-/// delivery behind its channel's pending one).
+/// A save of the multi-row path (every event of it has bytes and a first delivery), with
+/// its index in the batch.
+struct CommonSave<'a> {
+    index: usize,
+    events: &'a [NewEvent],
+    packed: &'a [Option<Vec<u8>>],
+    keys: &'a [EventKey],
+    claim_until: Option<i64>,
+}
+
+impl CommonSave<'_> {
+    /// The channels its primary deliveries are for (the ones an ordered channel holds).
+    fn primary_channels(&self) -> impl Iterator<Item = &str> {
+        self.events
+            .iter()
+            .filter(|event| event.first_target() == Some(Target::Primary))
+            .filter_map(|event| event.channel.as_ref().map(ChannelId::as_str))
+    }
+}
+
+/// The common saves: the events of those with no event on an ordered channel in one
+/// statement, the others by the single-row path (which holds an ordered delivery behind
+/// its channel's pending one).
 async fn save_together(
     tx: &Transaction<'_>,
     node: &str,
     writes: &[Write],
-    indices: &[usize],
+    saves: Vec<CommonSave<'_>>,
     now: i64,
 ) -> Result<Vec<(usize, Written)>, StoreError> {
-    if indices.is_empty() {
+    if saves.is_empty() {
         return Ok(Vec::new());
     }
-    let ordered = ordered_channels(tx, writes, indices).await?;
-    let on_ordered = |i: &usize| match &writes[*i] {
-        Write::Save(events, ..) => events.iter().any(|event| {
-            event.first_target() == Some(Target::Primary)
-                && event
-                    .channel
-                    .as_ref()
-                    .is_some_and(|channel| ordered.contains(channel.as_str()))
-        }),
-        Write::Settle(..) => false,
-    };
-    let (alone, together): (Vec<usize>, Vec<usize>) = indices.iter().copied().partition(on_ordered);
+    let ordered = ordered_channels(tx, &saves).await?;
+    let (alone, together): (Vec<CommonSave<'_>>, Vec<CommonSave<'_>>) = saves
+        .into_iter()
+        .partition(|save| save.primary_channels().any(|c| ordered.contains(c)));
+    let alone: Vec<usize> = alone.iter().map(|save| save.index).collect();
     let (mut saved, together) = futures_util::future::try_join(
         one_by_one(tx, node, writes, &alone),
-        insert_together(tx, node, writes, &together, now),
+        insert_together(tx, node, &together, now),
     )
     .await?;
     saved.extend(together);
     Ok(saved)
 }
 
-/// The ordered channels among those the primary deliveries of the saves at `indices` are
-/// for, share-locked as the single-row insert locks them (so a switch of ordering waits).
+/// The ordered channels among those the primary deliveries of `saves` are for,
+/// share-locked as the single-row insert locks them (so a switch of ordering waits).
 async fn ordered_channels(
     tx: &Transaction<'_>,
-    writes: &[Write],
-    indices: &[usize],
+    saves: &[CommonSave<'_>],
 ) -> Result<HashSet<String>, StoreError> {
-    let mut channels: Vec<&str> = indices
+    let mut channels: Vec<&str> = saves
         .iter()
-        .filter_map(|&i| match &writes[i] {
-            Write::Save(events, ..) => Some(events),
-            Write::Settle(..) => None,
-        })
-        .flatten()
-        .filter(|event| event.first_target() == Some(Target::Primary))
-        .filter_map(|event| event.channel.as_ref().map(ChannelId::as_str))
+        .flat_map(CommonSave::primary_channels)
         .collect();
     channels.sort_unstable();
     channels.dedup();
@@ -326,23 +358,20 @@ async fn ordered_channels(
         .collect()
 }
 
-/// Stores the events of the saves at `indices` and their first deliveries in one
-/// statement; an event whose key is stored already is read back (`stored_before`).
+/// Stores the events of `saves` and their first deliveries in one statement; an event
+/// whose key is stored already is read back (`stored_before`).
 async fn insert_together(
     tx: &Transaction<'_>,
     node: &str,
-    writes: &[Write],
-    indices: &[usize],
+    saves: &[CommonSave<'_>],
     now: i64,
 ) -> Result<Vec<(usize, Written)>, StoreError> {
-    if indices.is_empty() {
+    if saves.is_empty() {
         return Ok(Vec::new());
     }
     let mut c = EventColumns::default();
-    for &i in indices {
-        if let Write::Save(events, packed, keys, claim_until) = &writes[i] {
-            c.push_all(events, packed, keys, *claim_until, node, now)?;
-        }
+    for save in saves {
+        c.push_all(save, node, now)?;
     }
     let statement = tx.prepare_cached(INSERT_TOGETHER).await?;
     let stored: Vec<&[u8]> = c.stored.iter().map(|s| s.as_ref()).collect();
@@ -373,13 +402,10 @@ async fn insert_together(
         let key: Vec<u8> = row.try_get(0)?;
         inserted.insert(key, (row.try_get::<_, i64>(1)?, row.try_get::<_, i64>(2)?));
     }
-    let mut results = Vec::with_capacity(indices.len());
-    for &i in indices {
-        let Write::Save(events, _, keys, claim_until) = &writes[i] else {
-            continue;
-        };
-        let mut saved = Vec::with_capacity(events.len());
-        for (event, key) in events.iter().zip(keys) {
+    let mut results = Vec::with_capacity(saves.len());
+    for save in saves {
+        let mut saved = Vec::with_capacity(save.events.len());
+        for (event, key) in save.events.iter().zip(save.keys) {
             let EventBody::Bytes(payload) = &event.body else {
                 continue;
             };
@@ -387,13 +413,13 @@ async fn insert_together(
                 Some(&(event_id, delivery)) => SavedEvent {
                     event: EventId(event_id),
                     delivery: Some(DeliveryId(delivery)),
-                    lease: claim_until.map(|_| LeaseToken::FIRST),
+                    lease: save.claim_until.map(|_| LeaseToken::FIRST),
                     payload: payload.clone(),
                 },
                 None => stored_before(tx, key).await?,
             });
         }
-        results.push((i, Written::Saved(saved)));
+        results.push((save.index, Written::Saved(saved)));
     }
     Ok(results)
 }
@@ -419,22 +445,20 @@ struct EventColumns<'a> {
 }
 
 impl<'a> EventColumns<'a> {
-    /// Adds the events of one save, leased until `claim_until` to `node` if given.
+    /// Adds the events of `save`, leased to `node` until its `claim_until` if given.
     fn push_all(
         &mut self,
-        events: &'a [crate::store::NewEvent],
-        packed: &'a [Option<Vec<u8>>],
-        keys: &'a [super::idempotency::EventKey],
-        claim_until: Option<i64>,
+        save: &CommonSave<'a>,
         node: &'a str,
         now: i64,
     ) -> Result<(), StoreError> {
-        if keys.len() != events.len() {
+        if save.keys.len() != save.events.len() {
             return Err(StoreError::Database(
                 "one idempotency key per event expected".into(),
             ));
         }
-        for (i, (event, key)) in events.iter().zip(keys).enumerate() {
+        let claim_until = save.claim_until;
+        for (i, (event, key)) in save.events.iter().zip(save.keys).enumerate() {
             let (EventBody::Bytes(payload), Some(target)) = (&event.body, event.first_target())
             else {
                 continue;
@@ -445,7 +469,8 @@ impl<'a> EventColumns<'a> {
             self.partners
                 .push(event.partner.as_ref().map(PartnerId::as_str));
             self.phone_number_ids.push(event.phone_number_id.as_deref());
-            self.stored.push(payload::stored_form(event, packed.get(i)));
+            self.stored
+                .push(payload::stored_form(event, save.packed.get(i)));
             self.received_at.push(event.received_at);
             self.keys.push(key.as_bytes());
             self.sizes.push(payload.len() as i64);

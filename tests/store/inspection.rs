@@ -308,6 +308,16 @@ conformance!(
             "no attempt is left: {:?}",
             replay.attempts
         );
+        for (table, column, parent) in [
+            ("attempts", "delivery_id", "deliveries"),
+            ("deliveries", "event_id", "events"),
+        ] {
+            assert_eq!(
+                db.dangling(table, column, parent).await,
+                0,
+                "no {table} row is left without its {parent} row"
+            );
+        }
         assert_eq!(
             store.purge_finished(now() + 1_000, 100).await.unwrap(),
             1,

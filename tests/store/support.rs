@@ -82,6 +82,30 @@ impl Db {
         }
     }
 
+    /// The rows of `table` whose reference `column` names no row of `parent`, counted by
+    /// the database itself: on PostgreSQL the hot path's references are not foreign keys
+    /// (ARCHITECTURE, *Schema*), so a test that deletes says nothing was left dangling.
+    pub async fn dangling(&self, table: &str, column: &str, parent: &str) -> i64 {
+        let sql = format!(
+            "SELECT count(*) FROM {table} c WHERE c.{column} IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.id = c.{column})"
+        );
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => rusqlite::Connection::open(path)
+                .unwrap()
+                .query_row(&sql, [], |row| row.get(0))
+                .unwrap(),
+            DatabaseUrl::Postgres(url) => {
+                let (client, connection) =
+                    tokio_postgres::connect(url.expose(), tokio_postgres::NoTls)
+                        .await
+                        .unwrap();
+                tokio::spawn(connection);
+                client.query_one(&sql, &[]).await.unwrap().get(0)
+            }
+        }
+    }
+
     /// A handle that keeps the database's files until it is dropped: a test body that
     /// moves only `db.store` into its future lets the rest of `db` go at once.
     pub fn files(&self) -> Option<Arc<tempfile::TempDir>> {

@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("0010_payload_size.sql")),
     (11, include_str!("0011_payload_retention.sql")),
     (12, include_str!("0012_trace_context.sql")),
+    (13, include_str!("0013_hot_foreign_keys.sql")),
 ];
 
 /// Applies the migrations this database has not seen, one node at a time (advisory lock).

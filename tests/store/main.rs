@@ -23,6 +23,7 @@ mod inspection;
 mod listing;
 mod parking;
 mod payloads;
+mod plans;
 #[path = "../api/postgres.rs"]
 mod postgres;
 mod provisioning;

@@ -82,18 +82,23 @@ impl Db {
         }
     }
 
-    /// The rows of `table` whose reference `column` names no row of `parent`, counted by
-    /// the database itself: on PostgreSQL the hot path's references are not foreign keys
-    /// (ARCHITECTURE, *Schema*), so a test that deletes says nothing was left dangling.
+    /// The rows of `table` whose reference `column` names no row of `parent`: on
+    /// PostgreSQL the hot path's references are not foreign keys (ARCHITECTURE, *Storage*),
+    /// so a test that deletes says nothing was left dangling.
     pub async fn dangling(&self, table: &str, column: &str, parent: &str) -> i64 {
-        let sql = format!(
+        self.count(&format!(
             "SELECT count(*) FROM {table} c WHERE c.{column} IS NOT NULL
                AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.id = c.{column})"
-        );
+        ))
+        .await
+    }
+
+    /// The integer `sql` selects, asked of the database itself on a connection of its own.
+    pub async fn count(&self, sql: &str) -> i64 {
         match &self.url {
             DatabaseUrl::Sqlite(path) => rusqlite::Connection::open(path)
                 .unwrap()
-                .query_row(&sql, [], |row| row.get(0))
+                .query_row(sql, [], |row| row.get(0))
                 .unwrap(),
             DatabaseUrl::Postgres(url) => {
                 let (client, connection) =
@@ -101,7 +106,7 @@ impl Db {
                         .await
                         .unwrap();
                 tokio::spawn(connection);
-                client.query_one(&sql, &[]).await.unwrap().get(0)
+                client.query_one(sql, &[]).await.unwrap().get(0)
             }
         }
     }

@@ -186,7 +186,7 @@ async fn in_one_transaction(
 ) -> Result<Vec<Written>, StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let results = bulk::run_all(&tx, node, writes).await?;
+    let results = deliveries::planned_as_grown(&tx, bulk::run_all(&tx, node, writes)).await?;
     tx.commit().await?;
     Ok(results)
 }

@@ -261,6 +261,11 @@ impl<'a> SettleColumns<'a> {
 /// Settles many deliveries, each only under its lease (`id`, `leased_by` = `$17`,
 /// `lease_token`, a lease still set), and inserts each updated one's attempt; returns the
 /// updated ones (id, channel, ordered, attempt id). A delivery not returned was not held.
+///
+/// The node is compared with `IS NOT DISTINCT FROM`, which no index serves, so the rows can
+/// only be found by their primary key: with `=`, a plan made while the table was young
+/// joined against a scan of `deliveries_leased_by`, which holds an entry for every leased
+/// row version until a vacuum (see `deliveries::PLAN_AS_GROWN` for the rest of that story).
 const SETTLE_TOGETHER: &str = "WITH v AS (
          SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[],
                               $5::bigint[], $6::text[], $7::bigint[], $8::bigint[],
@@ -273,7 +278,7 @@ const SETTLE_TOGETHER: &str = "WITH v AS (
                 next_attempt_at = v.next_at, leased_until = NULL, last_error = v.last_error,
                 updated_at = $16
          FROM v
-         WHERE d.id = v.id AND d.leased_by = $17 AND d.lease_token = v.token
+         WHERE d.id = v.id AND d.leased_by IS NOT DISTINCT FROM $17 AND d.lease_token = v.token
            AND d.leased_until IS NOT NULL
          RETURNING d.id, d.channel_id, d.ordered, v.number, v.started_at, v.duration_ms,
                    v.url_id, v.url, v.status, v.error, v.excerpt, v.retry_after_ms),

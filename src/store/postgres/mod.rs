@@ -356,11 +356,9 @@ impl Store for PostgresStore {
         max_bytes: usize,
         lease_until: i64,
     ) -> Result<Vec<DueDelivery>, StoreError> {
-        transact!(self, write, |tx| deliveries::claim_due(
+        transact!(self, write, |tx| deliveries::planned_as_grown(
             &tx,
-            now,
-            (limit, max_bytes),
-            (lease_until, &self.node)
+            deliveries::claim_due(&tx, now, (limit, max_bytes), (lease_until, &self.node))
         ))
     }
 
@@ -375,8 +373,9 @@ impl Store for PostgresStore {
         held: Vec<HeldLease>,
         until: i64,
     ) -> Result<Vec<DeliveryId>, StoreError> {
-        transact!(self, write, |tx| deliveries::renew_leases(
-            &tx, &held, until, &self.node
+        transact!(self, write, |tx| deliveries::planned_as_grown(
+            &tx,
+            deliveries::renew_leases(&tx, &held, until, &self.node)
         ))
     }
 

@@ -312,9 +312,11 @@ impl CommonSave<'_> {
     }
 }
 
-/// The common saves: the events of those with no event on an ordered channel in one
-/// statement, the others by the single-row path (which holds an ordered delivery behind
-/// its channel's pending one).
+/// The common saves in one statement, but for those with an event on an ordered channel:
+/// the statement leaves them out (and share-locks the ordered channels, as the single-row
+/// insert does, so a switch of ordering waits), and they take the single-row path after it
+/// (which holds an ordered delivery behind its channel's pending one). An event whose key
+/// is stored already is read back (`stored_before`).
 async fn save_together(
     tx: &Transaction<'_>,
     node: &str,
@@ -325,59 +327,16 @@ async fn save_together(
     if saves.is_empty() {
         return Ok(Vec::new());
     }
-    let ordered = ordered_channels(tx, &saves).await?;
-    let (alone, together): (Vec<CommonSave<'_>>, Vec<CommonSave<'_>>) = saves
-        .into_iter()
-        .partition(|save| save.primary_channels().any(|c| ordered.contains(c)));
-    let alone: Vec<usize> = alone.iter().map(|save| save.index).collect();
-    let (mut saved, together) = futures_util::future::try_join(
-        one_by_one(tx, node, writes, &alone),
-        insert_together(tx, node, &together, now),
-    )
-    .await?;
-    saved.extend(together);
-    Ok(saved)
-}
-
-/// The ordered channels among those the primary deliveries of `saves` are for,
-/// share-locked as the single-row insert locks them (so a switch of ordering waits).
-async fn ordered_channels(
-    tx: &Transaction<'_>,
-    saves: &[CommonSave<'_>],
-) -> Result<HashSet<String>, StoreError> {
+    let mut c = EventColumns::default();
+    for save in &saves {
+        c.push_all(save, node, now)?;
+    }
     let mut channels: Vec<&str> = saves
         .iter()
         .flat_map(CommonSave::primary_channels)
         .collect();
     channels.sort_unstable();
     channels.dedup();
-    if channels.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let statement = tx
-        .prepare_cached("SELECT id FROM channels WHERE id = ANY($1::text[]) AND ordered FOR SHARE")
-        .await?;
-    let rows = tx.query(&statement, &[&channels]).await?;
-    rows.iter()
-        .map(|row| row.try_get::<_, String>(0).map_err(StoreError::from))
-        .collect()
-}
-
-/// Stores the events of `saves` and their first deliveries in one statement; an event
-/// whose key is stored already is read back (`stored_before`).
-async fn insert_together(
-    tx: &Transaction<'_>,
-    node: &str,
-    saves: &[CommonSave<'_>],
-    now: i64,
-) -> Result<Vec<(usize, Written)>, StoreError> {
-    if saves.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut c = EventColumns::default();
-    for save in saves {
-        c.push_all(save, node, now)?;
-    }
     let statement = tx.prepare_cached(INSERT_TOGETHER).await?;
     let stored: Vec<&[u8]> = c.stored.iter().map(|s| s.as_ref()).collect();
     let rows = tx
@@ -399,16 +358,26 @@ async fn insert_together(
                 &c.leased_by,
                 &c.tokens,
                 &now,
+                &c.saves,
+                &channels,
             ],
         )
         .await?;
-    let mut inserted = HashMap::with_capacity(rows.len());
+    let (mut inserted, mut held) = (HashMap::with_capacity(rows.len()), Vec::new());
     for row in rows {
-        let key: Vec<u8> = row.try_get(0)?;
-        inserted.insert(key, (row.try_get::<_, i64>(1)?, row.try_get::<_, i64>(2)?));
+        match row.try_get::<_, Option<i64>>(3)? {
+            Some(save) => held.push(
+                usize::try_from(save)
+                    .map_err(|_| StoreError::Database(format!("save index {save}").into()))?,
+            ),
+            None => {
+                let key: Vec<u8> = row.try_get(0)?;
+                inserted.insert(key, (row.try_get::<_, i64>(1)?, row.try_get::<_, i64>(2)?));
+            }
+        }
     }
-    let mut results = Vec::with_capacity(saves.len());
-    for save in saves {
+    let mut results = one_by_one(tx, node, writes, &held).await?;
+    for save in saves.iter().filter(|save| !held.contains(&save.index)) {
         let mut saved = Vec::with_capacity(save.events.len());
         for (event, key) in save.events.iter().zip(save.keys) {
             let EventBody::Bytes(payload) = &event.body else {
@@ -447,6 +416,8 @@ struct EventColumns<'a> {
     leased_until: Vec<Option<i64>>,
     leased_by: Vec<Option<&'a str>>,
     tokens: Vec<i64>,
+    /// The index in the batch of each event's save.
+    saves: Vec<i64>,
 }
 
 impl<'a> EventColumns<'a> {
@@ -486,27 +457,35 @@ impl<'a> EventColumns<'a> {
             self.leased_by.push(claim_until.map(|_| node));
             self.tokens
                 .push(claim_until.map_or(0, |_| LeaseToken::FIRST.0));
+            self.saves.push(save.index as i64);
         }
         Ok(())
     }
 }
 
 /// Stores events (those whose key is new: `ON CONFLICT DO NOTHING`) and one pending
-/// delivery each, in the order given; returns each stored event's key, id and delivery.
+/// delivery each, in the order given, but for the saves (`$16`, each event's) with a primary
+/// delivery on an ordered channel among `$17` (share-locked); returns each stored event's
+/// key, id and delivery, and each save left out (in the fourth column).
 const INSERT_TOGETHER: &str = "WITH v AS (
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[],
                               $6::bigint[], $7::bytea[], $8::bigint[], $9::text[], $10::text[],
-                              $11::bigint[], $12::bigint[], $13::text[], $14::bigint[])
+                              $11::bigint[], $12::bigint[], $13::text[], $14::bigint[],
+                              $16::bigint[])
              WITH ORDINALITY
              AS v(kind, channel_id, partner_id, phone_number_id, payload, received_at,
                   idempotency_key, payload_size, trace_context, target, next_attempt_at,
-                  leased_until, leased_by, lease_token, ord)),
+                  leased_until, leased_by, lease_token, save, ord)),
+     o AS (SELECT id FROM channels WHERE id = ANY($17::text[]) AND ordered FOR SHARE),
+     held AS (
+         SELECT DISTINCT v.save FROM v JOIN o ON o.id = v.channel_id
+         WHERE v.target = 'primary'),
      e AS (
          INSERT INTO events (kind, channel_id, partner_id, phone_number_id, payload,
                              received_at, idempotency_key, payload_size, trace_context)
          SELECT kind, channel_id, partner_id, phone_number_id, payload, received_at,
                 idempotency_key, payload_size, trace_context
-         FROM v ORDER BY ord
+         FROM v WHERE v.save NOT IN (SELECT save FROM held) ORDER BY ord
          ON CONFLICT (idempotency_key) DO NOTHING
          RETURNING id, idempotency_key),
      d AS (
@@ -518,4 +497,5 @@ const INSERT_TOGETHER: &str = "WITH v AS (
          FROM e JOIN v ON v.idempotency_key = e.idempotency_key
          ORDER BY e.id
          RETURNING id, event_id)
-     SELECT e.idempotency_key, e.id, d.id FROM e JOIN d ON d.event_id = e.id";
+     SELECT e.idempotency_key, e.id, d.id, NULL::bigint FROM e JOIN d ON d.event_id = e.id
+     UNION ALL SELECT NULL, NULL, NULL, save FROM held";

@@ -350,27 +350,32 @@ writer's CPU per event by about a fifth, but over 16 alternating runs the end-to
 moved by +1 % at the median (from −27 % to +37 %, the machine's own spread), so it was not \
 kept.\n\n\
 **On PostgreSQL** (the rows *headline on PostgreSQL*), the server and PostgreSQL share the \
-2 cores. Sampled with `perf record -F 999 -a -g` over the headline's PostgreSQL run at cd8c80b \
-(`perf report --comm postgres --children`), about 250 µs of PostgreSQL's CPU per event: a \
-third in the kernel (loopback sockets, WAL writes and flushes); of its own code, executing \
-statements is two thirds, and of that about a quarter was executor start-up (`ExecutorStart`, \
-`ExecInitNode`, built again for every statement), a sixth the foreign-key checks \
-(`AfterTriggerEndQuery` → SPI queries, one per row inserted), a fifth index inserts, and \
-`COMMIT`'s WAL flush under a tenth. So a batch's common writes now take one multi-row \
-statement per kind (`src/store/postgres/bulk.rs`): in alternating runs 4,049 → 4,726/s and \
-3,640 → 4,219/s, the server's CPU per event about 140 → 100 µs (tokio-postgres encodes and \
-decodes one statement instead of a dozen). PostgreSQL's own CPU per event barely moved \
-(about 200 µs): `pg_stat_statements` over a 30,000-event run shows about 12 rows per \
-statement, and an execution time per row of about 190 µs for the settle (the delivery's \
-update, which is not a HOT update because `state` and `next_attempt_at` are indexed, so \
-every index of the row gets an entry; and the attempt's insert with its two foreign-key \
-checks) and about 65 µs for the event with its delivery (these are wall times on 2 busy \
-cores). One foreign key weighs most: every attempt of a destination `FOR KEY SHARE`-locks \
-the same `attempt_urls` row, and concurrent transactions then share that lock through a \
-multixact on a hot page; dropping that constraint (an experiment, not kept: the schema \
-owns existence) took a quarter off the settle's time. What is left is per row: a row \
-version and index entries per settle, WAL for each, on 2 cores that also run the \
-server, the generator and the receiver.\n\n";
+2 cores. Three changes, in alternating runs of the headline on PostgreSQL. (1) A batch's \
+common writes take one multi-row statement per kind (`src/store/postgres/bulk.rs`): \
+4,049 → 4,726/s and 3,640 → 4,219/s, the server's CPU per event about 140 → 100 µs. (2) The \
+hot path's references (attempt → delivery and URL, delivery → event) are kept by the \
+statements that write them instead of foreign keys, whose checks were a query per row and \
+a multixact on the one `attempt_urls` row every attempt of a destination key-share-locked: \
+5,382 → 6,287/s and 5,024 → 5,845/s. (3) The largest was a plan. A connection plans a \
+prepared statement a few times, then keeps one generic plan for its life; a server started \
+on a new database planned its settle while `deliveries` had a few dozen rows, when reading \
+them all is cheapest, and kept reading them all (a sequential scan, or a bitmap of \
+`deliveries_leased_by`, whose dead entries stay until a vacuum) as the table grew, until \
+autovacuum's first `ANALYZE`, a minute or more later. `auto_explain` showed it; \
+`pg_stat_statements` over 50,000 events put the settle at 148 to 271 µs of execution per \
+row, against 36 µs per event saved. The hot path's transactions now begin with `SET LOCAL \
+enable_seqscan = off; SET LOCAL enable_bitmapscan = off` (pipelined: no round trip), and \
+the settle per row fell to 30 µs: 3,855 → 5,903/s and 4,810 → 6,229/s in a slow hour, \
+PostgreSQL's CPU per event about 270 → 130 µs (a store test counts the rows sequential \
+scans read from `deliveries`: none). Since then the insert finds and share-locks the \
+batch's ordered channels itself (one round trip fewer per batch): 5,602 → 5,788, \
+5,592 → 5,500, 5,291 → 6,012 and 6,031 → 7,320/s. The run is partly latency-bound: an \
+extra round trip per batch (an experiment) cost 11 to 19 % (8,770 → 7,125/s, 9,356 → \
+8,295/s); the transaction's `BEGIN` is the next one to save (sent with the batch's \
+statements, which needs them on a plain connection with a rollback guard). 8 batch runners \
+instead of 4 measured no better (8,701 and 7,827/s against 9,117 and 8,512/s). What is left \
+is spread thin: `perf` over the PostgreSQL run shows no function above 4 % of PostgreSQL's \
+CPU, a third of it the kernel's (loopback sockets, task switches, WAL writes and flushes).\n\n";
 
 /// The PostgreSQL target's verdict.
 fn postgres_line(h: &Headline) -> String {

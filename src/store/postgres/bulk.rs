@@ -14,7 +14,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use deadpool_postgres::Transaction;
+use deadpool_postgres::GenericClient;
 use futures_util::future::{try_join3, try_join_all};
 
 use super::batch::{run_write, Write, Written};
@@ -34,7 +34,7 @@ use crate::store::{
 
 /// Runs `writes` in `tx`, the common ones together; their results in the order of `writes`.
 pub async fn run_all(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     node: &str,
     writes: &[Write],
 ) -> Result<Vec<Written>, StoreError> {
@@ -85,7 +85,7 @@ pub async fn run_all(
 /// The writes at `indices` of `writes`, each by its own statements (issued together, so
 /// pipelined).
 async fn one_by_one(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     node: &str,
     writes: &[Write],
     indices: &[usize],
@@ -148,7 +148,7 @@ fn common_event(event: &NewEvent) -> bool {
 /// The settles (with their index in the batch) in one statement; follow-ups (a lease found
 /// settled or lost, an ordered channel's next delivery to wake) one by one.
 async fn settle_together(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     node: &str,
     settles: &[(usize, CommonSettle<'_>)],
     now: i64,
@@ -318,7 +318,7 @@ impl CommonSave<'_> {
 /// (which holds an ordered delivery behind its channel's pending one). An event whose key
 /// is stored already is read back (`stored_before`).
 async fn save_together(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     node: &str,
     writes: &[Write],
     saves: Vec<CommonSave<'_>>,

@@ -6,7 +6,7 @@
 
 use std::future::Future;
 
-use deadpool_postgres::Transaction;
+use deadpool_postgres::GenericClient;
 
 use crate::store::columns::{trace_column, trace_of_column};
 use crate::store::payload;
@@ -34,7 +34,7 @@ pub type Lease<'a> = (i64, &'a str);
 /// `packed[i]` is `events[i]`'s payload as stored ([`payload::pack_all`]; packed here when
 /// missing), and `payload_size` keeps its unpacked length for the claims' memory budget.
 pub async fn save_events(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     events: &[NewEvent],
     packed: &[Option<Vec<u8>>],
     keys: &[EventKey],
@@ -115,7 +115,7 @@ pub async fn save_events(
 /// The event stored under `key` by an earlier run of the same write, with its first
 /// delivery and that delivery's lease if it is leased (to start it from memory).
 pub(super) async fn stored_before(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     key: &EventKey,
 ) -> Result<SavedEvent, StoreError> {
     let row = tx
@@ -151,7 +151,7 @@ pub(super) async fn stored_before(
 /// The common case in one statement (one round trip): an event whose bytes are known, with
 /// its first delivery. `None` for the other cases (partner events, no delivery).
 async fn save_with_delivery(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     event: &NewEvent,
     stored: &[u8],
     key: &EventKey,
@@ -240,7 +240,7 @@ const ORDERED_INSERT: &str = "c AS (SELECT 1::smallint AS ordered FROM channels
 /// an extra or a partner delivery, never ordered (a primary delivery is stored with its
 /// event by `save_with_delivery`, which applies the channel's ordering).
 pub(super) async fn insert_delivery(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     event: EventId,
     (channel, partner): (Option<&ChannelId>, Option<&PartnerId>),
     target: &Target,
@@ -290,12 +290,20 @@ pub(super) async fn insert_delivery(
 /// of PostgreSQL's time (about 150 to 270 µs per row settled). Claims likewise kept a
 /// bitmap scan of `deliveries_due`, which visits every dead entry due, again at each poll;
 /// an index scan in order stops at its limit and marks the dead entries it passes.
-const PLAN_AS_GROWN: &str = "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off";
+macro_rules! plan_as_grown {
+    () => {
+        "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off"
+    };
+}
+const PLAN_AS_GROWN: &str = plan_as_grown!();
+
+/// [`PLAN_AS_GROWN`] in a transaction it opens (one message, for `batch::committed`).
+pub(super) const BEGIN_AS_GROWN: &str = concat!("BEGIN; ", plan_as_grown!());
 
 /// Runs `work` in `tx` planned as for grown tables ([`PLAN_AS_GROWN`], sent first and
 /// pipelined with it, so it costs no round trip).
 pub(super) async fn planned_as_grown<T>(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     work: impl Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
     let plan = async { Ok::<_, StoreError>(tx.batch_execute(PLAN_AS_GROWN).await?) };
@@ -307,7 +315,7 @@ pub(super) async fn planned_as_grown<T>(
 /// locked are skipped, not waited for. The running sum of the rows' memory cost (payload
 /// plus [`DELIVERY_MEMORY_OVERHEAD`], as `memory_cost`) cuts the claim at `max_bytes`.
 pub async fn claim_due(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     now: i64,
     (limit, max_bytes): (usize, usize),
     (lease_until, node): Lease<'_>,
@@ -364,7 +372,7 @@ pub async fn claim_due(
 
 /// A delivery whose target cannot be read (written by another version, or damaged) can
 /// never be attempted: it is failed with the reason, instead of coming back every lease.
-async fn fail_unreadable(tx: &Transaction<'_>, row: &Row) -> Result<(), StoreError> {
+async fn fail_unreadable(tx: &impl GenericClient, row: &Row) -> Result<(), StoreError> {
     let (id, target): (i64, String) = (row.try_get(0)?, row.try_get(3)?);
     tracing::warn!(
         delivery = id,
@@ -415,7 +423,7 @@ pub(super) fn count(raw: i64) -> u32 {
 }
 
 /// Makes the deliveries `node` holds leased due now (its previous run's, at start).
-pub async fn release_leases(tx: &Transaction<'_>, node: &str) -> Result<u64, StoreError> {
+pub async fn release_leases(tx: &impl GenericClient, node: &str) -> Result<u64, StoreError> {
     Ok(tx
         .execute(
             "UPDATE deliveries SET next_attempt_at = $1, leased_until = NULL
@@ -429,7 +437,7 @@ pub async fn release_leases(tx: &Transaction<'_>, node: &str) -> Result<u64, Sto
 /// same lease; returns the deliveries whose lease is lost (neither renewed nor settled under
 /// that lease: claimed again after it expired).
 pub async fn renew_leases(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     held: &[HeldLease],
     until: i64,
     node: &str,
@@ -471,7 +479,7 @@ pub(super) const REQUEUE: &str = "state = 'pending', next_attempt_at = $1, lease
 
 /// Re-queues every delivery in `state`, optionally of one channel or partner.
 pub async fn retry_deliveries(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     state: DeliveryState,
     channel: Option<&ChannelId>,
     partner: Option<&PartnerId>,
@@ -501,7 +509,7 @@ pub async fn retry_deliveries(
 
 /// Re-queues a failed or dropped delivery with a fresh age window.
 pub async fn retry_delivery(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     id: DeliveryId,
     now: i64,
 ) -> Result<(), StoreError> {

@@ -8,7 +8,7 @@
 //! statement of its own, sees it and wakes it. A hold locks the heads first for the same
 //! reason. Rows are locked in id order, as replays and retention lock them.
 
-use deadpool_postgres::Transaction;
+use deadpool_postgres::GenericClient;
 
 use super::provisioning::update_one;
 use crate::domain::ChannelId;
@@ -28,7 +28,7 @@ pub const CLAIMABLE: &str = "(d.ordered IS NULL OR (
 /// Makes the head of `channel`'s pending ordered deliveries due `now` if it is held. A
 /// statement of its own, after the settle's update: it sees every insert that waited for
 /// the settled row.
-pub async fn wake_head(tx: &Transaction<'_>, channel: &str, now: i64) -> Result<(), StoreError> {
+pub async fn wake_head(tx: &impl GenericClient, channel: &str, now: i64) -> Result<(), StoreError> {
     let wake = tx
         .prepare_cached(
             "UPDATE deliveries SET next_attempt_at = $2
@@ -47,7 +47,7 @@ pub async fn wake_head(tx: &Transaction<'_>, channel: &str, now: i64) -> Result<
 /// so a head settled meanwhile is seen settled (and the next one kept due) rather than
 /// leaving the next one held with nothing to wake it.
 pub async fn hold_behind_heads(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     channel: Option<&str>,
 ) -> Result<u64, StoreError> {
     tx.query(
@@ -80,7 +80,7 @@ pub async fn hold_behind_heads(
 
 /// Turns ordering of `channel` on or off (see `Store::set_ordered`).
 pub async fn set_ordered(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     channel: &ChannelId,
     on: bool,
     now: i64,

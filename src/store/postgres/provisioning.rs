@@ -2,7 +2,7 @@
 //! the caller's transaction, so a rule checked here and the write that follows are atomic;
 //! read-modify-write sequences lock their row (`FOR UPDATE`) against other nodes.
 
-use deadpool_postgres::Transaction;
+use deadpool_postgres::{GenericClient, Transaction};
 use tokio_postgres::Row;
 
 use super::idempotency::EventKey;
@@ -97,7 +97,7 @@ pub async fn create_channel(
 
 /// Runs an `UPDATE … WHERE id = $last` and fails with `NotFound` if no row changed.
 pub async fn update_one(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     sql: &str,
     params: &[&Param<'_>],
     (what, id): (&'static str, &str),

@@ -7,7 +7,7 @@
 //! re-run of a batch whose `COMMIT` failed after the server committed) records nothing new
 //! and answers as the first run would have: see `settled_before`.
 
-use deadpool_postgres::Transaction;
+use deadpool_postgres::GenericClient;
 
 use super::deliveries::insert_delivery;
 use super::ordering::wake_head;
@@ -32,7 +32,7 @@ const DEFERRED: &str = "next_attempt_at = $4, leased_until = NULL, parked_behind
 ///
 /// `url_id` is the attempt's URL in `attempt_urls` (stored beforehand, see `store_url`).
 pub async fn settle(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     outcome: &Outcome,
     node: &str,
     url_id: Option<i64>,
@@ -92,7 +92,7 @@ pub async fn settle(
 /// Stores `url` in `attempt_urls` if it is not there yet (another node may be storing it at
 /// the same time: the insert then waits for it, and the select, a statement of its own, sees
 /// its row); returns its id. The URL's destination is stored with it.
-pub async fn store_url(tx: &Transaction<'_>, url: &str) -> Result<i64, StoreError> {
+pub async fn store_url(tx: &impl GenericClient, url: &str) -> Result<i64, StoreError> {
     tx.execute(
         "INSERT INTO attempt_urls (url, destination) VALUES ($1, $2)
          ON CONFLICT (url) DO NOTHING",
@@ -120,7 +120,7 @@ struct Updated {
 /// the same statement (one round trip); returns the updated delivery, or `None` when no
 /// row was held under that lease (nothing written).
 async fn update_held(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     set: &str,
     params: &[&Param<'_>],
     attempt: Option<(&AttemptRecord, Option<i64>)>,
@@ -206,7 +206,7 @@ async fn update_held(
 /// again, and the extras it created that are still leased to this node are returned, so
 /// they start from memory instead of waiting out their lease. Otherwise the lease is lost.
 pub(super) async fn settled_before(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     outcome: &Outcome,
     node: &str,
 ) -> Result<Settled, StoreError> {
@@ -256,7 +256,7 @@ pub(super) async fn settled_before(
 /// ambiguous `COMMIT` re-run), the one the first run recorded, since nothing else adds
 /// attempts to a delivery while this lease holds it.
 async fn latest_attempt(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     delivery: DeliveryId,
 ) -> Result<Option<AttemptId>, StoreError> {
     let row = tx

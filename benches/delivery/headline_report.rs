@@ -371,8 +371,9 @@ scans read from `deliveries`: none). Since then the insert finds and share-locks
 batch's ordered channels itself (one round trip fewer per batch): 5,602 → 5,788, \
 5,592 → 5,500, 5,291 → 6,012 and 6,031 → 7,320/s. The run is partly latency-bound: an \
 extra round trip per batch (an experiment) cost 11 to 19 % (8,770 → 7,125/s, 9,356 → \
-8,295/s); the transaction's `BEGIN` is the next one to save (sent with the batch's \
-statements, which needs them on a plain connection with a rollback guard). 8 batch runners \
+8,295/s). So the transaction's `BEGIN` is now sent with the batch's statements instead of \
+a round trip before them: 6,206 → 7,057, 5,848 → 6,536 and 5,792 → 7,573/s; what a batch \
+waits for is its statements and its `COMMIT` (with the WAL flush). 8 batch runners \
 instead of 4 measured no better (8,701 and 7,827/s against 9,117 and 8,512/s). What is left \
 is spread thin: `perf` over the PostgreSQL run shows no function above 4 % of PostgreSQL's \
 CPU, a third of it the kernel's (loopback sockets, task switches, WAL writes and flushes).\n\n";

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -499,7 +499,7 @@ async fn post_messages(
 }
 
 /// A server process on a database file, killed if the test ends without stopping it.
-struct Server(Option<Child>);
+struct Server(Option<crate::cli::Server>);
 
 impl Server {
     /// Starts `switchboard serve` on `database` with `args`; returns it and its base URL.

@@ -66,11 +66,37 @@ fn logged_address(line: &str) -> Option<String> {
 /// The binary serving `database` on a free loopback port in `--dev` mode with the test
 /// admin token, plus `args`, after `adjust` changed its command (e.g. its environment);
 /// returns the child and its base URL.
+/// A server process that is killed when dropped, so a test that fails (panics) before its
+/// own `kill` leaves no server running after it.
+pub struct Server(pub Child);
+
+impl std::ops::Deref for Server {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 pub fn start_binary(
     database: &str,
     args: &[&str],
     adjust: impl FnOnce(&mut Command),
-) -> (Child, String) {
+) -> (Server, String) {
     let (child, base, _log) = start_binary_logged(database, args, adjust);
     (child, base)
 }
@@ -80,7 +106,7 @@ pub fn start_binary_logged(
     database: &str,
     args: &[&str],
     adjust: impl FnOnce(&mut Command),
-) -> (Child, String, Arc<Mutex<String>>) {
+) -> (Server, String, Arc<Mutex<String>>) {
     let mut command = switchboard();
     adjust(&mut command);
     let mut child = command
@@ -92,7 +118,7 @@ pub fn start_binary_logged(
         .spawn()
         .expect("spawn switchboard");
     let (address, log) = wait_for_address_keeping_log(&mut child);
-    (child, format!("http://{address}"), log)
+    (Server(child), format!("http://{address}"), log)
 }
 
 #[tokio::test]

@@ -3,7 +3,6 @@
 //! Also: a graceful stop lets an in-flight attempt finish and record its outcome.
 
 use std::collections::HashSet;
-use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,7 +15,7 @@ use crate::helpers::{
 };
 use crate::receiver::{Behavior, TestReceiver};
 
-fn start_server(database: &str) -> (Child, String) {
+fn start_server(database: &str) -> (crate::cli::Server, String) {
     let retries = ["--retry-base-ms", "50", "--retry-max-delay-ms", "200"];
     start_binary(database, &retries, |_| {})
 }

@@ -4,7 +4,6 @@
 //! Every packet of these tests goes to 127.0.0.1 (or to this host's own unspecified address,
 //! which the kernel connects to locally): a refused address is refused before sending.
 
-use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,7 +42,7 @@ async fn fake_proxy() -> (String, Arc<AtomicBool>) {
 }
 
 /// The real binary with `--dev`, every proxy variable pointing at `proxy` and no exemption.
-fn start_server_behind(proxy: &str, database: &str) -> (Child, String) {
+fn start_server_behind(proxy: &str, database: &str) -> (crate::cli::Server, String) {
     start_binary(database, &[], |command| {
         for name in PROXY_VARIABLES {
             command.env(name, proxy);

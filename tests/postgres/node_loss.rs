@@ -6,7 +6,6 @@
 //! nothing stuck, the old name's leases expire and the new node delivers them.
 
 use std::collections::{HashMap, HashSet};
-use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,7 +23,7 @@ const TAKEOVER_DEADLINE: Duration = Duration::from_secs(90);
 
 /// A node under its own name, with the default lease; few attempts in flight so that a
 /// backlog waits in its memory (leased to it) while events stream in.
-fn start_node(database: &str, name: &str) -> (Child, String) {
+fn start_node(database: &str, name: &str) -> (crate::cli::Server, String) {
     let args = [
         "--node-id",
         name,

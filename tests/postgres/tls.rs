@@ -10,7 +10,7 @@
 //! resolves to on the machine.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -133,14 +133,7 @@ fn run(command: &mut Command) {
 }
 
 /// A running node, killed when the test ends, however it ends.
-struct Node(Child);
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+type Node = crate::cli::Server;
 
 /// Starts `switchboard serve` on `database` (with the fixture's empty home) and checks
 /// that it is ready; returns it and its base URL.
@@ -148,7 +141,7 @@ async fn serves(database: &str) -> (Node, String) {
     let (child, base) = start_binary(database, &["--worker-threads", "1"], |command| {
         Fixture::get().home(command);
     });
-    let node = Node(child);
+    let node = child;
     let ready = reqwest::get(format!("{base}/ready")).await.expect("/ready");
     assert_eq!(ready.status(), StatusCode::OK);
     (node, base)

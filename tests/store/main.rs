@@ -14,7 +14,8 @@
 //! (`parking`); retry_delivery, retry_deliveries, recover_deliveries (`requeue`); event,
 //! events, deliveries, pending_groups, purge_finished, replay (`inspection`); purge_payloads
 //! (`retention`); list_partners,
-//! list_wabas, list_channels (`listing`); concurrent writes and consumers (`concurrency`).
+//! list_wabas, list_channels (`listing`); concurrent writes and consumers (`concurrency`); on
+//! PostgreSQL, the hot path's plans as the tables grow (`plans`).
 
 mod claims;
 mod concurrency;

@@ -349,6 +349,10 @@ in alternating runs (and 1 KB grew the file by a third). Nor did a commit that l
 writer's CPU per event by about a fifth, but over 16 alternating runs the end-to-end rate \
 moved by +1 % at the median (from −27 % to +37 %, the machine's own spread), so it was not \
 kept.\n\n\
+**Ingest p99 on the curve.** Single curves show stalls of 40 to 150 ms that push one rate's \
+p99 over 10 ms. They hit whichever rate is running, with this build and with older ones, \
+and also with SQLite's automatic checkpoint turned off (an experiment, 2026-12-02), so they \
+are not the checkpoint; in most curves the p99 at 3,300/s is 3 to 8 ms.\n\n\
 **On PostgreSQL** (the rows *headline on PostgreSQL*), the server and PostgreSQL share the \
 2 cores. Three changes, in alternating runs of the headline on PostgreSQL. (1) A batch's \
 common writes take one multi-row statement per kind (`src/store/postgres/bulk.rs`): \

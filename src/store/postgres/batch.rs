@@ -14,16 +14,14 @@
 //! returns the extras it created that are still leased (`settle::settled_before`), so they
 //! are started from memory rather than left waiting out their lease.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use deadpool_postgres::{Client, GenericClient, Pool};
-use futures_util::FutureExt;
+use deadpool_postgres::{GenericClient, Pool};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::idempotency::EventKey;
-use super::{bulk, deliveries, settle};
+use super::{bulk, deliveries, settle, transaction};
 use crate::store::{NewEvent, Outcome, SavedEvent, Settled, StoreError, WriteCounters};
 
 /// Writes one transaction takes at most, to bound the latency of the first.
@@ -187,47 +185,7 @@ async fn in_one_transaction(
     writes: &[Write],
 ) -> Result<Vec<Written>, StoreError> {
     let client = pool.get().await?;
-    committed(&client, bulk::run_all(&client, node, writes)).await
-}
-
-/// Runs `work` on `client` in a transaction planned as for grown tables and commits it.
-///
-/// Its `BEGIN` goes with the work's statements instead of a round trip before them (which
-/// `Client::transaction` waits for): a round trip more per batch cost 11 to 19 % of the
-/// headline on PostgreSQL. tokio-postgres sends a request when its future is first polled,
-/// and `try_join` polls the `BEGIN` first. If the work fails, or this future is dropped
-/// before the `COMMIT` is answered, a `ROLLBACK` is sent (as `tokio_postgres::Transaction`
-/// does when dropped), so the connection goes back to the pool outside any transaction.
-async fn committed<T>(
-    client: &Client,
-    work: impl Future<Output = Result<T, StoreError>>,
-) -> Result<T, StoreError> {
-    let mut open = RollbackUnlessCommitted {
-        client,
-        committed: false,
-    };
-    let begin =
-        async { Ok::<_, StoreError>(client.batch_execute(deliveries::BEGIN_AS_GROWN).await?) };
-    let ((), value) = futures_util::future::try_join(begin, work).await?;
-    client.batch_execute("COMMIT").await?;
-    open.committed = true;
-    Ok(value)
-}
-
-/// Sends `ROLLBACK` on `client` when dropped before its transaction was committed.
-struct RollbackUnlessCommitted<'a> {
-    client: &'a Client,
-    committed: bool,
-}
-
-impl Drop for RollbackUnlessCommitted<'_> {
-    fn drop(&mut self) {
-        if !self.committed {
-            // One poll sends it; its answer is not awaited, and the connection's next user
-            // is answered after it.
-            let _ = self.client.batch_execute("ROLLBACK").now_or_never();
-        }
-    }
+    transaction::committed(&client, bulk::run_all(&client, node, writes)).await
 }
 
 /// One hot write's statements, in `tx`.

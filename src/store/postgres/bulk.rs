@@ -265,7 +265,7 @@ impl<'a> SettleColumns<'a> {
 /// The node is compared with `IS NOT DISTINCT FROM`, which no index serves, so the rows can
 /// only be found by their primary key: with `=`, a plan made while the table was young
 /// joined against a scan of `deliveries_leased_by`, which holds an entry for every leased
-/// row version until a vacuum (see `deliveries::PLAN_AS_GROWN` for the rest of that story).
+/// row version until a vacuum (see `transaction::BEGIN_AS_GROWN` for the rest of that story).
 const SETTLE_TOGETHER: &str = "WITH v AS (
          SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[],
                               $5::bigint[], $6::text[], $7::bigint[], $8::bigint[],

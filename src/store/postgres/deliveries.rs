@@ -4,8 +4,6 @@
 //! claim the same due delivery, that every lease names its node (`leased_by`), and that
 //! stored events carry an idempotency key (`idempotency`).
 
-use std::future::Future;
-
 use deadpool_postgres::GenericClient;
 
 use crate::store::columns::{trace_column, trace_of_column};
@@ -275,40 +273,6 @@ pub(super) async fn insert_delivery(
         )
         .await?;
     Ok(DeliveryId(row.try_get(0)?))
-}
-
-/// Sent first in the transactions of the hot path (batches of writes, claims, renewals),
-/// pipelined with their statements: those find rows by their keys or in an index's order,
-/// never by scanning a table or a bitmap of an index.
-///
-/// A connection plans a prepared statement a few times, then keeps one generic plan for
-/// its life, planned for the table's size then. A server started on a new database plans
-/// its settles while `deliveries` has a few dozen rows, when reading them all is cheapest,
-/// and kept doing so as the table grew: each settle read every row (or every leased row
-/// version, through a bitmap of `deliveries_leased_by`) until autovacuum's first `ANALYZE`
-/// made it plan again, a minute or more later. In the headline on PostgreSQL that was most
-/// of PostgreSQL's time (about 150 to 270 µs per row settled). Claims likewise kept a
-/// bitmap scan of `deliveries_due`, which visits every dead entry due, again at each poll;
-/// an index scan in order stops at its limit and marks the dead entries it passes.
-macro_rules! plan_as_grown {
-    () => {
-        "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off"
-    };
-}
-const PLAN_AS_GROWN: &str = plan_as_grown!();
-
-/// [`PLAN_AS_GROWN`] in a transaction it opens (one message, for `batch::committed`).
-pub(super) const BEGIN_AS_GROWN: &str = concat!("BEGIN; ", plan_as_grown!());
-
-/// Runs `work` in `tx` planned as for grown tables ([`PLAN_AS_GROWN`], sent first and
-/// pipelined with it, so it costs no round trip).
-pub(super) async fn planned_as_grown<T>(
-    tx: &impl GenericClient,
-    work: impl Future<Output = Result<T, StoreError>>,
-) -> Result<T, StoreError> {
-    let plan = async { Ok::<_, StoreError>(tx.batch_execute(PLAN_AS_GROWN).await?) };
-    let ((), value) = futures_util::future::try_join(plan, work).await?;
-    Ok(value)
 }
 
 /// Leases due deliveries and returns them with their payloads; rows another node holds

@@ -22,6 +22,7 @@ mod replay;
 mod schema;
 mod settle;
 mod tls;
+mod transaction;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -79,9 +80,19 @@ pub struct PostgresStore {
 }
 
 /// Runs `$body` (an async block using `$tx`) in a transaction and commits it; counts it as
-/// a write when `$kind` is `write` or `config`, and after a `config` write notifies every
-/// node and empties this node's cache.
+/// a write when `$kind` is `write`, `config` or `hot`, and after a `config` write notifies
+/// every node and empties this node's cache. A `hot` one (claims, renewals) is the hot
+/// path's transaction (`transaction::committed`: its `BEGIN` pipelined, planned as for
+/// grown tables), on the pooled connection itself.
 macro_rules! transact {
+    ($store:expr, hot, |$tx:ident| $body:expr) => {{
+        let store = &$store;
+        let started = Instant::now();
+        let $tx = store.pool.get().await?;
+        let value = transaction::committed(&$tx, $body).await?;
+        store.count_write(started);
+        Ok::<_, StoreError>(value)
+    }};
     ($store:expr, $kind:ident, |$tx:ident| $body:expr) => {{
         let store = &$store;
         let started = Instant::now();
@@ -356,9 +367,11 @@ impl Store for PostgresStore {
         max_bytes: usize,
         lease_until: i64,
     ) -> Result<Vec<DueDelivery>, StoreError> {
-        transact!(self, write, |tx| deliveries::planned_as_grown(
+        transact!(self, hot, |tx| deliveries::claim_due(
             &tx,
-            deliveries::claim_due(&tx, now, (limit, max_bytes), (lease_until, &self.node))
+            now,
+            (limit, max_bytes),
+            (lease_until, &self.node)
         ))
     }
 
@@ -373,9 +386,8 @@ impl Store for PostgresStore {
         held: Vec<HeldLease>,
         until: i64,
     ) -> Result<Vec<DeliveryId>, StoreError> {
-        transact!(self, write, |tx| deliveries::planned_as_grown(
-            &tx,
-            deliveries::renew_leases(&tx, &held, until, &self.node)
+        transact!(self, hot, |tx| deliveries::renew_leases(
+            &tx, &held, until, &self.node
         ))
     }
 

@@ -77,6 +77,33 @@ pub(crate) async fn wait_healthy(client: &reqwest::Client, base: &str) -> BenchR
     Err("the server did not become healthy within 10 s".into())
 }
 
+/// The server's commit-duration histogram (`switchboard_store_commit_duration_seconds`):
+/// each bucket's upper bound and cumulative count, `+Inf` last; empty from a build before
+/// the histogram (`BENCH_SERVER_BIN` may run an older one).
+pub(crate) async fn commit_durations(
+    client: &reqwest::Client,
+    base: &str,
+) -> BenchResult<Vec<(f64, u64)>> {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let prefix = "switchboard_store_commit_duration_seconds_bucket{le=\"";
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let (bound, count) = line.strip_prefix(prefix)?.split_once("\"} ")?;
+            let bound = match bound {
+                "+Inf" => f64::INFINITY,
+                finite => finite.parse().ok()?,
+            };
+            Some((bound, count.trim().parse().ok()?))
+        })
+        .collect())
+}
+
 /// Partner → WABA → channel at the server at `base`, and the channel's webhook pointed at
 /// `hook`; the channel as the API showed it.
 pub(crate) async fn provision(

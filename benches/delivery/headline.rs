@@ -107,8 +107,56 @@ pub(crate) struct CurvePoint {
     /// Scheduled → receiver.
     pub(crate) e2e: Percentiles,
     pub(crate) cpu: ProcCpu,
+    /// The server's commits during the run, by duration (`None` from a build without the
+    /// histogram).
+    pub(crate) commits: Option<CommitTail>,
     /// Why this rate is past what the server keeps up with; `None` while it keeps up.
     pub(crate) saturated: Option<String>,
+}
+
+/// How many of a run's commits (each one the wait of every ingest it carried) took longer
+/// than [`SLOW_COMMIT_S`], and the bucket of the slowest: the disk's flush latency, which
+/// sets the ingest's tail.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct CommitTail {
+    pub(crate) commits: u64,
+    pub(crate) slow: u64,
+    /// Upper bound of the slowest commit's bucket, in seconds (infinite: above the last).
+    pub(crate) slowest_within: f64,
+}
+
+/// What counts as a slow commit: half the ingest p99 target.
+pub(crate) const SLOW_COMMIT_S: f64 = 0.005;
+
+impl CommitTail {
+    /// The commits between two scrapes of the histogram (cumulative buckets, `+Inf` last);
+    /// `None` without one.
+    fn between(before: &[(f64, u64)], after: &[(f64, u64)]) -> Option<Self> {
+        if after.is_empty() || after.len() != before.len() {
+            return None;
+        }
+        let delta: Vec<(f64, u64)> = after
+            .iter()
+            .zip(before)
+            .map(|(&(bound, a), &(_, b))| (bound, a.saturating_sub(b)))
+            .collect();
+        let commits = delta.last().map_or(0, |&(_, n)| n);
+        let within = |limit: f64| {
+            delta
+                .iter()
+                .rfind(|&&(bound, _)| bound <= limit)
+                .map_or(0, |&(_, n)| n)
+        };
+        let slowest_within = delta
+            .iter()
+            .find(|&&(_, n)| n == commits)
+            .map_or(f64::INFINITY, |&(bound, _)| bound);
+        Some(Self {
+            commits,
+            slow: commits - within(SLOW_COMMIT_S),
+            slowest_within,
+        })
+    }
 }
 
 /// The median of runs sorted ascending.
@@ -332,6 +380,11 @@ impl<'a> Rig<'a> {
         Ok(())
     }
 
+    /// The server's commit-duration histogram now.
+    fn commit_durations(&self, server: &ServerProcess) -> BenchResult<Vec<(f64, u64)>> {
+        (self.runtime).block_on(commit_durations(&self.client, &server.base))
+    }
+
     fn sample(&self, server: Option<&ServerProcess>) -> ProcSample {
         ProcSample::take(server.map(|s| s.pid), self.load.pid, self.receiver.pid)
     }
@@ -391,9 +444,11 @@ impl<'a> Rig<'a> {
             in_flight: self.settings.paced_concurrency,
             times: self.path("sent"),
         };
+        let commits_before = self.commit_durations(&server)?;
         let before = self.sample(Some(&server));
         let batch = self.batch(base, events, &command)?;
         let cpu = before.until(&self.sample(Some(&server)));
+        let commits = CommitTail::between(&commits_before, &self.commit_durations(&server)?);
         server.stop()?;
         let (e2e, last) = batch.pair();
         let seconds = last.saturating_sub(batch.load.start_ns) as f64 / 1e9;
@@ -404,6 +459,7 @@ impl<'a> Rig<'a> {
             achieved,
             e2e,
             cpu,
+            commits,
             load: batch.load,
             received: batch.received,
         })

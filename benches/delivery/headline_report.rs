@@ -235,14 +235,14 @@ fn busy(cpu: &ProcCpu) -> String {
 pub(crate) fn curve_table(points: &[CurvePoint]) -> String {
     let mut out = String::from(
         "| offered | achieved | ingest p50 | ingest p99 | end to end p50 | end to end p99 | \
-         errors | server CPU per event | other processes | kept up |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+         errors | server CPU per event | other processes | commits over 5 ms (slowest) | kept up |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for p in points {
         let n = p.received.distinct;
         let _ = writeln!(
             out,
-            "| {}/s | {} | {} | {} | {} | {} | {} | {:.0} µs | {:.2} | {} |",
+            "| {}/s | {} | {} | {} | {} | {} | {} | {:.0} µs | {:.2} | {} | {} |",
             p.offered,
             per_s(p.achieved),
             ms(p.load.p50_us),
@@ -252,12 +252,25 @@ pub(crate) fn curve_table(points: &[CurvePoint]) -> String {
             p.load.errors,
             ProcCpu::per(p.cpu.server, n),
             p.cpu.others,
+            slow_commits(p.commits.as_ref()),
             p.saturated
                 .as_deref()
                 .map_or("yes".into(), |why| format!("no: {why}")),
         );
     }
     out
+}
+
+/// "12 of 4210 (≤ 25 ms)": the commits over 5 ms, and the bucket the slowest fell in.
+fn slow_commits(tail: Option<&headline::CommitTail>) -> String {
+    let Some(tail) = tail else {
+        return "n/a (no histogram in this build)".to_owned();
+    };
+    let slowest = match tail.slowest_within {
+        bound if bound.is_finite() => format!("≤ {} ms", bound * 1e3),
+        _ => "over 1 s".to_owned(),
+    };
+    format!("{} of {} ({slowest})", tail.slow, tail.commits)
 }
 
 /// The largest share of a core other processes used in any headline run.
@@ -349,10 +362,30 @@ in alternating runs (and 1 KB grew the file by a third). Nor did a commit that l
 writer's CPU per event by about a fifth, but over 16 alternating runs the end-to-end rate \
 moved by +1 % at the median (from −27 % to +37 %, the machine's own spread), so it was not \
 kept.\n\n\
-**Ingest p99 on the curve.** Single curves show stalls of 40 to 150 ms that push one rate's \
-p99 over 10 ms. They hit whichever rate is running, with this build and with older ones, \
-and also with SQLite's automatic checkpoint turned off (an experiment, 2026-12-02), so they \
-are not the checkpoint; in most curves the p99 at 3,300/s is 3 to 8 ms.\n\n\
+**Ingest p99 on the curve: the disk's flushes.** Single curves show stalls of 40 to 150 ms \
+that push one rate's p99 over 10 ms. They hit whichever rate is running, with this build and \
+with older ones, and also with SQLite's automatic checkpoint turned off (an experiment, \
+2026-12-02), so they are not the checkpoint. They are the commits' `fdatasync`s. Every ingest \
+waits for the commit that carries it, and the writer cannot commit again before the flush \
+returns. Traced at 3,300/s (`perf trace -p <server> --duration 3 -e fdatasync` over 10 s runs, \
+2026-12-02), three runs had 8, 51 and 122 flushes of 3 ms or more (the slowest 5.4, 11.6 and \
+14.6 ms), and ingest p99s of 5.8, 13.2 and 18.3 ms. Off the CPU (`perf record -e \
+sched:sched_switch -g -t <writer thread>`), the writer waits in `fdatasync`: the virtual \
+disk's cache flush (`blkdev_issue_flush`) and page writeback. The filesystem has no journal \
+(`ext4_fsync_nojournal`), so the wait is the device's. The same disk probed alone in the same \
+hour (4 KB `pwrite` + `fdatasync`, 400 times) flushed in 0.09 ms at the median, 0.27 ms at \
+p99 and 1.1 ms at most: its flushes slow down while the machine is loaded. The curve's column \
+*commits over 5 ms (slowest)* now shows this in each run. It is read from the server's \
+`switchboard_store_commit_duration_seconds` histogram before and after each rate. One commit \
+of 50 to 100 ms among 5,000 events is enough to put a rate's p99 above 10 ms. The same \
+column tells an operator whether a latency tail is the disk's.\n\n\
+**CPU per event at low rates** (the curve's 458 µs at 1,000/s) is not idle polling: idle, the \
+server uses about 1 % of a core. It is work that batches do not share at that rate. Sampled \
+per thread at 1,000/s, the SQLite writer used 0.22 to 0.25 of a core: two commits per event \
+(the save, then the settle), each with its flush, about 110 to 125 µs of CPU per commit on \
+this virtual machine. The async workers used 0.25 to 0.30 of a core: every event wakes threads \
+that had gone to sleep, and `perf` puts the largest share in the kernel's task switches. \
+One async worker instead of two measured the same.\n\n\
 **On PostgreSQL** (the rows *headline on PostgreSQL*), the server and PostgreSQL share the \
 2 cores. Three changes, in alternating runs of the headline on PostgreSQL. (1) A batch's \
 common writes take one multi-row statement per kind (`src/store/postgres/bulk.rs`): \

@@ -50,13 +50,46 @@ impl TypedMetric for LatencyHistogram {
 }
 
 impl EncodeMetric for LatencyHistogram {
-    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        let bounds = BUCKETS.into_iter().chain([f64::INFINITY]);
-        let counts = self.0.buckets.iter().map(|b| b.load(Ordering::Relaxed));
-        let buckets: Vec<(f64, u64)> = bounds.zip(counts).collect();
-        let count = buckets.iter().map(|(_, n)| n).sum();
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let counts: Vec<u64> = (self.0.buckets.iter())
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
         let sum = self.0.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+        Buckets {
+            bounds: &BUCKETS,
+            counts: &counts,
+            sum,
+        }
+        .encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+/// A histogram's counts as read at scrape time, for the ones kept outside this module (the
+/// store's commit durations): per bucket (not cumulative) over `bounds`, then `+Inf`.
+pub(super) struct Buckets<'a> {
+    /// Upper bounds of the buckets but the last.
+    pub bounds: &'a [f64],
+    /// Observations per bucket, one more than `bounds` (the last is `+Inf`).
+    pub counts: &'a [u64],
+    /// Sum of the observations, in seconds.
+    pub sum: f64,
+}
+
+impl TypedMetric for Buckets<'_> {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Buckets<'_> {
+    /// The count is the buckets' sum, so `+Inf` always equals `_count`.
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let bounds = self.bounds.iter().copied().chain([f64::INFINITY]);
+        let buckets: Vec<(f64, u64)> = bounds.zip(self.counts.iter().copied()).collect();
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        encoder.encode_histogram::<NoLabelSet>(self.sum, count, &buckets, None)
     }
 
     fn metric_type(&self) -> MetricType {

@@ -17,7 +17,8 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
-use crate::store::WriteStats;
+use super::histogram::Buckets;
+use crate::store::{WriteStats, COMMIT_BUCKETS};
 
 /// The exposition formats a scraper can ask for in `Accept`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +147,8 @@ impl Scrape {
             commits,
             writes,
             busy_seconds,
+            commit_buckets,
+            commit_seconds,
         } = self.writes;
         let help = "Store transactions committed (each carries a group of writes).";
         single(e, ("store_commits", help, None), ConstCounter::new(commits))?;
@@ -153,7 +156,15 @@ impl Scrape {
         single(e, ("store_writes", help, None), ConstCounter::new(writes))?;
         let help = "Time the store's writer spent running and committing writes; its rate is the writer's utilisation.";
         let busy = ConstCounter::new(busy_seconds);
-        single(e, ("store_writer_busy", help, Some(&Unit::Seconds)), busy)
+        single(e, ("store_writer_busy", help, Some(&Unit::Seconds)), busy)?;
+        let help = "Time each store transaction took from its first write to its commit being durable (the flush included); every ingest it carries waits that long.";
+        let durations = Buckets {
+            bounds: &COMMIT_BUCKETS,
+            counts: &commit_buckets,
+            sum: commit_seconds,
+        };
+        let name = ("store_commit_duration", help, Some(&Unit::Seconds));
+        single(e, name, durations)
     }
 
     fn encode_destinations(&self, e: &mut DescriptorEncoder) -> fmt::Result {

@@ -31,6 +31,9 @@ fn scrape() -> Scrape {
             commits: 4,
             writes: 10,
             busy_seconds: 0.5,
+            // One commit of 0.4 ms, two of 3 ms, one over a second.
+            commit_buckets: [0, 1, 0, 0, 2, 0, 0, 0, 0, 0, 0, 1],
+            commit_seconds: 1.5064,
         },
         listener_up: Some(false),
         destinations: vec![DestinationRow {
@@ -73,6 +76,13 @@ fn encodes_labelled_counters_scrape_figures_and_a_cumulative_histogram() {
         "switchboard_store_commits_total 4",
         "switchboard_store_writes_total 10",
         "switchboard_store_writer_busy_seconds_total 0.5",
+        "switchboard_store_commit_duration_seconds_bucket{le=\"0.00025\"} 0",
+        "switchboard_store_commit_duration_seconds_bucket{le=\"0.0005\"} 1",
+        "switchboard_store_commit_duration_seconds_bucket{le=\"0.005\"} 3",
+        "switchboard_store_commit_duration_seconds_bucket{le=\"1.0\"} 3",
+        "switchboard_store_commit_duration_seconds_bucket{le=\"+Inf\"} 4",
+        "switchboard_store_commit_duration_seconds_count 4",
+        "switchboard_store_commit_duration_seconds_sum 1.5064",
         "switchboard_attempt_duration_seconds_bucket{le=\"0.001\"} 0",
         "switchboard_attempt_duration_seconds_bucket{le=\"0.0025\"} 1",
         "switchboard_attempt_duration_seconds_bucket{le=\"5.0\"} 2",

@@ -41,7 +41,7 @@ pub use types::{
 pub use types::{
     AttemptRecord, ChannelRef, DeliveryFilter, DeliveryRecord, DueDelivery, EventBody, EventFilter,
     EventRecord, EventSummary, NewEvent, Outcome, PartnerRecord, RecoverFilter, Recovered, Routing,
-    SavedEvent, WriteCounters, WriteStats,
+    SavedEvent, WriteCounters, WriteStats, COMMIT_BUCKETS,
 };
 
 /// Re-exported where the store's callers always found it.

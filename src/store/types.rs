@@ -365,7 +365,21 @@ pub struct WriteStats {
     pub writes: u64,
     /// Seconds the writer spent running and committing batches.
     pub busy_seconds: f64,
+    /// Committed transactions by how long each took, from its first write to its commit
+    /// being durable, per bucket of [`COMMIT_BUCKETS`] (the last one is everything above).
+    /// Every ingest a transaction carries waits that long, so its tail is the ingest's: on
+    /// SQLite mostly the disk's flush (`fdatasync`) latency, which a slow disk or a busy
+    /// host stretches from a fraction of a millisecond to tens.
+    pub commit_buckets: [u64; COMMIT_BUCKETS.len() + 1],
+    /// The sum of those durations, in seconds.
+    pub commit_seconds: f64,
 }
+
+/// Upper bounds of the commit-duration buckets, in seconds: a commit with its flush takes
+/// a fraction of a millisecond on a good disk, so the buckets start finer than attempts'.
+pub const COMMIT_BUCKETS: [f64; 11] = [
+    0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
 
 /// The atomics behind [`WriteStats`], shared by each backend's write path.
 #[derive(Debug, Default)]
@@ -373,15 +387,26 @@ pub struct WriteCounters {
     commits: std::sync::atomic::AtomicU64,
     writes: std::sync::atomic::AtomicU64,
     busy_micros: std::sync::atomic::AtomicU64,
+    commit_buckets: [std::sync::atomic::AtomicU64; COMMIT_BUCKETS.len() + 1],
+    commit_micros: std::sync::atomic::AtomicU64,
 }
 
 impl WriteCounters {
     /// A transaction carrying `writes` writes committed; it started at `started`.
     pub fn committed(&self, writes: usize, started: std::time::Instant) {
         use std::sync::atomic::Ordering::Relaxed;
+        let took = started.elapsed();
         self.commits.fetch_add(1, Relaxed);
         self.writes.fetch_add(writes as u64, Relaxed);
-        self.busy_since(started);
+        let seconds = took.as_secs_f64();
+        let bucket = COMMIT_BUCKETS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(COMMIT_BUCKETS.len());
+        self.commit_buckets[bucket].fetch_add(1, Relaxed);
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.commit_micros.fetch_add(micros, Relaxed);
+        self.busy_micros.fetch_add(micros, Relaxed);
     }
 
     /// Time spent on writes since `started` that committed nothing (a failed transaction).
@@ -400,6 +425,8 @@ impl WriteCounters {
             commits: load(&self.commits),
             writes: load(&self.writes),
             busy_seconds: load(&self.busy_micros) as f64 / 1e6,
+            commit_buckets: std::array::from_fn(|i| load(&self.commit_buckets[i])),
+            commit_seconds: load(&self.commit_micros) as f64 / 1e6,
         }
     }
 }

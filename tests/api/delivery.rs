@@ -646,6 +646,17 @@ async fn metrics_count_events_attempts_and_deliveries() {
             .any(|l| l.starts_with("switchboard_store_writer_busy_seconds_total ")),
         "{text}"
     );
+    // Those commits are timed (the conformance suite checks the count equals the commits;
+    // here a commit can land between the two reads), the last bucket holding all of them.
+    let timed = counted("switchboard_store_commit_duration_seconds_count", &[]);
+    assert!(timed > 0, "{text}");
+    assert_eq!(
+        counted(
+            "switchboard_store_commit_duration_seconds_bucket",
+            &[("le", "+Inf")]
+        ),
+        timed
+    );
 }
 
 #[tokio::test]

@@ -27,6 +27,12 @@ conformance!(write_stats_count_commits_and_writes, |db: Db| async move {
         "a commit carries at least one write"
     );
     assert!(after.busy_seconds >= before.busy_seconds);
+    let timed: u64 = after.commit_buckets.iter().sum();
+    assert_eq!(
+        timed, after.commits,
+        "every commit has its duration counted"
+    );
+    assert!(after.commit_seconds > 0.0 && after.commit_seconds <= after.busy_seconds);
 });
 
 conformance!(

@@ -83,6 +83,9 @@ pub(crate) struct EndToEnd {
     /// Send → receiver.
     pub(crate) e2e: Percentiles,
     pub(crate) cpu: ProcCpu,
+    /// The server's commits during the run, by duration (`None` from a build without the
+    /// histogram).
+    pub(crate) commits: Option<CommitTail>,
     /// Events in the database after the run (warm-up included).
     pub(crate) stored: usize,
     /// What the SQLite file held and what its purge cost (`None` on PostgreSQL).
@@ -402,9 +405,11 @@ impl<'a> Rig<'a> {
             received: raw.received,
         };
         self.warm_up(&target)?;
+        let commits_before = self.commit_durations(&server)?;
         let before = self.sample(Some(&server));
         let batch = self.closed(&target, self.settings.events)?;
         let cpu = before.until(&self.sample(Some(&server)));
+        let commits = CommitTail::between(&commits_before, &self.commit_durations(&server)?);
         let disk = server.disk();
         let database = server.database.clone();
         let data = server.stop()?;
@@ -422,6 +427,7 @@ impl<'a> Rig<'a> {
             rate: batch.received.distinct as f64 / seconds.max(1e-9),
             e2e,
             cpu,
+            commits,
             storage,
             stored: self.settings.warm_up + batch.load.acked,
             load: batch.load,

@@ -138,6 +138,11 @@ fn sustained_rows(
         "send → receiver latency p50 / p99 / max",
         run.e2e.show(),
     );
+    t.row(
+        scenario,
+        "server commits over 5 ms (the bucket of the slowest)",
+        slow_commits(run.commits.as_ref()),
+    );
     let (n, dup) = (run.received.distinct, run.received.duplicates);
     t.row(
         scenario,

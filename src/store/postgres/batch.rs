@@ -131,7 +131,10 @@ async fn run(
                         tracing::warn!(%error, writes = batch.len(), "group commit failed; running its writes again, each alone")
                     }
                 }
-                run_alone(&pool, &node, batch, (&counters, started)).await;
+                // The failed transaction's time is the writer's too; each write run
+                // again alone is timed from its own start.
+                counters.busy_since(started);
+                run_alone(&pool, &node, batch, &counters).await;
             }
         }
     }
@@ -142,12 +145,7 @@ async fn run(
 /// database is unavailable, the rest are answered so at once instead of each waiting for
 /// its own connection to fail (seconds each while the server hangs); their callers try
 /// again when it is back.
-async fn run_alone(
-    pool: &Pool,
-    node: &str,
-    batch: Vec<(Write, Reply)>,
-    (counters, started): (&WriteCounters, Instant),
-) {
+async fn run_alone(pool: &Pool, node: &str, batch: Vec<(Write, Reply)>, counters: &WriteCounters) {
     let mut down: Option<String> = None;
     for (write, reply) in batch {
         if reply.is_closed() {
@@ -157,13 +155,17 @@ async fn run_alone(
             let _ = reply.send(Err(StoreError::unavailable(cause.clone())));
             continue;
         }
+        let started = Instant::now();
         let alone = in_one_transaction(pool, node, std::slice::from_ref(&write))
             .await
             .map(|mut results| results.remove(0));
         match &alone {
             Ok(_) => counters.committed(1, started),
-            Err(error) if error.is_unavailable() => down = Some(crate::error_chain(error)),
-            Err(_) => {}
+            Err(error) if error.is_unavailable() => {
+                counters.busy_since(started);
+                down = Some(crate::error_chain(error));
+            }
+            Err(_) => counters.busy_since(started),
         }
         let _ = reply.send(alone);
     }

@@ -15,8 +15,10 @@
 //! events, deliveries, pending_groups, purge_finished, replay (`inspection`); purge_payloads
 //! (`retention`); list_partners,
 //! list_wabas, list_channels (`listing`); concurrent writes and consumers (`concurrency`); on
-//! PostgreSQL, the hot path's plans as the tables grow (`plans`).
+//! PostgreSQL, the hot path's plans as the tables grow (`plans`) and its transactions rolled
+//! back when their future is dropped (`cancelled`).
 
+mod cancelled;
 mod claims;
 mod concurrency;
 mod config;

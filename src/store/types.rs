@@ -177,6 +177,10 @@ pub struct AttemptRecord {
 pub struct Outcome {
     /// The delivery.
     pub delivery: DeliveryId,
+    /// Its channel, as claimed (a delivery's channel never changes): when the delivery
+    /// leaves `pending`, PostgreSQL's group commit wakes the channel's next ordered delivery
+    /// if one is held, without first reading whether the channel is ordered.
+    pub channel: Option<ChannelId>,
     /// The lease it was attempted under; the settle applies only if it is still current.
     pub lease: LeaseToken,
     /// The attempt, if one was made.

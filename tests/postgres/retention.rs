@@ -39,6 +39,7 @@ async fn a_delivery_requeued_while_the_purge_runs_is_kept() {
         .unwrap();
     let failed = Outcome {
         delivery,
+        channel: claimed[0].channel.clone(),
         lease: claimed[0].lease,
         attempt: None,
         settlement: Settlement::GaveUp {

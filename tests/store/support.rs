@@ -310,6 +310,7 @@ pub fn outcome(
 ) -> Outcome {
     Outcome {
         delivery: due.id,
+        channel: due.channel.clone(),
         lease: due.lease,
         attempt,
         settlement,

@@ -30,6 +30,7 @@ impl Engine {
     ) -> Result<Option<Vec<CreatedDelivery>>, StoreError> {
         let outcome = Outcome {
             delivery: job.id,
+            channel: job.channel.clone(),
             lease: job.lease,
             attempt,
             settlement,

@@ -21,7 +21,7 @@ use deadpool_postgres::{GenericClient, Pool};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::idempotency::EventKey;
-use super::{bulk, deliveries, settle, transaction};
+use super::{bulk, deliveries, settle};
 use crate::store::{NewEvent, Outcome, SavedEvent, Settled, StoreError, WriteCounters};
 
 /// Writes one transaction takes at most, to bound the latency of the first.
@@ -187,7 +187,7 @@ async fn in_one_transaction(
     writes: &[Write],
 ) -> Result<Vec<Written>, StoreError> {
     let client = pool.get().await?;
-    transaction::committed(&client, bulk::run_all(&client, node, writes)).await
+    bulk::run_all(&client, node, writes).await
 }
 
 /// One hot write's statements, in `tx`.

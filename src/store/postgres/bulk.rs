@@ -14,14 +14,16 @@
 
 use std::collections::{HashMap, HashSet};
 
-use deadpool_postgres::GenericClient;
-use futures_util::future::{try_join3, try_join_all};
+use deadpool_postgres::{Client, GenericClient};
+use futures_util::future::{try_join, try_join_all};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Statement;
 
 use super::batch::{run_write, Write, Written};
 use super::deliveries::stored_before;
 use super::idempotency::EventKey;
-use super::ordering::wake_head;
 use super::settle::settled_before;
+use super::transaction;
 use crate::clock::now_ms;
 use crate::domain::{
     AttemptId, ChannelId, DeliveryId, DeliveryState, EventId, PartnerId, RowChange, Target,
@@ -30,56 +32,223 @@ use crate::store::columns::trace_column;
 use crate::store::payload;
 use crate::store::{
     AttemptRecord, EventBody, LeaseToken, NewEvent, Outcome, SavedEvent, Settled, StoreError,
+    HELD_UNTIL,
 };
 
-/// Runs `writes` in `tx`, the common ones together; their results in the order of `writes`.
+/// Runs `writes` on `client` in one transaction, the common ones together; their results
+/// in the order of `writes`.
+///
+/// When every write is common, the batch takes one round trip: its multi-row statements go
+/// with the transaction's `BEGIN` and `COMMIT` (`transaction::committed_in_one_round`), and
+/// what follows them runs after the commit: the reads that answer a write found done
+/// already (a re-run after an ambiguous commit), and the saves an ordered channel holds, in
+/// a transaction of their own (they were left out of the first, so nothing of them is
+/// written twice). Otherwise the writes of the single-row path, which await answers
+/// between their statements, run in the transaction beside the common ones, and the
+/// follow-ups before its `COMMIT`.
 pub async fn run_all(
-    tx: &impl GenericClient,
+    client: &Client,
     node: &str,
     writes: &[Write],
 ) -> Result<Vec<Written>, StoreError> {
     let now = now_ms();
-    let (mut settles, mut saves, mut others) = (Vec::new(), Vec::new(), Vec::new());
-    let mut settling = HashSet::new();
-    for (index, write) in writes.iter().enumerate() {
-        match write {
-            // A delivery settled twice in one batch keeps the second to the single path,
-            // so the multi-row update never matches one row twice.
-            Write::Settle(outcome, url_id) => match CommonSettle::of(outcome, *url_id, now) {
-                Some(settle) if settling.insert(outcome.delivery) => settles.push((index, settle)),
-                _ => others.push(index),
-            },
-            Write::Save(events, packed, keys, claim_until) => {
-                match events.iter().all(common_event) {
-                    true => saves.push(CommonSave {
-                        index,
-                        events,
-                        packed,
-                        keys,
-                        claim_until: *claim_until,
-                    }),
-                    false => others.push(index),
+    let sorted = Sorted::of(writes, now);
+    let prepared = Prepared::of(client, &sorted).await?;
+    let results = match sorted.others.is_empty() {
+        true => {
+            let first = first_round(client, node, &sorted, &prepared, now);
+            let first = transaction::committed_in_one_round(client, first).await?;
+            let later = async {
+                match first.held.is_empty() {
+                    true => Ok(Vec::new()),
+                    false => {
+                        let held = one_by_one(client, node, writes, &first.held);
+                        transaction::committed(client, held).await
+                    }
                 }
-            }
+            };
+            let (later, mut results) =
+                try_join(later, follow_ups(client, node, &sorted, &first)).await?;
+            results.extend(later);
+            results
         }
-    }
-    let (settled, saved, alone) = try_join3(
-        settle_together(tx, node, &settles, now),
-        save_together(tx, node, writes, saves, now),
-        one_by_one(tx, node, writes, &others),
-    )
-    .await?;
-    let mut results: Vec<Option<Written>> =
+        false => {
+            transaction::committed(client, async {
+                let first = first_round(client, node, &sorted, &prepared, now);
+                let alone = one_by_one(client, node, writes, &sorted.others);
+                let (first, alone) = try_join(first, alone).await?;
+                let held = one_by_one(client, node, writes, &first.held);
+                let (held, mut results) =
+                    try_join(held, follow_ups(client, node, &sorted, &first)).await?;
+                results.extend(held.into_iter().chain(alone));
+                Ok(results)
+            })
+            .await?
+        }
+    };
+    let mut ordered: Vec<Option<Written>> =
         std::iter::repeat_with(|| None).take(writes.len()).collect();
-    for (i, written) in settled.into_iter().chain(saved).chain(alone) {
-        results[i] = Some(written);
+    for (i, written) in results {
+        ordered[i] = Some(written);
     }
-    results
+    ordered
         .into_iter()
         .map(|written| {
             written.ok_or_else(|| StoreError::Database("a write of the batch was not run".into()))
         })
         .collect()
+}
+
+/// A batch's writes by path: common settles and saves (multi-row), the others (single-row).
+struct Sorted<'a> {
+    settles: Vec<(usize, CommonSettle<'a>)>,
+    saves: Vec<CommonSave<'a>>,
+    others: Vec<usize>,
+}
+
+impl<'a> Sorted<'a> {
+    fn of(writes: &'a [Write], now: i64) -> Self {
+        let (mut settles, mut saves, mut others) = (Vec::new(), Vec::new(), Vec::new());
+        let mut settling = HashSet::new();
+        for (index, write) in writes.iter().enumerate() {
+            match write {
+                // A delivery settled twice in one batch keeps the second to the single path,
+                // so the multi-row update never matches one row twice.
+                Write::Settle(outcome, url_id) => match CommonSettle::of(outcome, *url_id, now) {
+                    Some(settle) if settling.insert(outcome.delivery) => {
+                        settles.push((index, settle))
+                    }
+                    _ => others.push(index),
+                },
+                Write::Save(events, packed, keys, claim_until) => {
+                    match events.iter().all(common_event) {
+                        true => saves.push(CommonSave {
+                            index,
+                            events,
+                            packed,
+                            keys,
+                            claim_until: *claim_until,
+                        }),
+                        false => others.push(index),
+                    }
+                }
+            }
+        }
+        Self {
+            settles,
+            saves,
+            others,
+        }
+    }
+}
+
+/// The multi-row statements a batch runs, prepared before its transaction (a connection
+/// prepares each once), so that all of them are sent at the first poll of the first round.
+struct Prepared {
+    settle: Option<(Statement, Statement)>,
+    insert: Option<Statement>,
+}
+
+impl Prepared {
+    async fn of(client: &Client, sorted: &Sorted<'_>) -> Result<Self, StoreError> {
+        let settle = match sorted.settles.is_empty() {
+            true => None,
+            false => Some((
+                client.prepare_cached(SETTLE_TOGETHER).await?,
+                client.prepare_cached(WAKE_HEADS_AFTER).await?,
+            )),
+        };
+        let insert = match sorted.saves.is_empty() {
+            true => None,
+            false => Some(client.prepare_cached(INSERT_TOGETHER).await?),
+        };
+        Ok(Self { settle, insert })
+    }
+}
+
+/// What the first round's statements answered.
+struct FirstRound {
+    /// The settled deliveries, each with its attempt's id.
+    settled: HashMap<i64, i64>,
+    /// The stored events' keys, each with its event and delivery ids.
+    inserted: HashMap<Vec<u8>, (i64, i64)>,
+    /// The saves an ordered channel holds (indices in the batch), to take the single path.
+    held: Vec<usize>,
+}
+
+/// The multi-row statements: the settles with the wake of the ordered heads they end, and
+/// the inserts; each is sent at the first poll.
+async fn first_round(
+    tx: &impl GenericClient,
+    node: &str,
+    sorted: &Sorted<'_>,
+    prepared: &Prepared,
+    now: i64,
+) -> Result<FirstRound, StoreError> {
+    let settles = async {
+        match &prepared.settle {
+            Some((settle, wake)) => {
+                settle_together(tx, (settle, wake), node, &sorted.settles, now).await
+            }
+            None => Ok(HashMap::new()),
+        }
+    };
+    let saves = async {
+        match &prepared.insert {
+            Some(insert) => save_together(tx, insert, node, &sorted.saves, now).await,
+            None => Ok((HashMap::new(), Vec::new())),
+        }
+    };
+    let (settled, (inserted, held)) = try_join(settles, saves).await?;
+    Ok(FirstRound {
+        settled,
+        inserted,
+        held,
+    })
+}
+
+/// The answers of the common writes, from the first round's rows and, for a write found
+/// done already, a read (`settled_before`, `stored_before`); but for the held saves.
+async fn follow_ups(
+    client: &impl GenericClient,
+    node: &str,
+    sorted: &Sorted<'_>,
+    first: &FirstRound,
+) -> Result<Vec<(usize, Written)>, StoreError> {
+    let mut results = Vec::with_capacity(sorted.settles.len() + sorted.saves.len());
+    for (i, settle) in &sorted.settles {
+        let settled = match first.settled.get(&settle.outcome.delivery.0) {
+            Some(&attempt) => Settled::Recorded {
+                extras: Vec::new(),
+                attempt: Some(AttemptId(attempt)),
+            },
+            None => settled_before(client, settle.outcome, node).await?,
+        };
+        results.push((*i, Written::Settled(settled)));
+    }
+    for save in sorted
+        .saves
+        .iter()
+        .filter(|s| !first.held.contains(&s.index))
+    {
+        let mut saved = Vec::with_capacity(save.events.len());
+        for (event, key) in save.events.iter().zip(save.keys) {
+            let EventBody::Bytes(payload) = &event.body else {
+                continue;
+            };
+            saved.push(match first.inserted.get(key.as_bytes()) {
+                Some(&(event_id, delivery)) => SavedEvent {
+                    event: EventId(event_id),
+                    delivery: Some(DeliveryId(delivery)),
+                    lease: save.claim_until.map(|_| LeaseToken::FIRST),
+                    payload: payload.clone(),
+                },
+                None => stored_before(client, key).await?,
+            });
+        }
+        results.push((save.index, Written::Saved(saved)));
+    }
+    Ok(results)
 }
 
 /// The writes at `indices` of `writes`, each by its own statements (issued together, so
@@ -145,69 +314,73 @@ fn common_event(event: &NewEvent) -> bool {
     matches!(event.body, EventBody::Bytes(_)) && event.first_target().is_some()
 }
 
-/// The settles (with their index in the batch) in one statement; follow-ups (a lease found
-/// settled or lost, an ordered channel's next delivery to wake) one by one.
+/// The settles in one statement, then the wake of the ordered heads they end in another
+/// (both sent at once); returns the settled deliveries, each with its attempt's id. One not
+/// returned was not held under its lease.
 async fn settle_together(
     tx: &impl GenericClient,
+    (statement, wake): (&Statement, &Statement),
     node: &str,
     settles: &[(usize, CommonSettle<'_>)],
     now: i64,
-) -> Result<Vec<(usize, Written)>, StoreError> {
-    if settles.is_empty() {
-        return Ok(Vec::new());
-    }
+) -> Result<HashMap<i64, i64>, StoreError> {
     let columns = SettleColumns::of(settles);
-    let statement = tx.prepare_cached(SETTLE_TOGETHER).await?;
-    let rows = tx
-        .query(
-            &statement,
-            &[
-                &columns.ids,
-                &columns.tokens,
-                &columns.states,
-                &columns.added,
-                &columns.next_at,
-                &columns.last_error,
-                &columns.number,
-                &columns.started_at,
-                &columns.duration_ms,
-                &columns.url_id,
-                &columns.url,
-                &columns.status,
-                &columns.error,
-                &columns.excerpt,
-                &columns.retry_after_ms,
-                &now,
-                &node,
-            ],
-        )
-        .await?;
-    let mut updated = HashMap::with_capacity(rows.len());
+    let mut ending: Vec<&str> = (settles.iter())
+        .filter(|(_, settle)| settle.ends_head)
+        .filter_map(|(_, settle)| settle.outcome.channel.as_ref().map(ChannelId::as_str))
+        .collect();
+    ending.sort_unstable();
+    ending.dedup();
+    let params: &[&(dyn ToSql + Sync)] = &[
+        &columns.ids,
+        &columns.tokens,
+        &columns.states,
+        &columns.added,
+        &columns.next_at,
+        &columns.last_error,
+        &columns.number,
+        &columns.started_at,
+        &columns.duration_ms,
+        &columns.url_id,
+        &columns.url,
+        &columns.status,
+        &columns.error,
+        &columns.excerpt,
+        &columns.retry_after_ms,
+        &now,
+        &node,
+    ];
+    let settle = tx.query(statement, params);
+    let wake = async {
+        match ending.is_empty() {
+            true => Ok(0),
+            false => tx.execute(wake, &[&ending, &now, &HELD_UNTIL]).await,
+        }
+    };
+    let (rows, _) = try_join(settle, wake).await?;
+    let mut settled = HashMap::with_capacity(rows.len());
     for row in rows {
-        let id: i64 = row.try_get(0)?;
-        let channel: Option<String> = row.try_get(1)?;
-        let ordered: bool = row.try_get(2)?;
-        let attempt: i64 = row.try_get(3)?;
-        updated.insert(id, (channel, ordered, attempt));
+        settled.insert(row.try_get::<_, i64>(0)?, row.try_get::<_, i64>(1)?);
     }
-    let mut results = Vec::with_capacity(settles.len());
-    for (i, settle) in settles {
-        let settled = match updated.get(&settle.outcome.delivery.0) {
-            Some((channel, ordered, attempt)) => {
-                if let (true, Some(channel)) = (settle.ends_head && *ordered, channel) {
-                    wake_head(tx, channel, now).await?;
-                }
-                Settled::Recorded {
-                    extras: Vec::new(),
-                    attempt: Some(AttemptId(*attempt)),
-                }
-            }
-            None => settled_before(tx, settle.outcome, node).await?,
-        };
-        results.push((*i, Written::Settled(settled)));
-    }
-    Ok(results)
+    Ok(settled)
 }
+
+/// Makes due the held head of each of the channels `$1` (those of the settles before, in
+/// the same transaction, that left `pending`), if it has one; `$2` is now, `$3`
+/// [`HELD_UNTIL`]. A statement of its own after the settle, as `ordering::wake_head`: it
+/// sees every insert that waited for a settled row. Sent with the settle, before knowing
+/// which settled rows are ordered (only the database knows: ordering can be switched on
+/// while a delivery is in flight), so it names channels that may not be ordered at all,
+/// and deliveries whose settle did not apply. That wakes nothing that should wait: the
+/// head it wakes is held and is its channel's oldest pending ordered delivery, which has
+/// nothing ahead of it to wait for. A channel without ordered deliveries costs one probe of
+/// the empty `deliveries_ordered` index.
+const WAKE_HEADS_AFTER: &str = "UPDATE deliveries SET next_attempt_at = $2
+     WHERE id IN (SELECT min(o.id) FROM deliveries o
+                  WHERE o.ordered IS NOT NULL AND o.state = 'pending'
+                    AND o.channel_id = ANY($1::text[])
+                  GROUP BY o.channel_id)
+       AND next_attempt_at = $3";
 
 /// Each delivery's lease and new columns, and its attempt, as arrays (one element per
 /// settle) for [`SETTLE_TOGETHER`].
@@ -260,7 +433,7 @@ impl<'a> SettleColumns<'a> {
 
 /// Settles many deliveries, each only under its lease (`id`, `leased_by` = `$17`,
 /// `lease_token`, a lease still set), and inserts each updated one's attempt; returns the
-/// updated ones (id, channel, ordered, attempt id). A delivery not returned was not held.
+/// updated ones (id, attempt id). A delivery not returned was not held.
 ///
 /// The node is compared with `IS NOT DISTINCT FROM`, which no index serves, so the rows can
 /// only be found by their primary key: with `=`, a plan made while the table was young
@@ -280,8 +453,8 @@ const SETTLE_TOGETHER: &str = "WITH v AS (
          FROM v
          WHERE d.id = v.id AND d.leased_by IS NOT DISTINCT FROM $17 AND d.lease_token = v.token
            AND d.leased_until IS NOT NULL
-         RETURNING d.id, d.channel_id, d.ordered, v.number, v.started_at, v.duration_ms,
-                   v.url_id, v.url, v.status, v.error, v.excerpt, v.retry_after_ms),
+         RETURNING d.id, v.number, v.started_at, v.duration_ms, v.url_id, v.url, v.status,
+                   v.error, v.excerpt, v.retry_after_ms),
      a AS (
          INSERT INTO attempts (delivery_id, number, started_at, duration_ms, url_id, url,
                                status, error, response_excerpt, retry_after_ms)
@@ -289,8 +462,7 @@ const SETTLE_TOGETHER: &str = "WITH v AS (
                 retry_after_ms
          FROM u ORDER BY id
          RETURNING id, delivery_id)
-     SELECT u.id, u.channel_id, u.ordered IS NOT NULL, a.id
-     FROM u JOIN a ON a.delivery_id = u.id";
+     SELECT a.delivery_id, a.id FROM a";
 
 /// A save of the multi-row path (every event of it has bytes and a first delivery), with
 /// its index in the batch.
@@ -315,20 +487,17 @@ impl CommonSave<'_> {
 /// The common saves in one statement, but for those with an event on an ordered channel:
 /// the statement leaves them out (and share-locks the ordered channels, as the single-row
 /// insert does, so a switch of ordering waits), and they take the single-row path after it
-/// (which holds an ordered delivery behind its channel's pending one). An event whose key
-/// is stored already is read back (`stored_before`).
+/// (which holds an ordered delivery behind its channel's pending one). Returns the stored
+/// events' keys with their event and delivery ids, and the saves left out.
 async fn save_together(
     tx: &impl GenericClient,
+    statement: &Statement,
     node: &str,
-    writes: &[Write],
-    saves: Vec<CommonSave<'_>>,
+    saves: &[CommonSave<'_>],
     now: i64,
-) -> Result<Vec<(usize, Written)>, StoreError> {
-    if saves.is_empty() {
-        return Ok(Vec::new());
-    }
+) -> Result<(HashMap<Vec<u8>, (i64, i64)>, Vec<usize>), StoreError> {
     let mut c = EventColumns::default();
-    for save in &saves {
+    for save in saves {
         c.push_all(save, node, now)?;
     }
     let mut channels: Vec<&str> = saves
@@ -337,11 +506,10 @@ async fn save_together(
         .collect();
     channels.sort_unstable();
     channels.dedup();
-    let statement = tx.prepare_cached(INSERT_TOGETHER).await?;
     let stored: Vec<&[u8]> = c.stored.iter().map(|s| s.as_ref()).collect();
     let rows = tx
         .query(
-            &statement,
+            statement,
             &[
                 &c.kinds,
                 &c.channels,
@@ -376,26 +544,7 @@ async fn save_together(
             }
         }
     }
-    let mut results = one_by_one(tx, node, writes, &held).await?;
-    for save in saves.iter().filter(|save| !held.contains(&save.index)) {
-        let mut saved = Vec::with_capacity(save.events.len());
-        for (event, key) in save.events.iter().zip(save.keys) {
-            let EventBody::Bytes(payload) = &event.body else {
-                continue;
-            };
-            saved.push(match inserted.get(key.as_bytes()) {
-                Some(&(event_id, delivery)) => SavedEvent {
-                    event: EventId(event_id),
-                    delivery: Some(DeliveryId(delivery)),
-                    lease: save.claim_until.map(|_| LeaseToken::FIRST),
-                    payload: payload.clone(),
-                },
-                None => stored_before(tx, key).await?,
-            });
-        }
-        results.push((save.index, Written::Saved(saved)));
-    }
-    Ok(results)
+    Ok((inserted, held))
 }
 
 /// The events of common saves and their first deliveries, as arrays for

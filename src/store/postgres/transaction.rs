@@ -37,13 +37,57 @@ pub(super) async fn committed<T>(
     client: &Client,
     work: impl Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
+    in_transaction(client, work, Commit::AfterWork).await
+}
+
+/// Runs `statements` on `client` in a transaction planned as for grown tables, its `BEGIN`,
+/// the statements and its `COMMIT` all sent before any answer is awaited: one round trip
+/// (a batch of common writes waited for two before, the `COMMIT` after the statements).
+///
+/// `statements` must send every statement of the transaction when first polled and none
+/// after awaiting an answer (prepared beforehand, no statement depending on another's
+/// result): what it sent later would arrive after the `COMMIT`, outside the transaction. If
+/// a statement fails, the server answers the `COMMIT` with a rollback and the failure is
+/// returned; the guard's `ROLLBACK` then finds no transaction, which the server only warns of.
+pub(super) async fn committed_in_one_round<T>(
+    client: &Client,
+    statements: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    in_transaction(client, statements, Commit::WithWork).await
+}
+
+/// When a transaction's `COMMIT` is sent.
+enum Commit {
+    /// Once the work is done (it may await answers between its statements).
+    AfterWork,
+    /// With the work's statements, all sent at its first poll.
+    WithWork,
+}
+
+/// `BEGIN` (planned as for grown tables) pipelined with `work`, and `COMMIT` as `commit`
+/// says; rolled back by the guard unless the commit was answered.
+async fn in_transaction<T>(
+    client: &Client,
+    work: impl Future<Output = Result<T, StoreError>>,
+    commit: Commit,
+) -> Result<T, StoreError> {
     let mut open = RollbackUnlessCommitted {
         client,
         committed: false,
     };
     let begin = async { Ok::<_, StoreError>(client.batch_execute(BEGIN_AS_GROWN).await?) };
-    let ((), value) = futures_util::future::try_join(begin, work).await?;
-    client.batch_execute("COMMIT").await?;
+    let send_commit = async { Ok::<_, StoreError>(client.batch_execute("COMMIT").await?) };
+    let value = match commit {
+        Commit::AfterWork => {
+            let ((), value) = futures_util::future::try_join(begin, work).await?;
+            send_commit.await?;
+            value
+        }
+        Commit::WithWork => {
+            let ((), value, ()) = futures_util::future::try_join3(begin, work, send_commit).await?;
+            value
+        }
+    };
     open.committed = true;
     Ok(value)
 }

@@ -22,6 +22,7 @@ use tokio_postgres::Statement;
 use super::batch::{run_write, Write, Written};
 use super::deliveries::stored_before;
 use super::idempotency::EventKey;
+use super::ordering::WAKE_HEADS;
 use super::settle::settled_before;
 use super::transaction;
 use crate::clock::now_ms;
@@ -155,7 +156,7 @@ impl Prepared {
             true => None,
             false => Some((
                 client.prepare_cached(SETTLE_TOGETHER).await?,
-                client.prepare_cached(WAKE_HEADS_AFTER).await?,
+                client.prepare_cached(WAKE_HEADS).await?,
             )),
         };
         let insert = match sorted.saves.is_empty() {
@@ -364,23 +365,6 @@ async fn settle_together(
     }
     Ok(settled)
 }
-
-/// Makes due the held head of each of the channels `$1` (those of the settles before, in
-/// the same transaction, that left `pending`), if it has one; `$2` is now, `$3`
-/// [`HELD_UNTIL`]. A statement of its own after the settle, as `ordering::wake_head`: it
-/// sees every insert that waited for a settled row. Sent with the settle, before knowing
-/// which settled rows are ordered (only the database knows: ordering can be switched on
-/// while a delivery is in flight), so it names channels that may not be ordered at all,
-/// and deliveries whose settle did not apply. That wakes nothing that should wait: the
-/// head it wakes is held and is its channel's oldest pending ordered delivery, which has
-/// nothing ahead of it to wait for. A channel without ordered deliveries costs one probe of
-/// the empty `deliveries_ordered` index.
-const WAKE_HEADS_AFTER: &str = "UPDATE deliveries SET next_attempt_at = $2
-     WHERE id IN (SELECT min(o.id) FROM deliveries o
-                  WHERE o.ordered IS NOT NULL AND o.state = 'pending'
-                    AND o.channel_id = ANY($1::text[])
-                  GROUP BY o.channel_id)
-       AND next_attempt_at = $3";
 
 /// Each delivery's lease and new columns, and its attempt, as arrays (one element per
 /// settle) for [`SETTLE_TOGETHER`].

@@ -25,20 +25,27 @@ pub const CLAIMABLE: &str = "(d.ordered IS NULL OR (
                            AND l.leased_until IS NOT NULL AND l.leased_until > $1
                            AND l.channel_id = d.channel_id AND l.id <> d.id)))";
 
-/// Makes the head of `channel`'s pending ordered deliveries due `now` if it is held. A
-/// statement of its own, after the settle's update: it sees every insert that waited for
-/// the settled row.
+/// Makes due the held head of each channel of `$1` (`$2` is now, `$3` [`HELD_UNTIL`]): its
+/// oldest pending ordered delivery, if that is held. A statement of its own, after the
+/// settle's update: it sees every insert that waited for the settled row. Naming a channel
+/// that is not ordered, or whose settled delivery was not its head, wakes nothing that
+/// should wait: a held oldest pending ordered delivery has nothing ahead of it to wait for
+/// (so a batch of settles sends it for every channel whose delivery left `pending` before
+/// knowing which are ordered: `bulk.rs`); a channel without ordered deliveries costs one
+/// probe of the empty `deliveries_ordered` index.
+pub const WAKE_HEADS: &str = "UPDATE deliveries SET next_attempt_at = $2
+     WHERE id IN (SELECT min(o.id) FROM deliveries o
+                  WHERE o.ordered IS NOT NULL AND o.state = 'pending'
+                    AND o.channel_id = ANY($1::text[])
+                  GROUP BY o.channel_id)
+       AND next_attempt_at = $3";
+
+/// Makes the head of `channel`'s pending ordered deliveries due `now` if it is held
+/// ([`WAKE_HEADS`] for one channel).
 pub async fn wake_head(tx: &impl GenericClient, channel: &str, now: i64) -> Result<(), StoreError> {
-    let wake = tx
-        .prepare_cached(
-            "UPDATE deliveries SET next_attempt_at = $2
-             WHERE id = (SELECT min(o.id) FROM deliveries o
-                         WHERE o.ordered IS NOT NULL AND o.state = 'pending'
-                           AND o.channel_id = $1)
-               AND next_attempt_at = $3",
-        )
-        .await?;
-    tx.execute(&wake, &[&channel, &now, &HELD_UNTIL]).await?;
+    let wake = tx.prepare_cached(WAKE_HEADS).await?;
+    let channels: &[&str] = &[channel];
+    tx.execute(&wake, &[&channels, &now, &HELD_UNTIL]).await?;
     Ok(())
 }
 
